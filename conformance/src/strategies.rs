@@ -1,0 +1,1 @@
+//! Proptest strategies for the inputs of PPO math.

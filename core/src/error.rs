@@ -1,0 +1,93 @@
+//! The error type of orz-core: every fallible call returns [`Error`], whose message names the
+//! operation and the input at fault.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Result alias used throughout orz-core.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// What went wrong, with enough context (operation, input name, index, lengths) to find the culprit.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two inputs that must agree in length do not.
+    LengthMismatch {
+        /// Operation that detected the mismatch, e.g. `"gae"`.
+        op: &'static str,
+        /// Name and length of the first input.
+        left: (&'static str, usize),
+        /// Name and length of the second input.
+        right: (&'static str, usize),
+    },
+    /// An input that must be non-empty is empty.
+    Empty {
+        /// Operation that detected it.
+        op: &'static str,
+        /// Name of the empty input.
+        what: &'static str,
+    },
+    /// A NaN or infinity where a finite number is required.
+    NonFinite {
+        /// Operation that detected it.
+        op: &'static str,
+        /// Name of the input holding the value.
+        what: &'static str,
+        /// Index of the first non-finite element.
+        index: usize,
+    },
+    /// Any other invalid argument, with a human-readable reason.
+    InvalidArgument {
+        /// Operation that rejected the argument.
+        op: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(op: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument { op, reason: reason.into() }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::LengthMismatch { op, left, right } => write!(
+                f,
+                "{op}: length mismatch: `{}` has {} elements but `{}` has {}",
+                left.0, left.1, right.0, right.1
+            ),
+            Error::Empty { op, what } => write!(f, "{op}: `{what}` is empty"),
+            Error::NonFinite { op, what, index } => {
+                write!(f, "{op}: `{what}` holds a non-finite value (NaN or infinity) at index {index}")
+            }
+            Error::InvalidArgument { op, reason } => write!(f, "{op}: {reason}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Checks that two lengths agree, naming both inputs in the error.
+pub(crate) fn check_len(
+    op: &'static str,
+    left: (&'static str, usize),
+    right: (&'static str, usize),
+) -> Result<()> {
+    if left.1 == right.1 { Ok(()) } else { Err(Error::LengthMismatch { op, left, right }) }
+}
+
+/// Checks that every value is finite, reporting the first offender's index.
+pub(crate) fn check_finite<F: num_traits::Float>(
+    op: &'static str,
+    what: &'static str,
+    xs: &[F],
+) -> Result<()> {
+    match xs.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFinite { op, what, index }),
+    }
+}

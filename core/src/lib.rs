@@ -1,0 +1,64 @@
+//! # orz-core
+//!
+//! The dependency-light, `no_std` core of orz-rs: Open-Reasoner-Zero (ORZ) in Rust. It holds
+//! the PPO/GAE math, the reward algebra, the answer checker and the recipe presets, written
+//! once and shared by every backend. Host-side math here is generic over [`num_traits::Float`];
+//! it is also the oracle the conformance suite compares backends against.
+//!
+//! Features: `std` (default) or `libm` supply floating-point functions (one of them is
+//! required); `serde` derives (de)serialization for configs.
+//!
+//! ## Numeric conventions
+//!
+//! Every convention below is named in code (a type, a constant or a function) and follows the
+//! ORZ code (Open-Reasoner-Zero, commit 3fdd9a0: `orz/ppo/`, `playground/orz_*_ppo.py`). Where
+//! the paper and the code disagree, the code wins. Where other RL libraries differ, it says so.
+//!
+//! | convention | orz-rs (ORZ) | where peers differ |
+//! |---|---|---|
+//! | GAE terminal value | `V` after a sample's last response token is 0, also for truncated (`length`) completions; nothing crosses a sample boundary in a pack ([`ppo::gae`]) | some libraries bootstrap truncated episodes from the next value |
+//! | GAE with γ = λ = 1 | `A_t = score − V_t`, `return_t = score` | — |
+//! | advantage whitening | over all response tokens of the iteration: mean, **biased** variance (÷ n), `(A − mean) / sqrt(max(var, 1e-8))`; returns are not whitened ([`ppo::whitening::WhiteningConvention::OrzBiased`]) | TRL/veRL `masked_whiten` use the Bessel-corrected variance (÷ (n − 1)) and `rsqrt(var + 1e-8)` |
+//! | advantage dtype | f32 (ORZ casts to bf16: a deliberate deviation) | — |
+//! | policy loss | `−min(r·A, clamp(r, 1−ε, 1+ε)·A)`, `r = exp(logp − logp_old)`, ε = 0.2; no dual clip, no log-ratio clamp, no KL, no entropy ([`ppo::policy_loss`]) | OpenRLHF/veRL offer a dual clip |
+//! | value loss | `0.5 · max((V_clip − R)², (V − R)²)`, `V_clip = V_old + clamp(V − V_old, −c, c)`, c = 0.2 ([`ppo::value_loss`]) | some use the unclipped MSE |
+//! | masking | masked positions never contribute to a sum, a mean, a variance or a gradient, and a NaN there never leaks | — |
+//! | loss aggregation | ORZ: mean over the response tokens of each pack, averaged over the packs of one optimizer step ([`ppo::aggregation::Aggregation::OrzPackMean`]); options: global token mean, sequence-mean-token-mean | OpenRLHF: per-micro-batch mean; DAPO/veRL: token mean |
+//! | GRPO (option) | per prompt group `score − mean`, ÷ the group's std when it is > 0 ([`ppo::grpo`]) | ORZ's own GRPO flag divides by 1 (a bug in its code) |
+//! | learning rate | linear warmup from 0 over 50 steps (multiplier k/50 at step k, counting from 0), then constant ([`schedule`]) | PyTorch/HF warmup usually starts at step 1 |
+//! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`) ([`ppo::grad_clip`]) | tch's `backward_step_clip` clamps values; candle has none |
+//! | reward | 1.0 iff the completion stopped (`stop`, not `length`) and its answer is equivalent to the reference, else 0.0; placed on the last response token ([`reward`]) | no format reward, no length penalty in ORZ |
+//!
+//! ## Modules
+//!
+//! - [`ppo`]: GAE, whitening, policy and value losses with their gradients, aggregation, GRPO,
+//!   gradient-norm clipping.
+//! - [`schedule`]: learning-rate schedules.
+//! - [`reward`]: the reward abstraction, combinators, ORZ math, Countdown and format rewards.
+//! - [`checker`]: answer extraction and equivalence (ORZ's string normalization, then a bounded
+//!   LaTeX parser and evaluator).
+//! - [`recipe`]: the ORZ recipe presets.
+//! - [`rational`]: exact rationals with checked arithmetic.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(not(any(feature = "std", feature = "libm")))]
+compile_error!(
+    "orz-core needs floating-point functions (exp, ln, sqrt): enable the `std` feature (the default) \
+     or, on targets without std, build with `--no-default-features --features libm`"
+);
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod checker;
+pub mod error;
+pub mod ppo;
+pub mod rational;
+pub mod recipe;
+pub mod reward;
+pub mod schedule;
+
+pub use error::{Error, Result};

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command: prepares everything the suite needs on a fresh machine and runs all of it.
+# CI (.ci/run) calls exactly this script. Run it from anywhere: ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format: cargo fmt --check"
+cargo fmt --all -- --check
+
+step "core without std: cargo build -p orz-core --no-default-features --features libm"
+cargo build -p orz-core --no-default-features --features libm
+
+step "core without std or libm must fail with a message that says why"
+if out=$(cargo build -p orz-core --no-default-features 2>&1); then
+  echo "error: orz-core built with neither std nor libm; it must refuse" >&2
+  exit 1
+fi
+grep -q "orz-core needs floating-point functions" <<<"$out" || {
+  echo "error: the no-std-no-libm build failed without the expected message:" >&2
+  echo "$out" | tail -20 >&2
+  exit 1
+}
+echo "refused, with the expected message"
+
+step "lints: cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests: cargo test --workspace"
+cargo test --workspace
+
+step "all checks passed"
