@@ -16,7 +16,7 @@ use crate::error::Error;
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Preset {
-    /// orz-rs's tiny Qwen2-architecture demo that learns on a laptop CPU in minutes.
+    /// orz-rs's tiny Qwen2-architecture CPU demo (its values are provisional until the trainer lands).
     Tiny,
     /// ORZ-0.5B on Qwen2.5-0.5B.
     #[cfg_attr(feature = "serde", serde(rename = "orz-0.5b"))]
@@ -178,7 +178,7 @@ pub struct RecipeConfig {
     pub save_interval: usize,
     /// Seed of the shuffle before packing (ORZ uses 42).
     pub pack_shuffle_seed: u64,
-    /// GPUs ORZ used for this recipe (0 for orz-rs's CPU demo).
+    /// GPUs ORZ used for this recipe (ORZ-0.5B ran on 1 or 8; 0 for orz-rs's CPU demo).
     pub orz_gpus: usize,
     /// Training data the recipe uses.
     pub training_data: Vec<String>,
