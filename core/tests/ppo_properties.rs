@@ -26,6 +26,12 @@ fn valid(xs: &[f64], mask: &[bool]) -> Vec<f64> {
     xs.iter().zip(mask).filter(|(_, m)| **m).map(|(x, _)| *x).collect()
 }
 
+/// `(f(x + h) − f(x − h)) / 2h` with h = 1e-6.
+fn central_difference(f: impl Fn(f64) -> f64, x: f64) -> f64 {
+    let h = 1e-6;
+    (f(x + h) - f(x - h)) / (2.0 * h)
+}
+
 fn layouts(packs: &[PackedBatch]) -> Vec<PackLayout<'_>> {
     packs.iter().map(|p| PackLayout { mask: &p.mask, sample_lengths: &p.lengths }).collect()
 }
@@ -96,9 +102,7 @@ proptest! {
         let ratio = (logp - old).exp();
         let eps = ORZ_CLIP_EPS;
         prop_assume!((ratio - (1.0 - eps)).abs() > 1e-4 && (ratio - (1.0 + eps)).abs() > 1e-4);
-        let h = 1e-6;
-        let f = |l: f64| policy_loss_token(l, old, adv, eps).loss;
-        let numeric = (f(logp + h) - f(logp - h)) / (2.0 * h);
+        let numeric = central_difference(|l| policy_loss_token(l, old, adv, eps).loss, logp);
         let g = policy_loss_token(logp, old, adv, eps).grad_logp;
         prop_assert!(close(g, numeric, 1e-6, 1e-5), "analytic {} numeric {}", g, numeric);
     }
@@ -113,9 +117,7 @@ proptest! {
         let clipped = old + (value - old).clamp(-c, c);
         // Away from the switch of the max (outside the clip range the two errors differ).
         prop_assume!(shift.abs() < c || ((clipped - ret).powi(2) - (value - ret).powi(2)).abs() > 1e-3);
-        let h = 1e-6;
-        let f = |v: f64| value_loss_token(v, old, ret, c).loss;
-        let numeric = (f(value + h) - f(value - h)) / (2.0 * h);
+        let numeric = central_difference(|v| value_loss_token(v, old, ret, c).loss, value);
         let g = value_loss_token(value, old, ret, c).grad_value;
         prop_assert!(close(g, numeric, 1e-6, 1e-5), "analytic {} numeric {}", g, numeric);
     }
