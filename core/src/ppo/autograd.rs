@@ -40,3 +40,19 @@ fn select_grad<F: Float>(a_wins: bool, b_wins: bool, da: F, db: F) -> F {
         _ => (da + db) * F::from(TIE_GRAD_SHARE).unwrap_or_else(F::zero),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pytorch_kink_conventions() {
+        // derivatives.yaml: minimum/maximum split a tie evenly; clamp's bounds are inclusive.
+        assert_eq!(minimum_grad(1.0, 1.0, 2.0, 4.0), 3.0);
+        assert_eq!(minimum_grad(0.5, 1.0, 2.0, 4.0), 2.0);
+        assert_eq!(maximum_grad(0.5, 1.0, 2.0, 4.0), 4.0);
+        assert_eq!(maximum_grad(1.0, 1.0, 2.0, 4.0), 3.0);
+        assert_eq!(clamp_grad(1.2, 0.8, 1.2), 1.0);
+        assert_eq!(clamp_grad(1.2000001, 0.8, 1.2), 0.0);
+    }
+}

@@ -38,7 +38,7 @@ pub fn sample_ranges(
 }
 
 /// Checks that an optional mask has the length of the per-token input named `what`.
-pub fn check_mask(op: &'static str, mask: Option<&[bool]>, what: (&'static str, usize)) -> Result<()> {
+pub(crate) fn check_mask(op: &'static str, mask: Option<&[bool]>, what: (&'static str, usize)) -> Result<()> {
     mask.map_or(Ok(()), |m| check_len(op, ("mask", m.len()), what))
 }
 
@@ -49,7 +49,7 @@ pub fn is_valid(mask: Option<&[bool]>, i: usize) -> bool {
 }
 
 /// Checks that every valid (unmasked) value of `xs` is finite; masked values may be anything.
-pub fn check_finite_valid<F: Float>(
+pub(crate) fn check_finite_valid<F: Float>(
     op: &'static str,
     what: &'static str,
     xs: &[F],
@@ -62,7 +62,13 @@ pub fn check_finite_valid<F: Float>(
 }
 
 /// Checks that a hyper-parameter is finite and lies in `[lo, hi]`.
-pub fn check_param<F: Float>(op: &'static str, name: &'static str, x: F, lo: f64, hi: f64) -> Result<()> {
+pub(crate) fn check_param<F: Float>(
+    op: &'static str,
+    name: &'static str,
+    x: F,
+    lo: f64,
+    hi: f64,
+) -> Result<()> {
     match x.to_f64() {
         Some(v) if v.is_finite() && v >= lo && v <= hi => Ok(()),
         v => {
@@ -73,7 +79,7 @@ pub fn check_param<F: Float>(op: &'static str, name: &'static str, x: F, lo: f64
 
 /// Applies a per-token function to three aligned inputs after checking their lengths, the
 /// mask's length and the finiteness of every valid value; masked tokens get `T::default()`.
-pub fn map_tokens<F: Float, T: Default>(
+pub(crate) fn map_tokens<F: Float, T: Default>(
     op: &'static str,
     names: [&'static str; 3],
     inputs: [&[F]; 3],
