@@ -1,0 +1,105 @@
+//! GRPO group advantages (an option: no critic).
+//!
+//! Per prompt group: `score − mean(group)`, divided by the group's standard deviation when
+//! that is positive (left undivided otherwise); each sample's advantage is then spread over its
+//! response tokens ([`spread_to_tokens`]) and the same token-level whitening as PPO applies
+//! ([`crate::ppo::whitening`]).
+//!
+//! ORZ's own GRPO flag divides by 1 because of a bug in its code (ORZ_RECIPE.md, "GRPO
+//! option"), so it only centres the scores; [`GroupStd::OrzDividesByOne`] reproduces that. The
+//! recipe's GRPO option uses [`GroupStd::Unbiased`], what torch's `.std()` computes in ORZ's
+//! code (Bessel, ÷ (n − 1)). TRL and veRL add a small epsilon to the std (`std + 1e-4`,
+//! `std + 1e-6`) instead of testing for a positive std.
+
+use alloc::vec::Vec;
+use num_traits::Float;
+
+use crate::error::{Error, Result, check_finite, check_len};
+use crate::ppo::layout::sample_ranges;
+use crate::ppo::sum::{compensated_sum, count};
+
+/// Which standard deviation divides a group's centred scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum GroupStd {
+    /// Sample std, `sqrt(Σ(s − mean)² / (n − 1))`: torch `.std()` as ORZ's code calls it, and
+    /// TRL's and veRL's GRPO. A group of one sample has no sample std and is not divided.
+    Unbiased,
+    /// Population std, `sqrt(Σ(s − mean)² / n)` (numpy's default `np.std`).
+    Population,
+    /// Divide by 1, as ORZ's GRPO flag effectively does (a bug in its code): `score − mean`.
+    OrzDividesByOne,
+}
+
+/// Group-relative advantages of per-sample `scores`, cut into consecutive prompt groups of
+/// `group_sizes` samples.
+///
+/// Errors: empty input, group sizes that are 0 or do not sum to the number of scores, a
+/// non-finite score.
+pub fn grpo_advantages<F: Float>(scores: &[F], group_sizes: &[usize], std: GroupStd) -> Result<Vec<F>> {
+    const OP: &str = "grpo_advantages";
+    if scores.is_empty() {
+        return Err(Error::Empty { op: OP, what: "scores" });
+    }
+    let groups = sample_ranges(OP, group_sizes, ("scores", scores.len()))?;
+    check_finite(OP, "scores", scores)?;
+    let mut out = Vec::with_capacity(scores.len());
+    for range in groups {
+        let group = &scores[range];
+        let n = group.len();
+        let mean = compensated_sum(group.iter().copied()) / count(n);
+        let sq = compensated_sum(group.iter().map(|&s| (s - mean) * (s - mean)));
+        let sd = match std {
+            GroupStd::Unbiased if n >= 2 => (sq / count(n - 1)).sqrt(),
+            GroupStd::Population => (sq / count(n)).sqrt(),
+            GroupStd::Unbiased | GroupStd::OrzDividesByOne => F::zero(),
+        };
+        let divisor = if sd > F::zero() { sd } else { F::one() };
+        out.extend(group.iter().map(|&s| (s - mean) / divisor));
+    }
+    Ok(out)
+}
+
+/// Repeats each sample's value over its tokens: the token-level layout of per-sample advantages.
+pub fn spread_to_tokens<F: Float>(per_sample: &[F], sample_lengths: &[usize]) -> Result<Vec<F>> {
+    check_len(
+        "spread_to_tokens",
+        ("per_sample", per_sample.len()),
+        ("sample_lengths", sample_lengths.len()),
+    )?;
+    let total = sample_lengths.iter().try_fold(0usize, |acc, &l| acc.checked_add(l));
+    let total =
+        total.ok_or_else(|| Error::invalid("spread_to_tokens", "the sum of sample_lengths overflows"))?;
+    sample_ranges("spread_to_tokens", sample_lengths, ("tokens", total))?;
+    Ok(per_sample.iter().zip(sample_lengths).flat_map(|(&v, &len)| core::iter::repeat_n(v, len)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_computed_group_advantages() {
+        // Group [1, 0, 0, 1]: mean 0.5, Σ(s − mean)² = 1; sample std sqrt(1/3), population 0.5.
+        // Group [1, 1]: std 0 → not divided → [0, 0].
+        let s = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let u = grpo_advantages(&s, &[4, 2], GroupStd::Unbiased).unwrap();
+        let k = 0.5 * 3f64.sqrt();
+        let expected = [k, -k, -k, k, 0.0, 0.0];
+        assert!(u.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-12), "{u:?}");
+        let p = grpo_advantages(&s, &[4, 2], GroupStd::Population).unwrap();
+        assert_eq!(p, [1.0, -1.0, -1.0, 1.0, 0.0, 0.0]);
+        let o = grpo_advantages(&s, &[4, 2], GroupStd::OrzDividesByOne).unwrap();
+        assert_eq!(o, [0.5, -0.5, -0.5, 0.5, 0.0, 0.0]);
+        assert_eq!(grpo_advantages(&[0.7], &[1], GroupStd::Unbiased).unwrap(), [0.0]);
+    }
+
+    #[test]
+    fn spreads_and_rejects_bad_inputs() {
+        assert_eq!(spread_to_tokens(&[1.0, -1.0], &[2, 1]).unwrap(), [1.0, 1.0, -1.0]);
+        assert!(spread_to_tokens(&[1.0], &[2, 1]).is_err());
+        assert!(grpo_advantages(&[1.0, 0.0], &[3], GroupStd::Unbiased).is_err());
+        assert!(grpo_advantages(&[1.0, f64::NAN], &[2], GroupStd::Unbiased).is_err());
+        assert!(grpo_advantages::<f64>(&[], &[], GroupStd::Unbiased).is_err());
+    }
+}

@@ -1,0 +1,125 @@
+//! The clipped PPO policy loss per token and its gradient with respect to the new log-prob.
+//!
+//! ORZ (Open-Reasoner-Zero `orz/ppo/models`, OpenRLHF's `PolicyLoss` without dual clip):
+//! `ratio = exp(logp − logp_old)`, `loss = −min(ratio·A, clamp(ratio, 1 − ε, 1 + ε)·A)`,
+//! ε = 0.2 ([`ORZ_CLIP_EPS`]). No dual clip (OpenRLHF's and veRL's `dual_clip` option), no
+//! log-ratio clamp (veRL clamps `logp − logp_old` to ±20 before `exp`), no KL, no entropy.
+//!
+//! Gradient conventions at the kinks are PyTorch autograd's ([`crate::ppo::autograd`]): the
+//! clamp passes the gradient on `[1 − ε, 1 + ε]` inclusive, and a tie of the two surrogates
+//! splits the gradient evenly. Inside the clip range both surrogates are equal and so are their
+//! gradients, hence `d loss / d logp = −ratio·A` there.
+
+use alloc::vec::Vec;
+use num_traits::Float;
+
+use crate::error::Result;
+use crate::ppo::autograd::{clamp_grad, minimum_grad};
+use crate::ppo::layout::{check_param, map_tokens};
+
+/// ORZ's policy clip ε: 0.2 (ORZ's `playground/orz_*_ppo.py` presets).
+pub const ORZ_CLIP_EPS: f64 = 0.2;
+
+/// The policy loss of one token, its gradient and whether the clip binds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyLossToken<F> {
+    /// `−min(ratio·A, clamp(ratio, 1 − ε, 1 + ε)·A)`.
+    pub loss: F,
+    /// `d loss / d logp` (PyTorch autograd conventions at the kinks).
+    pub grad_logp: F,
+    /// The clipped surrogate is strictly smaller, so the clip binds (OpenRLHF's and TRL's clip
+    /// fraction: `surr2 < surr1`); false inside `[1 − ε, 1 + ε]` and at masked positions.
+    pub clipped: bool,
+}
+
+impl<F: Float> Default for PolicyLossToken<F> {
+    /// What a masked token gets: zero loss, zero gradient, not clipped.
+    fn default() -> Self {
+        PolicyLossToken { loss: F::zero(), grad_logp: F::zero(), clipped: false }
+    }
+}
+
+/// The policy loss of one token from its new and old log-probs and its advantage.
+pub fn policy_loss_token<F: Float>(logp: F, logp_old: F, advantage: F, eps: F) -> PolicyLossToken<F> {
+    let (lo, hi) = (F::one() - eps, F::one() + eps);
+    let ratio = (logp - logp_old).exp();
+    let surr1 = ratio * advantage;
+    let surr2 = ratio.max(lo).min(hi) * advantage;
+    // d ratio / d logp = ratio.
+    let d1 = ratio * advantage;
+    let d2 = clamp_grad(ratio, lo, hi) * ratio * advantage;
+    PolicyLossToken {
+        loss: -surr1.min(surr2),
+        grad_logp: -minimum_grad(surr1, surr2, d1, d2),
+        clipped: surr2 < surr1,
+    }
+}
+
+/// The policy loss of every token: `logp`, `logp_old` and `advantages` are aligned per-token
+/// slices; masked tokens (where `mask` is false) get a zero loss and gradient and are not
+/// checked, so a NaN there never leaks.
+///
+/// Errors: empty or mismatched inputs, ε not in `[0, 1]`, a non-finite valid input.
+pub fn policy_loss<F: Float>(
+    logp: &[F],
+    logp_old: &[F],
+    advantages: &[F],
+    mask: Option<&[bool]>,
+    eps: F,
+) -> Result<Vec<PolicyLossToken<F>>> {
+    const OP: &str = "policy_loss";
+    check_param(OP, "eps", eps, 0.0, 1.0)?;
+    map_tokens(OP, ["logp", "logp_old", "advantages"], [logp, logp_old, advantages], mask, |l, o, a| {
+        policy_loss_token(l, o, a, eps)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openrlhf_token_mean_batch() {
+        // OpenRLHF tests/test_loss_aggregation.py, test_policy_loss_token_mean_aggregation_
+        // matches_full_batch: PolicyLoss(clip_eps_low = clip_eps_high = 0.2) on a 3×3 batch with
+        // old = logp − delta; the full-batch token mean it computes is −0.136414 (the test itself
+        // asserts only micro-batch invariance; the value is from evaluating its definition).
+        let logp = [-0.20, -0.40, -0.10, -0.70, -0.30, -0.20, -0.60, -0.10, -0.50];
+        let delta = [0.03, -0.04, 0.01, 0.02, 0.05, -0.03, 0.04, 0.0, -0.02];
+        let adv = [1.0, -0.5, 0.0, 0.3, -1.2, 0.5, 1.5, 0.0, -0.7];
+        let mask = [true, true, false, true, true, true, true, false, true];
+        let old: Vec<f64> = logp.iter().zip(delta).map(|(l, d)| l - d).collect();
+        let tokens = policy_loss(&logp, &old, &adv, Some(&mask), 0.2).unwrap();
+        let mean = tokens.iter().map(|t| t.loss).sum::<f64>() / 7.0;
+        assert!((mean - -0.136414).abs() < 1e-6, "{mean}");
+        assert!(tokens.iter().all(|t| !t.clipped));
+    }
+
+    #[test]
+    fn clip_binds_outside_the_range() {
+        // ratio = e^0.5 ≈ 1.6487 > 1.2 with A = 1: loss = −1.2·1, gradient 0 (clamp saturated).
+        let t = policy_loss_token(0.5f64, 0.0, 1.0, 0.2);
+        assert!((t.loss + 1.2).abs() < 1e-12 && t.grad_logp == 0.0 && t.clipped);
+        // Same ratio with A = −1: the unclipped surrogate −1.6487 is the minimum; gradient r·1.
+        let t = policy_loss_token(0.5f64, 0.0, -1.0, 0.2);
+        let r = 0.5f64.exp();
+        assert!((t.loss - r).abs() < 1e-12 && (t.grad_logp - r).abs() < 1e-12 && !t.clipped);
+    }
+
+    #[test]
+    fn at_the_clip_boundary_the_clamp_passes_the_gradient() {
+        // ratio exactly 1 + ε (ε = 0.25, exact in binary): both surrogates tie, clamp grad is 1.
+        let t = policy_loss_token(1.25f64.ln(), 0.0, 2.0, 1.25f64.ln().exp() - 1.0);
+        assert!((t.grad_logp + 1.25 * 2.0).abs() < 1e-12, "{t:?}");
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        assert!(policy_loss::<f64>(&[], &[], &[], None, 0.2).is_err());
+        assert!(policy_loss(&[0.0], &[0.0, 1.0], &[1.0], None, 0.2).is_err());
+        assert!(policy_loss(&[0.0], &[0.0], &[1.0], None, -0.1).is_err());
+        assert!(policy_loss(&[f64::NAN], &[0.0], &[1.0], None, 0.2).is_err());
+        let masked = policy_loss(&[f64::NAN, 0.0], &[0.0, 0.0], &[1.0, 1.0], Some(&[false, true]), 0.2);
+        assert_eq!(masked.unwrap()[0], PolicyLossToken::default());
+    }
+}
