@@ -27,6 +27,9 @@ echo "refused, with the expected message"
 step "lints: cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "docs: cargo doc --workspace --no-deps (warnings, e.g. broken links, are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 step "tests: cargo test --workspace"
 cargo test --workspace
 
