@@ -8,6 +8,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::rational::Rational;
+
 /// `_remove_right_units`: cut the string at `\text{ ` (a unit); `None` if it occurs twice.
 fn remove_right_units(s: &str) -> Option<String> {
     let mut parts = s.split("\\text{ ");
@@ -119,14 +121,24 @@ fn parse_float(t: &str) -> Option<f64> {
     t.trim().parse::<f64>().ok()
 }
 
-/// ORZ's `is_equiv`: both sides through [`strip_string`], equal as floats when both parse as
-/// floats, otherwise equal as strings; raw string equality when the normalization fails.
+/// Numeric equality of two normalized strings, `None` unless both are numbers. Plain decimals
+/// compare exactly (ORZ's float comparison calls `7241379310344827586206896551` and its
+/// successor equal; this is the one place orz-rs is stricter), anything else as floats.
+fn numbers_equal(x: &str, y: &str) -> Option<bool> {
+    if let (Some(qx), Some(qy)) = (Rational::parse_decimal(x), Rational::parse_decimal(y))
+        && !x.contains('/')
+        && !y.contains('/')
+    {
+        return Some(qx == qy);
+    }
+    Some(parse_float(x)? == parse_float(y)?)
+}
+
+/// ORZ's `is_equiv`: both sides through [`strip_string`], equal as numbers when both parse as
+/// numbers, otherwise equal as strings; raw string equality when the normalization fails.
 pub fn stage1_equal(a: &str, b: &str) -> bool {
     match (strip_string(a), strip_string(b)) {
-        (Some(x), Some(y)) => match (parse_float(&x), parse_float(&y)) {
-            (Some(fx), Some(fy)) => fx == fy,
-            _ => x == y,
-        },
+        (Some(x), Some(y)) => numbers_equal(&x, &y).unwrap_or(x == y),
         _ => a == b,
     }
 }
@@ -227,5 +239,7 @@ mod tests {
         assert!(!stage1_equal("A", "B"));
         assert!(stage1_equal("\\sqrt", "\\sqrt"));
         assert!(!stage1_equal("nan", "nan"));
+        assert!(stage1_equal("1e3", "1000"));
+        assert!(!stage1_equal("7241379310344827586206896551", "7241379310344827586206896552"));
     }
 }
