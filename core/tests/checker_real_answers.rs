@@ -54,15 +54,23 @@ impl Tally {
         rewrite: impl Fn(&str) -> Option<String>,
     ) -> Tally {
         let mut t = Tally { name, applied: 0, wrong: Vec::new() };
+        let mut slowest = std::time::Duration::ZERO;
         for gold in golds {
             let Some(changed) = rewrite(gold) else { continue };
             t.applied += 1;
-            if is_equivalent(&predict(&changed), &extract_reference(gold)) != want_equal {
+            let start = std::time::Instant::now();
+            let verdict = is_equivalent(&predict(&changed), &extract_reference(gold));
+            slowest = slowest.max(start.elapsed());
+            if verdict != want_equal {
                 t.wrong.push((gold.clone(), changed));
             }
         }
         let right = t.applied - t.wrong.len();
-        println!("{:<28} applied to {:>5}, right {:>5} ({:.2}%)", t.name, t.applied, right, t.rate() * 100.0);
+        let rate = t.rate() * 100.0;
+        println!(
+            "{:<32} applied to {:>5}, right {:>5} ({rate:.2}%), slowest {slowest:?}",
+            t.name, t.applied, right
+        );
         for (g, c) in t.wrong.iter().take(40) {
             println!("    wrong: gold {g:?} vs {c:?}");
         }
