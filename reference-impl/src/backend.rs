@@ -16,7 +16,12 @@ use crate::{Cpu, Grads, Reference, autograd};
 const EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 fn check_new_float(op: &'static str, len: usize, shape: &[usize], dtype: DType) -> Result<()> {
-    check_float(op, "the requested dtype", dtype)?;
+    if !dtype.is_float() {
+        return Err(Error::dtype(
+            op,
+            format!("dtype {dtype} is not a float dtype; use tensor_i64 or tensor_bool"),
+        ));
+    }
     check_data_len(op, len, shape)
 }
 
