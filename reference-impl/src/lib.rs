@@ -16,7 +16,7 @@
 //! Autodiff: each operation whose inputs include a tensor that requires a gradient (and with
 //! recording on) stores its parents and a closure computing its vector-Jacobian product from
 //! snapshots of the values it read; `backward` walks the graph in reverse topological order
-//! ([`autograd`]). Parameter updates (`assign_param`) and cache writes (`write_slice`) replace
+//! (module `autograd`). Parameter updates (`assign_param`) and cache writes (`write_slice`) replace
 //! values copy-on-write, so recorded snapshots stay valid.
 
 mod autograd;

@@ -120,3 +120,40 @@ pub fn split_at_dim(shape: &[usize], dim: usize) -> (usize, usize, usize) {
     let inner = shape[dim + 1..].iter().product();
     (outer, shape[dim], inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    #[test]
+    fn broadcasting_follows_numpy() {
+        assert_eq!(broadcast_shapes("t", &[2, 1, 3], &[4, 1]).unwrap(), vec![2, 4, 3]);
+        assert_eq!(broadcast_shapes("t", &[], &[2, 3]).unwrap(), vec![2, 3]);
+        assert_eq!(broadcast_shapes("t", &[0, 1], &[1, 5]).unwrap(), vec![0, 5]);
+        let e = broadcast_shapes("add", &[2, 3], &[3, 2]).unwrap_err();
+        assert_eq!(e.to_string(), "add: shapes [2, 3] and [3, 2] do not broadcast");
+    }
+
+    #[test]
+    fn matmul_shapes() {
+        assert_eq!(matmul_shape("m", &[5, 1, 2, 3], &[4, 3, 6]).unwrap(), vec![5, 4, 2, 6]);
+        assert_eq!(
+            matmul_shape("matmul", &[2, 3], &[4, 5]).unwrap_err().to_string(),
+            "matmul: shapes [2, 3] and [4, 5] are incompatible"
+        );
+        assert!(matmul_shape("m", &[2, 2, 3], &[3, 3, 1]).is_err(), "batch dims 2 and 3 do not broadcast");
+    }
+
+    #[test]
+    fn counts_ranges_and_layouts() {
+        assert_eq!(numel("n", &[]).unwrap(), 1);
+        assert!(numel("n", &[usize::MAX, 2]).is_err(), "overflow is an error, not a panic");
+        assert!(check_range("narrow", &[4], 0, 2, 2).is_ok());
+        assert!(check_range("narrow", &[4], 0, usize::MAX, 2).is_err());
+        assert_eq!(split_at_dim(&[2, 3, 4], 1), (2, 3, 4));
+        assert_eq!(reduced_shape(&[2, 3, 4], 1, true), vec![2, 1, 4]);
+        assert_eq!(reduced_shape(&[2, 3, 4], 1, false), vec![2, 4]);
+    }
+}
