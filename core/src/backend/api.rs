@@ -18,7 +18,9 @@ use crate::Result;
 ///
 /// "Gradient" below states the vector-Jacobian product: given `g`, the gradient of the loss with
 /// respect to the result, what flows to each differentiable input. Inputs that receive no
-/// gradient are named.
+/// gradient are named. A composite whose doc states no gradient is differentiated as its
+/// formula, with respect to every float tensor argument; an override must give the same
+/// gradients as the default (candle's fused kernels that record no backward do not qualify).
 pub trait Backend {
     /// A tensor handle: cheap to clone (clones share storage), immutable except through
     /// [`Backend::assign_param`] and [`Backend::write_slice`], which every clone observes.
@@ -86,11 +88,11 @@ pub trait Backend {
     /// `a / b` (IEEE: division by 0 gives ±inf or NaN), broadcast. Gradient: `g / b` to `a`,
     /// `-g * a / b²` to `b`.
     fn div(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Element-wise maximum, broadcast. Gradient (PyTorch `torch.maximum`): `g` to the larger
-    /// operand; on a tie, `g / 2` to each.
+    /// Element-wise maximum, broadcast; a NaN operand gives NaN. Gradient (PyTorch
+    /// `torch.maximum`): `g` to the larger operand; on a tie, `g / 2` to each.
     fn maximum(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
-    /// Element-wise minimum, broadcast. Gradient: `g` to the smaller operand; on a tie `g / 2`
-    /// to each (PyTorch `torch.minimum`).
+    /// Element-wise minimum, broadcast; a NaN operand gives NaN. Gradient: `g` to the smaller
+    /// operand; on a tie `g / 2` to each (PyTorch `torch.minimum`).
     fn minimum(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
 
     // ---- unary functions (float; result has the input's shape and dtype) -------------------
@@ -112,7 +114,8 @@ pub trait Backend {
     fn powf(&self, x: &Self::Tensor, p: f64) -> Result<Self::Tensor>;
     /// `x * mul + add` with scalar `mul`, `add`. Gradient: `g * mul`.
     fn affine(&self, x: &Self::Tensor, mul: f64, add: f64) -> Result<Self::Tensor>;
-    /// `min(max(x, lo), hi)` with scalar bounds; `lo > hi` or a NaN bound is an error.
+    /// `min(max(x, lo), hi)` with scalar bounds (NaN stays NaN); `lo > hi` or a NaN bound is an
+    /// error.
     /// Gradient (PyTorch `clamp`): `g` where `lo <= x <= hi` (inclusive), 0 elsewhere.
     fn clamp(&self, x: &Self::Tensor, lo: f64, hi: f64) -> Result<Self::Tensor>;
 
@@ -127,8 +130,10 @@ pub trait Backend {
     fn ge(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
     /// `cond ? a : b` element-wise; `cond` is Bool, `a` and `b` share a dtype (any), all three
     /// broadcast together. Gradient: `g` to `a` where `cond`, to `b` elsewhere, none to `cond`.
-    /// A NaN in the branch not taken never reaches the result or the gradient: this, not a
-    /// multiplication by a 0/1 mask, is how masks are applied.
+    /// A NaN or inf in the branch not taken never reaches the result, and that branch receives
+    /// exactly 0 gradient there: this, not a multiplication by a 0/1 mask, is how masks are
+    /// applied. (As in PyTorch, a function upstream of the untaken branch whose derivative is
+    /// infinite there can still turn that 0 into NaN; keep such inputs finite.)
     fn where_(&self, cond: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
 
     // ---- reductions (float) -------------------------------------------------------------
@@ -136,8 +141,8 @@ pub trait Backend {
     /// Sum along `dim` (kept with size 1 when `keepdim`). Gradient: `g` broadcast back along
     /// `dim`. Summing a dimension of size 0 gives 0.
     fn sum(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor>;
-    /// Maximum along `dim` (an error on a dimension of size 0). Gradient (PyTorch `amax`):
-    /// `g` split evenly among the positions that attain the maximum.
+    /// Maximum along `dim`, NaN propagating (an error on a dimension of size 0). Gradient
+    /// (PyTorch `amax`): `g` split evenly among the positions that attain the maximum.
     fn max(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor>;
     /// Inclusive cumulative sum along `dim`. Gradient: the reversed cumulative sum of `g`.
     fn cumsum(&self, x: &Self::Tensor, dim: usize) -> Result<Self::Tensor>;
@@ -164,9 +169,11 @@ pub trait Backend {
     /// result has `x`'s shape with `shape[dim] = idx.len()` (an embedding lookup with `dim = 0`).
     /// Gradient: `g` scatter-added back (repeated indices accumulate); none to `idx`.
     fn index_select(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor>;
-    /// PyTorch `gather`: `out[i..][j][k..] = x[i..][idx[i..][j][k..]][k..]` along `dim`; `idx` is
-    /// I64 with `x`'s rank and `x`'s sizes in every dimension but `dim` (any size there); the
-    /// result has `idx`'s shape. Gradient: `g` scatter-added back; none to `idx`.
+    /// PyTorch `gather` along `dim`: `idx` is I64 with `x`'s rank and `x`'s sizes in every
+    /// dimension but `dim` (any size there); the result has `idx`'s shape, and its element at
+    /// multi-index `p` is `x` at `p` with coordinate `dim` replaced by `idx[p]` (e.g. token
+    /// log-probs: `gather(logp [b, s, V], 2, targets [b, s, 1])`). Gradient: `g` scatter-added
+    /// back; none to `idx`.
     fn gather(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor>;
     /// Writes `src` into `dst[.., start..start + src.shape[dim], ..]` in place (a KV-cache
     /// append): `src` has `dst`'s dtype and sizes except along `dim`. Every clone of `dst` sees
@@ -330,7 +337,8 @@ pub trait Backend {
     /// broadcastable to `[b, hq, sq, skv]` (true = may attend). GQA: `hq` must be a multiple of
     /// `hkv`, query head `h` uses kv head `h / (hq / hkv)` (HF `repeat_kv`). Masked scores are
     /// the dtype's most negative finite value (HF), so a row with no allowed key averages all
-    /// values uniformly instead of producing NaN. Result `[b, hq, sq, dv]`.
+    /// values uniformly instead of producing NaN. The softmax runs in f32 and is cast back to
+    /// `q`'s dtype (HF eager attention). Result `[b, hq, sq, dv]`.
     fn attention(
         &self,
         q: &Self::Tensor,
