@@ -39,6 +39,23 @@
 //! - **Masks** are applied with `where_`, never by multiplying with 0/1, so a NaN or inf in a
 //!   masked-out position reaches neither the result nor the gradient.
 //!
+//! # Implementing a backend
+//!
+//! 1. Host transfer and creation: `tensor_f32`, `tensor_i64`, `to_host_f32`, `to_host_i64`,
+//!    `shape`, `dtype`, `full` (and `tensor_f64` / `to_host_f64` if the device has f64, for
+//!    tighter comparisons with the reference).
+//! 2. Element-wise: `add`, `sub`, `mul`, `div`, `maximum`, `minimum`, `neg`, `exp`, `log`,
+//!    `sqrt`, `sigmoid`, `tanh`, `powf`, `affine`, `clamp`, `eq`, `gt`, `ge`, `where_`, `cast`.
+//! 3. Reductions and layout: `sum`, `max`, `cumsum`, `sort`, `reshape`, `transpose`, `narrow`,
+//!    `cat`, `index_select`, `gather`, `write_slice`, `matmul`.
+//! 4. Autodiff: `param`, `detach`, `backward`, `grad`, `assign_param`, `set_grad_enabled`.
+//! 5. Optionally, faster overrides of composites (fused attention, log-softmax, RMSNorm, AdamW),
+//!    each of which must keep the stated gradient.
+//!
+//! Every required method's error behaviour is part of the contract: validate with the helpers in
+//! [`shape`] before calling into the framework, so that no framework panic (or abort) is reachable
+//! from bad shapes, dtypes or indices.
+//!
 //! # Design choices
 //!
 //! - Bool is a dtype of its own (rather than 0/1 floats) so that masks cannot be multiplied into
