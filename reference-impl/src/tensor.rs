@@ -101,6 +101,22 @@ impl Tensor {
     }
 }
 
+impl Drop for Node {
+    /// Frees the graph behind a node iteratively: the default recursive drop would overflow the
+    /// stack on a long chain of operations.
+    fn drop(&mut self) {
+        let Kind::Op { parents, .. } = &mut self.kind else { return };
+        let mut stack = std::mem::take(parents);
+        while let Some(t) = stack.pop() {
+            if let Ok(mut node) = Rc::try_unwrap(t.0)
+                && let Kind::Op { parents, .. } = &mut node.kind
+            {
+                stack.append(parents);
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 8;

@@ -89,3 +89,15 @@ fn dtypes_are_recorded_not_promoted() {
     assert_eq!(b.dtype(&b.sort(&x, 0, false).unwrap().1), DType::I64);
     assert_eq!(b.to_host_f32(&b.tensor_bool(&[true, false], &[2]).unwrap()).unwrap(), [1.0, 0.0]);
 }
+
+#[test]
+fn long_chains_neither_overflow_backward_nor_drop() {
+    let b = Reference::new();
+    let x = b.param(&f32t(&b, &[1.0], &[1])).unwrap();
+    let mut y = x.clone();
+    for _ in 0..100_000 {
+        y = b.affine(&y, 1.0, 1e-5).unwrap();
+    }
+    assert_eq!(vals(&b.grad(&b.backward(&y).unwrap(), &x).unwrap().unwrap()), [1.0]);
+    drop(y);
+}
