@@ -73,8 +73,76 @@ impl DType {
     }
 }
 
+impl DType {
+    /// The value a tensor of this dtype holds for host value `x` passed through `tensor_f32`:
+    /// `x` rounded to f32, then, for BF16 and F16, to that format (round to nearest, ties to
+    /// even, with subnormals, overflowing to ±inf as libtorch and candle convert). I64 truncates
+    /// toward zero; Bool gives 1 for nonzero. The conformance kit rounds its random inputs with
+    /// this, so that the reference (which stores values exactly) and a backend see the same
+    /// numbers.
+    pub fn round(self, x: f64) -> f64 {
+        match self {
+            DType::F32 => f64::from(x as f32),
+            DType::BF16 => round_f32_to(x as f32, 7, -126, 127),
+            DType::F16 => round_f32_to(x as f32, 10, -14, 15),
+            DType::I64 => num_traits::Float::trunc(x),
+            DType::Bool => f64::from(u8::from(x != 0.0)),
+        }
+    }
+}
+
+/// Rounds an f32 to a binary format with `mant` explicit mantissa bits and normal exponents
+/// `min_exp..=max_exp` (values below `2^min_exp` become subnormals of that format).
+fn round_f32_to(v: f32, mant: i32, min_exp: i32, max_exp: i32) -> f64 {
+    use num_traits::Float;
+    let x = f64::from(v);
+    if !v.is_finite() || v == 0.0 {
+        return x;
+    }
+    // Halfway between the largest finite value and 2^(max_exp + 1): ties go to the even one, inf.
+    let overflow = (2.0 - Float::powi(2.0, -(mant + 1))) * Float::powi(2.0, max_exp);
+    if Float::abs(x) >= overflow {
+        return Float::copysign(f64::INFINITY, x);
+    }
+    let biased = ((v.to_bits() >> 23) & 0xFF) as i32;
+    let exp = if biased == 0 { -127 } else { biased - 127 }.max(min_exp);
+    let quantum = Float::powi(2.0, exp - mant);
+    let t = x / quantum; // exact: a power-of-two scaling
+    let mut r = Float::round(t); // half away from zero
+    if Float::abs(t - Float::trunc(t)) == 0.5 && r % 2.0 != 0.0 {
+        r -= Float::signum(t); // ties to even
+    }
+    r * quantum
+}
+
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DType;
+
+    #[test]
+    fn rounding_matches_the_formats() {
+        assert_eq!(DType::F32.round(0.1), f64::from(0.1f32));
+        assert_eq!(DType::BF16.round(0.1), 0.10009765625);
+        assert_eq!(DType::F16.round(0.1), 0.0999755859375);
+        // Ties to even: 1 + 2^-8 lies halfway between 1 and the next bf16; 1 + 3 * 2^-8 goes up.
+        assert_eq!(DType::BF16.round(1.00390625), 1.0);
+        assert_eq!(DType::BF16.round(1.01171875), 1.015625);
+        assert_eq!(DType::F16.round(65504.0), 65504.0);
+        assert_eq!(DType::F16.round(65519.0), 65504.0);
+        assert_eq!(DType::F16.round(-65520.0), f64::NEG_INFINITY);
+        assert_eq!(DType::BF16.round(f64::from(f32::MAX)), f64::INFINITY);
+        // F16 subnormals: the smallest is 2^-24; half of it rounds to even (0).
+        assert_eq!(DType::F16.round(6e-8), 2f64.powi(-24));
+        assert_eq!(DType::F16.round(2f64.powi(-25)), 0.0);
+        assert_eq!(DType::F16.round(3.0 * 2f64.powi(-25)), 2f64.powi(-23));
+        assert_eq!(DType::I64.round(-2.7), -2.0);
+        assert_eq!(DType::Bool.round(-0.5), 1.0);
+        assert!(DType::BF16.round(f64::NAN).is_nan());
     }
 }
