@@ -177,9 +177,13 @@ pub trait Backend {
     fn gather(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor>;
     /// Writes `src` into `dst[.., start..start + src.shape[dim], ..]` in place (a KV-cache
     /// append): `src` has `dst`'s dtype and sizes except along `dim`. Every clone of `dst` sees
-    /// the write; tensors computed from `dst` earlier keep their values in the reference, but
-    /// backends with views may not, so do not hold views of `dst` across a write. No gradient:
-    /// `dst` must not be a parameter or depend on one.
+    /// the write. No gradient: `dst` must not be a parameter or depend on one.
+    ///
+    /// Aliasing: results of `reshape`, `transpose`, `narrow` and `detach` may be views sharing
+    /// storage with their input (libtorch), so write only into tensors with storage of their own
+    /// (from `full`, `zeros`, `tensor_*`, `cat`, `index_select`, or arithmetic), and do not keep
+    /// views of `dst` across a write. To copy a cache (one prompt's prefill shared by n samples),
+    /// `index_select` it. The reference never aliases (it copies on write).
     fn write_slice(&self, dst: &Self::Tensor, dim: usize, start: usize, src: &Self::Tensor) -> Result<()>;
     /// Batched matrix product `[..., m, k] x [..., k, n] -> [..., m, n]`: both ranks at least 2
     /// (no vector promotion), batch dimensions broadcast, one float dtype. Gradient: `g bᵀ` to
