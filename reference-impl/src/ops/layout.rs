@@ -125,16 +125,12 @@ impl Reference {
                 format!("index of shape {is:?} does not fit input of shape {xs:?} along dimension {dim}"),
             ));
         }
-        let (outer, n, inner) = split_at_dim(xs, dim);
+        let (_, n, inner) = split_at_dim(xs, dim);
         let picks = indices(OP, idx, n, || format!("dimension {dim} of shape {xs:?}"))?;
         let m = is[dim];
-        let map = (0..picks.len())
-            .map(|k| {
-                let (o, i) = (k / (m * inner), k % inner);
-                debug_assert!(o < outer);
-                (o * n + picks[k]) * inner + i
-            })
-            .collect();
+        // Output element k sits at (outer o, position j along dim, inner i) of the index's layout;
+        // it reads x at (o, picks[k], i).
+        let map = (0..picks.len()).map(|k| (k / (m * inner) * n + picks[k]) * inner + k % inner).collect();
         Ok(self.remap1(x, is.to_vec(), map))
     }
 
