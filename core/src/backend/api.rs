@@ -275,12 +275,14 @@ pub trait Backend {
     fn logsumexp(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor> {
         ops::logsumexp(self, x, dim, keepdim)
     }
-    /// `x - logsumexp(x)` along `dim` (shape and dtype of `x`). Gradient:
-    /// `g - softmax(x) * sum(g)` along `dim`.
+    /// `x - logsumexp(x)` along `dim` (shape and dtype of `x`), computed as
+    /// `(x - m) - log(sum(exp(x - m)))` so that a huge `|m|` does not swallow the log term.
+    /// Gradient: `g - softmax(x) * sum(g)` along `dim`.
     fn log_softmax(&self, x: &Self::Tensor, dim: usize) -> Result<Self::Tensor> {
         ops::log_softmax(self, x, dim)
     }
-    /// `exp(x - logsumexp(x))` along `dim`. Gradient: `s * (g - sum(g * s))` along `dim`.
+    /// `exp(x - m) / sum(exp(x - m))` along `dim` (`m` the maximum). Gradient:
+    /// `s * (g - sum(g * s))` along `dim`.
     fn softmax(&self, x: &Self::Tensor, dim: usize) -> Result<Self::Tensor> {
         ops::softmax(self, x, dim)
     }

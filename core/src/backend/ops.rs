@@ -98,10 +98,13 @@ pub fn mean<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize, keepdim: bool
     b.affine(&b.sum(x, dim, keepdim)?, 1.0 / shape[dim] as f64, 0.0)
 }
 
-/// Default of [`Backend::logsumexp`]: `log(sum(exp(x - m))) + m` with `m` the detached maximum,
-/// replaced by 0 where it is infinite (a row of `-inf` gives `-inf`, not NaN).
-pub fn logsumexp<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize, keepdim: bool) -> Result<B::Tensor> {
-    check_float("logsumexp", "x", b.dtype(x))?;
+/// `(x - m, m)` with `m` the detached maximum along `dim` (kept as size 1), replaced by 0 where
+/// it is infinite, so that a row of `-inf` stays `-inf` instead of becoming NaN. Every softmax
+/// default shifts by it and never adds `m` back before the shifted values are used: with
+/// `|m|` much larger than the log of the row's mass, `x - (m + log s)` would lose `log s` to
+/// rounding (a fully masked attention row, filled with the dtype's minimum, would sum its
+/// values instead of averaging them).
+fn shift_by_max<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize) -> Result<(B::Tensor, B::Tensor)> {
     let dtype = b.dtype(x);
     let m = b.detach(&b.max(x, dim, true)?)?;
     let finite = b.logical_and(
@@ -109,18 +112,30 @@ pub fn logsumexp<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize, keepdim:
         &b.lt(&m, &b.full(&[], f64::INFINITY, dtype)?)?,
     )?;
     let m = b.where_(&finite, &m, &b.zeros(&[], dtype)?)?;
-    let lse = b.add(&b.log(&b.sum(&b.exp(&b.sub(x, &m)?)?, dim, true)?)?, &m)?;
+    Ok((b.sub(x, &m)?, m))
+}
+
+/// Default of [`Backend::logsumexp`]: `log(sum(exp(x - m))) + m` ([`shift_by_max`]).
+pub fn logsumexp<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize, keepdim: bool) -> Result<B::Tensor> {
+    check_float("logsumexp", "x", b.dtype(x))?;
+    let (z, m) = shift_by_max(b, x, dim)?;
+    let lse = b.add(&b.log(&b.sum(&b.exp(&z)?, dim, true)?)?, &m)?;
     if keepdim { Ok(lse) } else { b.squeeze(&lse, dim) }
 }
 
-/// Default of [`Backend::log_softmax`]: `x - logsumexp(x)`.
+/// Default of [`Backend::log_softmax`]: `(x - m) - log(sum(exp(x - m)))`.
 pub fn log_softmax<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize) -> Result<B::Tensor> {
-    b.sub(x, &b.logsumexp(x, dim, true)?)
+    check_float("log_softmax", "x", b.dtype(x))?;
+    let (z, _) = shift_by_max(b, x, dim)?;
+    b.sub(&z, &b.log(&b.sum(&b.exp(&z)?, dim, true)?)?)
 }
 
-/// Default of [`Backend::softmax`]: `exp(log_softmax(x))`.
+/// Default of [`Backend::softmax`]: `e / sum(e)` with `e = exp(x - m)`.
 pub fn softmax<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize) -> Result<B::Tensor> {
-    b.exp(&b.log_softmax(x, dim)?)
+    check_float("softmax", "x", b.dtype(x))?;
+    let (z, _) = shift_by_max(b, x, dim)?;
+    let e = b.exp(&z)?;
+    b.div(&e, &b.sum(&e, dim, true)?)
 }
 
 /// Default of [`Backend::silu`]: `x * sigmoid(x)`.

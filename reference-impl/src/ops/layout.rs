@@ -29,7 +29,8 @@ fn indices(op: &'static str, idx: &Tensor, size: usize, context: impl Fn() -> St
         .collect()
 }
 
-/// Stable order of `values`, NaN above every number.
+/// The order `sort` uses: NaN above every number; equal numbers (-0 and +0 too) tie, and the
+/// stable sort keeps ties in input order.
 fn compare(a: f64, b: f64) -> Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => Ordering::Equal,

@@ -31,6 +31,9 @@ fn log_softmax_softmax_logsumexp_golden() {
         TOL,
         TOL,
     );
+    // A huge shared offset does not swallow the log term.
+    let big = f32t(&b, &[f64::from(f32::MIN); 2], &[2]);
+    assert_close("offset log_softmax", &vals(&b.log_softmax(&big, 0).unwrap()), &[-(2f64.ln()); 2], TOL, TOL);
     // A row of -inf has logsumexp -inf, not NaN.
     let inf = f32t(&b, &[f64::NEG_INFINITY; 2], &[2]);
     assert_eq!(vals(&b.logsumexp(&inf, 0, false).unwrap()), [f64::NEG_INFINITY]);
@@ -266,4 +269,15 @@ fn clip_grad_norm_matches_pytorch() {
         norm.is_nan() && vals(&back[0])[0].is_nan(),
         "a non-finite norm is reported, gradients untouched"
     );
+}
+
+#[test]
+fn attention_row_without_allowed_keys_averages_instead_of_nan() {
+    let b = Reference::new();
+    let q = f32t(&b, &[1.0, 0.0, 0.0, 1.0], &[1, 1, 2, 2]);
+    let k = f32t(&b, &[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+    let v = f32t(&b, &[1.0, 10.0, 3.0, 20.0], &[1, 1, 2, 2]);
+    let mask = b.tensor_bool(&[false, false, true, false], &[1, 1, 2, 2]).unwrap();
+    let out = vals(&b.attention(&q, &k, &v, &mask).unwrap());
+    assert_close("masked attention", &out, &[2.0, 15.0, 1.0, 10.0], TOL, TOL);
 }
