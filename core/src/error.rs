@@ -43,12 +43,75 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// Tensor shapes that an operation cannot accept (they do not broadcast, a dimension is out
+    /// of range, element counts differ); the message names the shapes.
+    Shape {
+        /// Operation that rejected the shapes, e.g. `"matmul"`.
+        op: &'static str,
+        /// What is wrong, naming the shapes, e.g. `"shapes [2, 3] and [4, 5] are incompatible"`.
+        message: String,
+    },
+    /// A tensor dtype that an operation cannot accept (an integer tensor where a float one is
+    /// required, two operands of different dtypes).
+    DType {
+        /// Operation that rejected the dtype.
+        op: &'static str,
+        /// What is wrong, naming the dtypes.
+        message: String,
+    },
+    /// An index (token id, gather index, slice start) outside the dimension it indexes.
+    IndexOutOfRange {
+        /// Operation that found the index.
+        op: &'static str,
+        /// The offending index.
+        index: i64,
+        /// The size of the indexed dimension.
+        size: usize,
+        /// Which input and dimension, with shapes, e.g. `"dimension 0 of shape [5, 3]"`.
+        context: String,
+    },
+    /// A failure inside a backend (device error, framework error) with the backend's message.
+    Backend {
+        /// Operation during which it failed.
+        op: &'static str,
+        /// The backend's own message.
+        message: String,
+    },
 }
 
 impl Error {
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(op: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidArgument { op, reason: reason.into() }
+    }
+
+    /// Shorthand for [`Error::Shape`].
+    pub fn shape(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Shape { op, message: message.into() }
+    }
+
+    /// Shorthand for [`Error::DType`].
+    pub fn dtype(op: &'static str, message: impl Into<String>) -> Self {
+        Error::DType { op, message: message.into() }
+    }
+
+    /// Shorthand for [`Error::Backend`].
+    pub fn backend(op: &'static str, message: impl Into<String>) -> Self {
+        Error::Backend { op, message: message.into() }
+    }
+
+    /// The operation that reported the error.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Error::LengthMismatch { op, .. }
+            | Error::Empty { op, .. }
+            | Error::NonFinite { op, .. }
+            | Error::InvalidArgument { op, .. }
+            | Error::Shape { op, .. }
+            | Error::DType { op, .. }
+            | Error::IndexOutOfRange { op, .. }
+            | Error::Backend { op, .. } => op,
+        }
     }
 }
 
@@ -65,6 +128,12 @@ impl fmt::Display for Error {
                 write!(f, "{op}: `{what}` holds a non-finite value (NaN or infinity) at index {index}")
             }
             Error::InvalidArgument { op, reason } => write!(f, "{op}: {reason}"),
+            Error::Shape { op, message } | Error::DType { op, message } | Error::Backend { op, message } => {
+                write!(f, "{op}: {message}")
+            }
+            Error::IndexOutOfRange { op, index, size, context } => {
+                write!(f, "{op}: index {index} is out of range for size {size} ({context})")
+            }
         }
     }
 }

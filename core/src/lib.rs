@@ -31,6 +31,8 @@
 //!
 //! ## Modules
 //!
+//! - [`backend`]: the `Backend` trait (tensor primitives and autodiff) with its provided
+//!   composites (softmax, RMSNorm, rotary embedding, attention, PPO losses, AdamW, clipping).
 //! - [`ppo`]: GAE, whitening, policy and value losses with their gradients, aggregation, GRPO,
 //!   gradient-norm clipping.
 //! - [`schedule`]: learning-rate schedules.
@@ -53,6 +55,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod backend;
 pub mod checker;
 pub mod error;
 pub mod ppo;
