@@ -8,6 +8,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use super::{BoxedReward, Reward, RewardInput, RewardOutcome, label};
 use crate::error::{Error, Result};
@@ -56,6 +57,12 @@ impl Sum {
         let names: Vec<&str> = parts.iter().map(|p| p.name()).collect();
         let name = format!("sum({})", names.join(", "));
         Sum { parts, name }
+    }
+}
+
+impl fmt::Debug for Sum {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sum").field("name", &self.name).finish()
     }
 }
 

@@ -183,7 +183,9 @@ pub fn extract_equation(prompt: &str, completion: &str, scope: AnswerScope) -> O
 }
 
 /// True if the digit runs of `equation` (as integers, leading zeros ignored) are exactly the
-/// multiset `numbers` (TinyZero's `validate_equation`).
+/// multiset `numbers` (TinyZero's `validate_equation`). Only ASCII digits count; Python's `\d`
+/// also matches other scripts' digits, but those fail the character check, so the score (0.1)
+/// is the same.
 pub fn uses_exactly(equation: &str, numbers: &[u64]) -> bool {
     let mut used: Vec<u64> = Vec::with_capacity(numbers.len());
     for run in equation.split(|c: char| !c.is_ascii_digit()).filter(|r| !r.is_empty()) {

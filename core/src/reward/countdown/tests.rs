@@ -238,6 +238,22 @@ proptest! {
     }
 
     #[test]
+    fn hostile_soup_is_bounded(parts in proptest::collection::vec(
+        "\\(|\\)|<answer>|</answer>|\n|Assistant:|\\+|-|\\*|/|\\*\\*| |[0-9]{1,45}",
+        0..3000,
+    )) {
+        let completion = parts.concat();
+        #[cfg(feature = "std")]
+        let start = std::time::Instant::now();
+        for scope in [AnswerScope::TinyZeroLastLine, AnswerScope::Completion] {
+            let o = score_with(Countdown::with_scope(scope), &completion, REF_24);
+            prop_assert!(o.score == 0.0 || o.score == FORMAT_SCORE || o.score == CORRECT_SCORE);
+        }
+        #[cfg(feature = "std")]
+        prop_assert!(start.elapsed().as_secs_f64() < 1.0, "took {:?}", start.elapsed());
+    }
+
+    #[test]
     fn never_panics_on_arbitrary_references(r in any::<String>()) {
         let _ = Countdown::new().score(&RewardInput::new(PROMPT, "<answer>1</answer>", FinishReason::Stop, &r));
     }
