@@ -5,15 +5,14 @@ use alloc::string::String;
 const OPEN_TAG: &str = "<answer>";
 const CLOSE_TAG: &str = "</answer>";
 
-/// The content of the first `<answer>`...`</answer>` block (the rest of the text when the
-/// closing tag is missing); `None` when there is no opening tag.
+/// The content of the first `<answer>`...`</answer>` block; `None` when either tag is missing.
+///
+/// ORZ's reward matches `<answer>.*?(\\boxed{.*}).*?</answer>`, so an answer block without its
+/// closing tag holds no answer (a completion that stopped on `</answer>` keeps the tag).
 pub fn answer_block(completion: &str) -> Option<&str> {
     let start = completion.find(OPEN_TAG)? + OPEN_TAG.len();
     let rest = completion.get(start..)?;
-    Some(match rest.find(CLOSE_TAG) {
-        Some(end) => rest.get(..end).unwrap_or(rest),
-        None => rest,
-    })
+    rest.get(..rest.find(CLOSE_TAG)?)
 }
 
 /// The content of the brace group opening at byte `open` of `s` (which must be `{`), without
@@ -104,8 +103,8 @@ mod tests {
     }
 
     #[test]
-    fn unclosed_answer_tag_runs_to_the_end() {
-        assert_eq!(extract_answer("<answer> so \\boxed{6}"), "6");
+    fn unclosed_answer_tag_holds_no_answer() {
+        assert_eq!(extract_answer("<answer> so \\boxed{6}"), "");
     }
 
     #[test]
