@@ -115,7 +115,7 @@ fn shift_by_max<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize) -> Result
     Ok((b.sub(x, &m)?, m))
 }
 
-/// Default of [`Backend::logsumexp`]: `log(sum(exp(x - m))) + m` ([`shift_by_max`]).
+/// Default of [`Backend::logsumexp`]: `log(sum(exp(x - m))) + m` with `m` the max along `dim`.
 pub fn logsumexp<B: Backend + ?Sized>(b: &B, x: &B::Tensor, dim: usize, keepdim: bool) -> Result<B::Tensor> {
     check_float("logsumexp", "x", b.dtype(x))?;
     let (z, m) = shift_by_max(b, x, dim)?;
