@@ -39,6 +39,9 @@
 //! - [`reward`]: the reward abstraction, combinators, ORZ math, Countdown and format rewards.
 //! - [`checker`]: answer extraction and equivalence (ORZ's string normalization, then a bounded
 //!   LaTeX parser and evaluator).
+//! - [`model`]: the Qwen2 model (configuration, Hugging Face parameter names, policy, critic).
+//! - [`generation`]: the generation engine (sampling, stop handling, batched KV-cache decoding).
+//! - [`rng`]: the seeded random generator every draw comes from.
 //! - [`recipe`]: the ORZ recipe presets.
 //! - [`rational`]: exact rationals with checked arithmetic.
 
@@ -58,10 +61,13 @@ extern crate std;
 pub mod backend;
 pub mod checker;
 pub mod error;
+pub mod generation;
+pub mod model;
 pub mod ppo;
 pub mod rational;
 pub mod recipe;
 pub mod reward;
+pub mod rng;
 pub mod schedule;
 
 pub use error::{Error, Result};
