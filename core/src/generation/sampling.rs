@@ -1,0 +1,329 @@
+//! Sampling as a pure function of (logits, [`SamplingParams`], one uniform draw `u` in `[0, 1)`).
+//!
+//! The pipeline, identical on the host oracle ([`sample_host`]) and on a backend
+//! ([`sample_device`]):
+//!
+//! 1. **temperature**: `probs = softmax(logits / T)`; `T = 0` is greedy: the argmax, ties to the
+//!    lowest token id (steps 2-5 are skipped; the draw is ignored);
+//! 2. **order**: tokens sorted by probability, descending, ties by the lower token id;
+//! 3. **top-k**: the first `k` tokens of that order are kept (all when `k >= vocab`);
+//! 4. **top-p**: among those, with `M` their total mass, token `j` (in order) is kept iff the
+//!    mass strictly before it is `< p * M`: the smallest prefix whose cumulative mass reaches
+//!    `p` of the top-k distribution, always at least one token (top-p applies to the top-k
+//!    renormalized distribution, as in Hugging Face's warpers and vLLM);
+//! 5. **selection** (inverse CDF): with `K` the kept mass, the chosen token is the first kept
+//!    token, in order, whose cumulative mass exceeds `u * K` (the last kept token if rounding
+//!    leaves none).
+//!
+//! **Certification.** Both versions follow these steps with the same comparisons, so two
+//! backends given the same logits and the same draws choose the same token, except where a
+//! cumulative mass lies within the backends' numerical tolerance of the threshold it is
+//! compared with (`u * K` in step 5, `p * M` in step 4), or where two probabilities tie on one
+//! backend and not on the other. The host version computes in f64; the device version casts the
+//! logits to f32 first (the reference backend computes in f64 whatever the dtype).
+
+use alloc::format;
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+
+use num_traits::Float;
+
+use crate::backend::{Backend, DType, ops};
+use crate::recipe::RecipeConfig;
+use crate::{Error, Result};
+
+/// Temperature, top-k and top-p: the sampling parameters of one generation run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SamplingParams {
+    /// Softmax temperature, finite and `>= 0`; 0 means greedy (argmax, ties to the lowest id).
+    pub temperature: f64,
+    /// Keep only the `k` most probable tokens (`k >= 1`); `None` keeps all.
+    pub top_k: Option<usize>,
+    /// Nucleus mass, `0 < p <= 1`; 1 keeps every token (top-p off).
+    pub top_p: f64,
+}
+
+impl SamplingParams {
+    /// Validated parameters (see [`SamplingParams::validate`]).
+    pub fn new(temperature: f64, top_k: Option<usize>, top_p: f64) -> Result<Self> {
+        let params = SamplingParams { temperature, top_k, top_p };
+        params.validate()?;
+        Ok(params)
+    }
+
+    /// Greedy decoding: temperature 0.
+    pub fn greedy() -> Self {
+        SamplingParams { temperature: 0.0, top_k: None, top_p: 1.0 }
+    }
+
+    /// The sampling parameters of a recipe (ORZ: temperature 1, top-p 1, no top-k), validated.
+    pub fn from_recipe(recipe: &RecipeConfig) -> Result<Self> {
+        SamplingParams::new(recipe.temperature, recipe.top_k, recipe.top_p)
+    }
+
+    /// Checks `temperature` finite and `>= 0`, `0 < top_p <= 1`, `top_k >= 1`; the error names
+    /// the field and its value.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "sampling params";
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::invalid(
+                OP,
+                format!("temperature must be finite and >= 0, got {}", self.temperature),
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::invalid(OP, format!("top_p must lie in (0, 1], got {}", self.top_p)));
+        }
+        if self.top_k == Some(0) {
+            return Err(Error::invalid(OP, "top_k must be >= 1 (use None to disable it), got 0"));
+        }
+        Ok(())
+    }
+
+    /// True when the temperature is 0 (argmax decoding).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+}
+
+impl Default for SamplingParams {
+    /// ORZ's sampling: temperature 1, no top-k, top-p 1.
+    fn default() -> Self {
+        SamplingParams { temperature: 1.0, top_k: None, top_p: 1.0 }
+    }
+}
+
+/// The tokens kept after temperature, top-k and top-p, in sampling order (probability
+/// descending, ties by the lower id), with their probabilities under the top-k renormalized
+/// distribution (so [`Nucleus::mass`] is the mass top-p kept, in `(0, 1]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nucleus {
+    /// Kept token ids, most probable first.
+    pub ids: Vec<u32>,
+    /// Probability of each kept token after top-k renormalization (not renormalized by top-p).
+    pub probs: Vec<f64>,
+}
+
+impl Nucleus {
+    /// The probability mass top-p kept (conformance level 5: "top-p keeps the right mass"):
+    /// `>= top_p` up to rounding, and minimal (without its last token it would be `< top_p`).
+    pub fn mass(&self) -> f64 {
+        self.probs.iter().sum()
+    }
+
+    /// Inverse-CDF selection with the draw `u` in `[0, 1)`: the first kept token whose
+    /// cumulative mass exceeds `u * mass` (the last one if rounding leaves none).
+    pub fn select(&self, u: f64) -> u32 {
+        let threshold = u * self.mass();
+        let mut cum = 0.0;
+        for (&id, &p) in self.ids.iter().zip(&self.probs) {
+            cum += p;
+            if cum > threshold {
+                return id;
+            }
+        }
+        // `ids` is never empty: a nucleus holds at least one token.
+        self.ids.last().copied().unwrap_or(0)
+    }
+}
+
+/// Checks a row of logits: non-empty, no NaN or `+inf` (`-inf` is a token of probability 0),
+/// at least one finite value. `what` names the row in errors.
+fn check_logits(op: &'static str, what: &str, logits: &[f64]) -> Result<()> {
+    if logits.is_empty() {
+        return Err(Error::invalid(op, format!("{what}: the logits are empty (vocabulary of size 0)")));
+    }
+    if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f64::INFINITY) {
+        return Err(Error::invalid(op, format!("{what}: logit of token {i} is {}", logits[i])));
+    }
+    if logits.iter().all(|x| *x == f64::NEG_INFINITY) {
+        return Err(Error::invalid(op, format!("{what}: every logit is -inf (no token can be sampled)")));
+    }
+    Ok(())
+}
+
+fn check_draw(op: &'static str, index: usize, u: f64) -> Result<()> {
+    if (0.0..1.0).contains(&u) {
+        Ok(())
+    } else {
+        Err(Error::invalid(op, format!("draw {index} is {u}, draws must lie in [0, 1)")))
+    }
+}
+
+/// Argmax of a row, ties to the lowest index (the row is non-empty and NaN-free).
+fn argmax_host(logits: &[f64]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The host oracle of steps 1-4 (f64 throughout): the nucleus kept from `logits` (one row,
+/// `[vocab]`). Errors: invalid params, empty logits, a NaN or `+inf` logit, all logits `-inf`.
+pub fn nucleus_host(logits: &[f64], params: &SamplingParams) -> Result<Nucleus> {
+    const OP: &str = "sample_host";
+    params.validate()?;
+    check_logits(OP, "logits", logits)?;
+    if params.is_greedy() {
+        return Ok(Nucleus { ids: alloc::vec![argmax_host(logits)], probs: alloc::vec![1.0] });
+    }
+    // Step 1: softmax(logits / T), shifted by the (finite) maximum.
+    let inv_t = 1.0 / params.temperature;
+    let m = logits.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)) * inv_t;
+    let e: Vec<f64> = logits.iter().map(|&x| Float::exp(x * inv_t - m)).collect();
+    let total: f64 = e.iter().sum();
+    if !(total.is_finite() && total > 0.0) {
+        return Err(Error::invalid(
+            OP,
+            format!("logits / temperature {} overflow: the probabilities are not finite", params.temperature),
+        ));
+    }
+    let probs: Vec<f64> = e.iter().map(|&x| x / total).collect();
+    // Step 2: order by probability descending, ties by the lower id (a stable sort of ids).
+    let mut order: Vec<u32> = (0..probs.len() as u32).collect();
+    order.sort_by(|&a, &b| probs[b as usize].partial_cmp(&probs[a as usize]).unwrap_or(Ordering::Equal));
+    // Step 3: top-k.
+    let k = params.top_k.map_or(order.len(), |k| k.min(order.len()));
+    order.truncate(k);
+    let sorted: Vec<f64> = order.iter().map(|&i| probs[i as usize]).collect();
+    let top_k_mass: f64 = sorted.iter().sum();
+    // Step 4: top-p over the top-k renormalized distribution: keep j iff mass before j < p * M.
+    let bound = params.top_p * top_k_mass;
+    let mut before = 0.0;
+    let mut kept = 0;
+    for &p in &sorted {
+        if before < bound {
+            kept += 1;
+            before += p;
+        } else {
+            break;
+        }
+    }
+    let kept = kept.max(1);
+    let ids = order[..kept].to_vec();
+    let probs = sorted[..kept].iter().map(|&p| p / top_k_mass).collect();
+    Ok(Nucleus { ids, probs })
+}
+
+/// The host oracle (f64 throughout): the token sampled from one row of `logits` (`[vocab]`) with
+/// the draw `u` in `[0, 1)`. Errors as [`nucleus_host`], plus a draw outside `[0, 1)`.
+pub fn sample_host(logits: &[f64], params: &SamplingParams, u: f64) -> Result<u32> {
+    check_draw("sample_host", 0, u)?;
+    Ok(nucleus_host(logits, params)?.select(u))
+}
+
+/// The probability mass top-p keeps from `logits` (after temperature and top-k), computed by
+/// the host oracle: `>= top_p` up to rounding, and minimal (see [`Nucleus::mass`]).
+pub fn top_p_kept_mass(logits: &[f64], params: &SamplingParams) -> Result<f64> {
+    Ok(nucleus_host(logits, params)?.mass())
+}
+
+/// The batched device version: one token per draw from `logits` (`[rows, vocab]`, any float
+/// dtype) using backend ops (softmax, stable descending sort, cumsum, comparisons, `where_`,
+/// sums, `index_select`); a few numbers per row come back to the host. `rows` must equal
+/// `draws.len()`, or be 1: every draw then samples from the one shared row (the `n` samples
+/// of one prompt after its shared prefill). Computes in f32 (the logits are cast first).
+///
+/// Chooses the same tokens as [`sample_host`] on the same logits and draws, except within the
+/// numerical tolerance described in the [module docs](self). Errors: invalid params, a
+/// logits shape other than `[rows, vocab]` with `vocab >= 1`, a draw outside `[0, 1)`, a row
+/// whose probabilities are not finite (a NaN or `+inf` logit, or every logit `-inf`).
+pub fn sample_device<B: Backend>(
+    b: &B,
+    logits: &B::Tensor,
+    params: &SamplingParams,
+    draws: &[f64],
+) -> Result<Vec<u32>> {
+    const OP: &str = "sample_device";
+    params.validate()?;
+    let shape = b.shape(logits);
+    let (rows, vocab) = match shape[..] {
+        [r, v] if v >= 1 && r >= 1 => (r, v),
+        _ => {
+            return Err(Error::shape(
+                OP,
+                format!("logits must have shape [rows, vocab >= 1], got {shape:?}"),
+            ));
+        }
+    };
+    if rows != draws.len() && rows != 1 {
+        return Err(Error::shape(
+            OP,
+            format!("logits {shape:?} need {rows} draws (or 1 shared row), got {} draws", draws.len()),
+        ));
+    }
+    for (i, &u) in draws.iter().enumerate() {
+        check_draw(OP, i, u)?;
+    }
+    if draws.is_empty() {
+        return Ok(Vec::new());
+    }
+    ops::no_grad(b, || {
+        let x = b.cast(logits, DType::F32)?;
+        if params.is_greedy() {
+            return greedy_device(b, &x, rows, draws.len());
+        }
+        let probs = b.softmax(&b.affine(&x, 1.0 / params.temperature, 0.0)?, 1)?;
+        let (sorted, order) = b.sort(&probs, 1, true)?;
+        let k = params.top_k.map_or(vocab, |k| k.min(vocab));
+        let sorted = b.narrow(&sorted, 1, 0, k)?;
+        let order = b.narrow(&order, 1, 0, k)?;
+        let cum = b.cumsum(&sorted, 1)?;
+        let top_k_mass = b.narrow(&cum, 1, k - 1, 1)?; // [rows, 1]
+        let before = b.sub(&cum, &sorted)?;
+        // Position 0 has nothing before it (`cum - sorted` is exactly 0 there), so it is kept
+        // whenever the mass is positive; a non-finite row is reported below.
+        let keep = b.lt(&before, &b.affine(&top_k_mass, params.top_p, 0.0)?)?;
+        let zero = b.zeros(&[], DType::F32)?;
+        let kept_mass = b.sum(&b.where_(&keep, &sorted, &zero)?, 1, true)?; // [rows, 1]
+        let kept_count = b.sum(&b.cast(&keep, DType::F32)?, 1, false)?;
+        let u = b.tensor_f64(draws, &[draws.len(), 1], DType::F32)?;
+        let below = b.logical_and(&b.le(&cum, &b.mul(&u, &kept_mass)?)?, &keep)?;
+        let below = b.sum(&b.cast(&below, DType::F32)?, 1, false)?; // [draws]
+        let kept_mass = b.to_host_f64(&kept_mass)?;
+        if let Some(r) = kept_mass.iter().position(|m| !(m.is_finite() && *m > 0.0)) {
+            return Err(Error::invalid(
+                OP,
+                format!("row {r}: the probabilities are not finite (a NaN or +inf logit, or all -inf)"),
+            ));
+        }
+        let (below, kept_count) = (b.to_host_f64(&below)?, b.to_host_f64(&kept_count)?);
+        let flat: Vec<i64> = below
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let row = if rows == 1 { 0 } else { i };
+                let last = kept_count[row] as usize - 1;
+                (row * k + (n as usize).min(last)) as i64
+            })
+            .collect();
+        let chosen =
+            b.index_select(&b.reshape(&order, &[rows * k])?, 0, &b.tensor_i64(&flat, &[flat.len()])?)?;
+        to_token_ids(OP, &b.to_host_i64(&chosen)?)
+    })
+}
+
+/// Greedy rows on the device: the argmax (ties to the lowest id), replicated for a shared row.
+fn greedy_device<B: Backend>(b: &B, x: &B::Tensor, rows: usize, draws: usize) -> Result<Vec<u32>> {
+    // A NaN would win the descending sort: report it rather than choose it. A row is good when
+    // every logit equals itself (no NaN) and is below +inf.
+    let inf = b.full(&[], f64::INFINITY, DType::F32)?;
+    let good = b.logical_and(&b.eq(x, x)?, &b.lt(x, &inf)?)?;
+    let good = b.to_host_f64(&b.sum(&b.cast(&good, DType::F32)?, 1, false)?)?;
+    let vocab = b.shape(x)[1];
+    if let Some(r) = good.iter().position(|&n| n as usize != vocab) {
+        return Err(Error::invalid("sample_device", format!("row {r}: a logit is NaN or +inf")));
+    }
+    let ids = to_token_ids("sample_device", &b.to_host_i64(&b.argmax(x, 1, false)?)?)?;
+    Ok(if rows == 1 { alloc::vec![ids[0]; draws] } else { ids })
+}
+
+fn to_token_ids(op: &'static str, ids: &[i64]) -> Result<Vec<u32>> {
+    ids.iter()
+        .map(|&i| u32::try_from(i).map_err(|_| Error::backend(op, format!("backend returned token id {i}"))))
+        .collect()
+}
