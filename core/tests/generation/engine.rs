@@ -4,6 +4,7 @@ use orz_core::generation::*;
 use orz_core::reward::FinishReason;
 use orz_core::rng::Rng;
 use orz_reference::Reference;
+use proptest::prelude::*;
 
 use crate::mock::{BYTES_PER_TOKEN, MockDecoder, detok};
 
@@ -234,4 +235,30 @@ fn the_free_function_matches_the_generator() {
     assert_eq!(out.completions, run(&model(), &requests(), params, 5, 8).unwrap().completions);
     let texts: Vec<String> = out.completions.iter().map(|c| c.text.clone()).collect();
     assert!(texts.iter().any(|t| !t.is_empty()));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any requests, any slot count: the engine equals the sequential oracle, prefills each
+    /// prompt once (given two slots or more) and never exceeds its slots.
+    #[test]
+    fn engine_equals_the_sequential_oracle(
+        reqs in proptest::collection::vec(
+            (proptest::collection::vec(1u32..16, 1..9), 1usize..5).prop_map(|(p, n)| Request::new(p, n)),
+            1..6,
+        ),
+        slots in 1usize..10,
+        seed in 0u64..1000,
+        top_k in proptest::option::of(1usize..6),
+    ) {
+        let params = SamplingParams::new(1.0, top_k, 0.95).expect("valid params");
+        let m = model();
+        let out = run(&m, &reqs, params, slots, seed).expect("generation");
+        prop_assert_eq!(&out.completions, &sequential(&model(), &reqs, &params, seed));
+        if slots >= 2 {
+            prop_assert_eq!(out.stats.prefills, reqs.len());
+        }
+        prop_assert!(m.decode_sizes.borrow().iter().all(|&s| s <= slots));
+    }
 }

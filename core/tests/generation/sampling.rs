@@ -107,7 +107,14 @@ fn bad_inputs_are_errors_naming_the_field() {
     assert!(
         device(&[0.0, f64::NAN, 0.0, 1.0], 2, &p, &[0.1, 0.2]).unwrap_err().to_string().contains("row 0")
     );
-    assert!(device(&[0.0, 1.0, 0.0, f64::NAN], 2, &SamplingParams::greedy(), &[0.1, 0.2]).is_err());
+    let greedy = SamplingParams::greedy();
+    for row in [[0.0, f64::NAN], [f64::INFINITY, 0.0], [f64::NEG_INFINITY; 2]] {
+        let logits = [0.0, 1.0, row[0], row[1]];
+        let e = device(&logits, 2, &greedy, &[0.1, 0.2]).unwrap_err();
+        assert!(e.to_string().contains("row 1"), "{e}");
+        assert!(sample_host(&row, &greedy, 0.1).is_err());
+        assert!(device(&logits, 2, &p, &[0.1, 0.2]).unwrap_err().to_string().contains("row 1"));
+    }
     assert!(device(&[0.0, 1.0, 0.0, 1.0], 2, &p, &[0.1, 0.2, 0.3]).is_err());
     let b = Reference::new();
     let t = b.tensor_f64(&[0.0, 1.0], &[2], DType::F32).unwrap();
