@@ -21,6 +21,63 @@
 //! budget, or the order in which slots free up (given a model whose logits for a slot do not
 //! depend on the other rows of the batch). `rng` is not advanced: pass a fresh fork per
 //! iteration.
+//!
+//! ```
+//! use orz_core::backend::{Backend, DType};
+//! use orz_core::generation::*;
+//! use orz_core::reward::FinishReason;
+//! use orz_core::rng::Rng;
+//! use orz_core::{Error, Result};
+//! use orz_reference::Reference;
+//!
+//! type T = <Reference as Backend>::Tensor;
+//!
+//! // A toy model over 4 tokens (0 is EOS) whose next token is always equally likely.
+//! struct Uniform(Reference);
+//! impl SlotDecoder<Reference> for Uniform {
+//!     type Cache = Vec<usize>; // tokens held per slot
+//!     fn vocab_size(&self) -> usize { 4 }
+//!     fn new_cache(&self, slots: usize, _: usize) -> Result<Vec<usize>> {
+//!         Ok(vec![0; slots])
+//!     }
+//!     fn cache_bytes(&self, slots: usize, max_len: usize) -> usize { slots * max_len * 8 }
+//!     fn prefill(&self, c: &mut Vec<usize>, slot: usize, p: &[u32]) -> Result<T> {
+//!         c[slot] = p.len();
+//!         self.0.zeros(&[4], DType::F32)
+//!     }
+//!     fn copy_slot(&self, c: &mut Vec<usize>, from: usize, to: usize) -> Result<()> {
+//!         c[to] = c[from];
+//!         Ok(())
+//!     }
+//!     fn decode(&self, c: &mut Vec<usize>, slots: &[usize], _: &[u32]) -> Result<T> {
+//!         slots.iter().for_each(|&s| c[s] += 1);
+//!         self.0.zeros(&[slots.len(), 4], DType::F32)
+//!     }
+//!     fn slot_len(&self, c: &Vec<usize>, slot: usize) -> Result<usize> {
+//!         Ok(c[slot])
+//!     }
+//! }
+//!
+//! let stop = StopCriteria {
+//!     eos_token_ids: vec![0],
+//!     stop_strings: vec!["cc".into()],
+//!     max_new_tokens: 6,
+//!     max_total_len: 16,
+//! };
+//! let config = EngineConfig { max_batch_slots: 4, kv_budget_bytes: 1 << 20 };
+//! let engine = Generator::new(SamplingParams::default(), stop, config)?;
+//! let detok = |ts: &[u32]| ts.iter().map(|&t| ["", "a", "b", "c"][t as usize]).collect();
+//! let requests = [Request::new(vec![1, 2], 3), Request::new(vec![3], 2)];
+//! let (backend, model) = (Reference::new(), Uniform(Reference::new()));
+//! let out = engine.generate(&backend, &model, &requests, &detok, &Rng::seed_from_u64(0))?;
+//! assert_eq!(out.completions.len(), 5);
+//! assert_eq!(out.stats.prefills, 2); // one per prompt, copied to its samples
+//! for c in &out.completions {
+//!     let stopped = c.tokens.last() == Some(&0) || c.text.ends_with("cc");
+//!     assert_eq!(c.finish_reason == FinishReason::Stop, stopped);
+//! }
+//! # Ok::<(), Error>(())
+//! ```
 
 use alloc::collections::BTreeSet;
 use alloc::format;
