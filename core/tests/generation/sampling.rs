@@ -204,3 +204,14 @@ fn selection_frequencies_follow_the_kept_distribution() {
     assert!(ids.iter().all(|&i| i != 0));
     assert!((ones - 2.0 / 3.0).abs() < 0.03, "{ones}");
 }
+
+#[test]
+fn half_precision_logits_are_sampled_in_f32() {
+    let b = Reference::new();
+    let logits = ln(&[0.2, 0.5, 0.3]);
+    for dtype in [DType::BF16, DType::F16, DType::F32] {
+        let t = b.tensor_f64(&logits, &[1, 3], dtype).expect("tensor");
+        let ids = sample_device(&b, &t, &SamplingParams::default(), &[0.3, 0.6, 0.9]).expect("sample");
+        assert_eq!(ids, [1, 2, 0], "{dtype:?}");
+    }
+}
