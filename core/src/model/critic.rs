@@ -44,7 +44,7 @@ impl<B: Backend> Critic<B> {
 
     /// A critic from named tensors including [`VALUE_HEAD`]; see [`Qwen2::from_tensors`].
     pub fn from_tensors(
-        backend: impl Into<Rc<B>>,
+        backend: Rc<B>,
         config: &Qwen2Config,
         tensors: BTreeMap<String, B::Tensor>,
     ) -> Result<Critic<B>> {
@@ -55,12 +55,11 @@ impl<B: Backend> Critic<B> {
     /// used, `lm_head.weight` is ignored, and the value head, unless present, is drawn from
     /// Normal(0, 1/(hidden+1)) with `rng`, in the embeddings' dtype.
     pub fn from_pretrained(
-        backend: impl Into<Rc<B>>,
+        backend: Rc<B>,
         config: &Qwen2Config,
         mut tensors: BTreeMap<String, B::Tensor>,
         rng: &mut Rng,
     ) -> Result<Critic<B>> {
-        let backend: Rc<B> = backend.into();
         if !tensors.contains_key(VALUE_HEAD) {
             config.validate()?;
             let dtype = tensors.get("model.embed_tokens.weight").map_or(DType::F32, |t| backend.dtype(t));
@@ -74,12 +73,7 @@ impl<B: Backend> Critic<B> {
     }
 
     /// A randomly initialized critic; see [`Qwen2::random`].
-    pub fn random(
-        backend: impl Into<Rc<B>>,
-        config: &Qwen2Config,
-        dtype: DType,
-        rng: &mut Rng,
-    ) -> Result<Critic<B>> {
+    pub fn random(backend: Rc<B>, config: &Qwen2Config, dtype: DType, rng: &mut Rng) -> Result<Critic<B>> {
         Ok(Critic { model: Qwen2::random(backend, config, Head::Value, dtype, rng)? })
     }
 

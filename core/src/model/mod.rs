@@ -13,7 +13,7 @@
 //!   the position before it).
 //!
 //! Models hold their backend as an `Rc<B>`, so that a policy, a critic and the trainer can share
-//! one backend (and its graph-recording switch); pass a `B` or an `Rc<B>` to the constructors.
+//! one backend (and its graph-recording switch).
 
 pub mod config;
 pub mod critic;

@@ -34,7 +34,7 @@ impl<B: Backend> Policy<B> {
 
     /// A policy from Hugging Face named tensors; see [`Qwen2::from_tensors`].
     pub fn from_tensors(
-        backend: impl Into<Rc<B>>,
+        backend: Rc<B>,
         config: &Qwen2Config,
         tensors: BTreeMap<String, B::Tensor>,
     ) -> Result<Policy<B>> {
@@ -42,12 +42,7 @@ impl<B: Backend> Policy<B> {
     }
 
     /// A randomly initialized policy; see [`Qwen2::random`].
-    pub fn random(
-        backend: impl Into<Rc<B>>,
-        config: &Qwen2Config,
-        dtype: DType,
-        rng: &mut Rng,
-    ) -> Result<Policy<B>> {
+    pub fn random(backend: Rc<B>, config: &Qwen2Config, dtype: DType, rng: &mut Rng) -> Result<Policy<B>> {
         Ok(Policy { model: Qwen2::random(backend, config, Head::Lm, dtype, rng)? })
     }
 

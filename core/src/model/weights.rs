@@ -58,14 +58,13 @@ impl<B: Backend> Qwen2<B> {
     /// from `model.embed_tokens.weight`'s, each naming the tensor with the expected and actual
     /// shape or dtype. Unknown names are ignored (see the [module docs](self)).
     pub fn from_tensors(
-        backend: impl Into<Rc<B>>,
+        backend: Rc<B>,
         config: &Qwen2Config,
         head: Head,
         mut tensors: BTreeMap<String, B::Tensor>,
     ) -> Result<Qwen2<B>> {
         const OP: &str = "qwen2 weights";
         config.validate()?;
-        let backend = backend.into();
         let b = &*backend;
         let specs = parameter_specs(config, head);
         let mut ordered = Vec::with_capacity(specs.len());
@@ -105,7 +104,7 @@ impl<B: Backend> Qwen2<B> {
     /// embeddings, zero biases, unit norms, and the value head Normal(0, [`value_head_std`]) as
     /// ORZ; drawn from `rng` in spec order (so a seed fixes the model), in dtype `dtype`.
     pub fn random(
-        backend: impl Into<Rc<B>>,
+        backend: Rc<B>,
         config: &Qwen2Config,
         head: Head,
         dtype: DType,
@@ -115,7 +114,6 @@ impl<B: Backend> Qwen2<B> {
         if !dtype.is_float() {
             return Err(Error::dtype("qwen2 random", format!("parameters need a float dtype, got {dtype}")));
         }
-        let backend = backend.into();
         let mut ordered = Vec::new();
         for spec in parameter_specs(config, head) {
             let values = init_values(&spec, config.hidden_size, rng);
