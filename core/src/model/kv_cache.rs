@@ -12,8 +12,9 @@
 //!   each slot to its own prefix: the caches of the listed slots are narrowed to the longest
 //!   prefix among them, concatenated, and masked (`j < len`) per slot, so slots of different
 //!   lengths decode together.
-//! - `copy_slot` copies a slot's tensors with `index_select` (a copy with storage of its own,
-//!   as the aliasing rule of `write_slice` requires) and its length: shared prefill.
+//! - `copy_slot` writes the valid prefix of the source slot's keys and values into the target
+//!   slot's own tensors (copying `len` tokens, not the whole capacity) and copies its length:
+//!   shared prefill.
 //!
 //! Both run with graph recording off ([`crate::backend::ops::no_grad`]), restoring the caller's
 //! setting afterwards. A failed call leaves each slot's length unchanged (prefill: the slot is
@@ -167,13 +168,15 @@ impl<B: Backend> SlotDecoder<B> for Policy<B> {
             return Ok(());
         }
         let b = self.model().backend();
-        no_grad(b, || {
-            let first = b.tensor_i64(&[0], &[1])?;
-            for per_layer in cache.keys.iter_mut().chain(cache.values.iter_mut()) {
-                per_layer[to] = b.index_select(&per_layer[from], 0, &first)?;
-            }
-            Ok(())
-        })?;
+        let len = cache.lens[from];
+        if len > 0 {
+            no_grad(b, || {
+                for store in cache.keys.iter().chain(&cache.values) {
+                    b.write_slice(&store[to], 2, 0, &b.narrow(&store[from], 2, 0, len)?)?;
+                }
+                Ok(())
+            })?;
+        }
         cache.lens[to] = cache.lens[from];
         Ok(())
     }

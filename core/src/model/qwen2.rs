@@ -128,10 +128,34 @@ impl<B: Backend> Qwen2<B> {
     pub(crate) fn forward_raw(&self, batch: &PackedBatch) -> Result<B::Tensor> {
         let b = &*self.backend;
         self.check_tokens("qwen2 forward", batch.tokens())?;
-        let segments = batch.segment_tensor(b)?;
+        self.forward_tensors(&batch.token_tensor(b)?, batch.positions(), &batch.segment_tensor(b)?)
+    }
+
+    /// [`Qwen2::hidden_states`] from a layout built elsewhere: token ids and segment ids I64
+    /// `[rows, seq_len]` on the device, positions on the host (row-major `[rows, seq_len]`, for
+    /// the rotary tables). Token ids are not checked on the host here (the embedding lookup
+    /// rejects out-of-range ids).
+    pub fn forward(&self, ids: &B::Tensor, positions: &[i64], segments: &B::Tensor) -> Result<B::Tensor> {
+        let x = self.forward_tensors(ids, positions, segments)?;
+        self.final_norm(&x)
+    }
+
+    /// [`Qwen2::forward`] before the final norm.
+    fn forward_tensors(&self, ids: &B::Tensor, positions: &[i64], segments: &B::Tensor) -> Result<B::Tensor> {
+        let b = &*self.backend;
+        let (is, ss) = (b.shape(ids), b.shape(segments));
+        if is.len() != 2 || is != ss || positions.len() != is[0] * is[1] {
+            return Err(Error::shape(
+                "qwen2 forward",
+                alloc::format!(
+                    "ids {is:?}, segments {ss:?} and {} positions do not form one [rows, seq_len] layout",
+                    positions.len()
+                ),
+            ));
+        }
         let mut attend =
-            |_: usize, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor| b.causal_attention(q, k, v, &segments);
-        self.run_layers(&batch.token_tensor(b)?, batch.positions(), batch.shape(), &mut attend)
+            |_: usize, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor| b.causal_attention(q, k, v, segments);
+        self.run_layers(ids, positions, [is[0], is[1]], &mut attend)
     }
 
     /// The final RMSNorm.

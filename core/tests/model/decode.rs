@@ -73,6 +73,15 @@ fn shared_prefill_and_slots_of_different_lengths_decode_together() {
     let mut seq = prompts[1][..2].to_vec();
     seq.push(5);
     assert_close("re-prefilled slot", &logits, &full_logits(&b, &pol, &seq, 2), 1e-10);
+    // Copying a short slot over a longer one: the target's stale tail is never read.
+    assert!(cache.lens()[1] > cache.lens()[3]);
+    pol.copy_slot(&mut cache, 3, 1).unwrap();
+    let logits = vals(&b, &pol.decode(&mut cache, &[1, 3], &[7, 8]).unwrap());
+    let (mut s1, mut s3) = (seq.clone(), seq);
+    s1.push(7);
+    s3.push(8);
+    assert_close("copied over a longer slot", &logits[..v], &full_logits(&b, &pol, &s1, 3), 1e-10);
+    assert_close("copy source", &logits[v..], &full_logits(&b, &pol, &s3, 3), 1e-10);
 }
 
 #[test]

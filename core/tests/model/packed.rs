@@ -96,3 +96,16 @@ fn the_value_of_a_response_token_depends_only_on_the_tokens_before_it() {
         }
     }
 }
+
+#[test]
+fn forward_from_device_tensors_equals_hidden_states() {
+    let c = tiny(false);
+    let (b, pol) = policy(&c, 8);
+    let m = pol.model();
+    let batch = PackedBatch::pack_greedy(&sequences(&[3, 4, 2], c.vocab_size, 1), 5).unwrap();
+    let (ids, seg) = (batch.token_tensor(&*b).unwrap(), batch.segment_tensor(&*b).unwrap());
+    let got = vals(&b, &m.forward(&ids, batch.positions(), &seg).unwrap());
+    assert_close("forward", &got, &vals(&b, &m.hidden_states(&batch).unwrap()), 0.0);
+    let err = m.forward(&ids, &batch.positions()[1..], &seg).unwrap_err().to_string();
+    assert!(err.contains("do not form one [rows, seq_len] layout"), "{err}");
+}

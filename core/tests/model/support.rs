@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, Head, Policy, Qwen2Config, parameter_specs};
+use orz_core::rng::Rng;
 use orz_reference::{Reference, Tensor};
 
 /// A tiny GQA config (4 query heads, 2 kv heads, head_dim 4), untied or tied.
@@ -25,19 +26,10 @@ pub fn tiny(tied: bool) -> Qwen2Config {
     }
 }
 
-/// Deterministic uniform draws in `[lo, hi)` (splitmix64).
+/// Deterministic uniform draws in `[lo, hi)` from core's seeded generator.
 pub fn uniform(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-    let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            lo + (hi - lo) * (z >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect()
+    let mut rng = Rng::seed_from_u64(seed);
+    (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect()
 }
 
 /// Host values of every tensor of `config`/`head`, large enough that the model is far from
