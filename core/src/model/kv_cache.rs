@@ -16,10 +16,14 @@
 //!   slot's own tensors (copying `len` tokens, not the whole capacity) and copies its length:
 //!   shared prefill.
 //!
-//! Both run with graph recording off ([`crate::backend::ops::no_grad`]), restoring the caller's
-//! setting afterwards. A failed call leaves each slot's length unchanged (prefill: the slot is
-//! reset to empty), and whatever it wrote lies beyond the lengths, where nothing reads it.
-//! Positions are not limited by `max_position_embeddings` (RoPE extends past it, as in HF).
+//! All three run with graph recording off ([`crate::backend::ops::no_grad`]), restoring the
+//! caller's setting afterwards. Invalid arguments change nothing; a decode that fails in the
+//! backend leaves the lengths unchanged, a prefill that fails there leaves its slot empty, and
+//! whatever they wrote lies beyond the lengths, where nothing reads it. Decoding into an empty
+//! slot starts a sequence at position 0. Positions are not limited by `max_position_embeddings`
+//! (RoPE extends past it, as in Hugging Face).
+//!
+//! A [`KvCache`] is not `Clone`: its tensors are written in place, so a clone would share them.
 
 use alloc::format;
 use alloc::vec;
@@ -35,7 +39,7 @@ const OP: &str = "kv cache";
 
 /// The batched KV cache of a [`Policy`]: keys and values per layer and slot, and each slot's
 /// number of tokens. See the [module docs](self).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct KvCache<B: Backend> {
     max_len: usize,
     /// `[layer][slot]`, each `[1, kv_heads, max_len, head_dim]`.
@@ -140,8 +144,8 @@ impl<B: Backend> SlotDecoder<B> for Policy<B> {
         }
         let m = self.model();
         m.check_tokens("prefill", prompt)?;
-        cache.lens[slot] = 0;
         let b = m.backend();
+        cache.lens[slot] = 0;
         let p = prompt.len();
         let logits = no_grad(b, || {
             let ids: Vec<i64> = prompt.iter().map(|&t| i64::from(t)).collect();

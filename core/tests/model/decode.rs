@@ -114,3 +114,19 @@ fn cache_bytes_counts_keys_and_values_of_every_layer() {
     let cache = pol.new_cache(3, 10).unwrap();
     assert_eq!((cache.slots(), cache.max_len()), (3, 10));
 }
+
+#[test]
+fn a_bf16_model_runs_every_path_in_bf16() {
+    let c = tiny(true);
+    let b = std::rc::Rc::new(Reference::new());
+    let mut rng = orz_core::rng::Rng::seed_from_u64(5);
+    let pol = Policy::random(std::rc::Rc::clone(&b), &c, orz_core::backend::DType::BF16, &mut rng).unwrap();
+    let batch = PackedBatch::pack(&[vec![vec![3, 4, 5], vec![6, 7]]]).unwrap();
+    assert_eq!(b.dtype(&pol.next_token_log_probs(&batch).unwrap()), orz_core::backend::DType::BF16);
+    let mut cache = pol.new_cache(2, 8).unwrap();
+    pol.prefill(&mut cache, 0, &[3, 4]).unwrap();
+    pol.copy_slot(&mut cache, 0, 1).unwrap();
+    let logits = pol.decode(&mut cache, &[0, 1], &[5, 6]).unwrap();
+    assert_eq!((b.shape(&logits), b.dtype(&logits)), (vec![2, c.vocab_size], orz_core::backend::DType::BF16));
+    assert_eq!(pol.cache_bytes(2, 8), 2 * 2 * 2 * 4 * 2 * 2 * 8);
+}
