@@ -14,6 +14,36 @@
 //!
 //! Models hold their backend as an `Rc<B>`, so that a policy, a critic and the trainer can share
 //! one backend (and its graph-recording switch).
+//!
+//! ```
+//! use std::rc::Rc;
+//! use orz_core::backend::{Backend, DType};
+//! use orz_core::generation::SlotDecoder;
+//! use orz_core::model::{Critic, PackedBatch, Policy, Qwen2Config};
+//! use orz_core::rng::Rng;
+//! use orz_reference::Reference;
+//!
+//! # fn main() -> orz_core::Result<()> {
+//! let (backend, config) = (Rc::new(Reference::new()), Qwen2Config::tiny_test());
+//! let mut rng = Rng::seed_from_u64(0);
+//! let policy = Policy::random(Rc::clone(&backend), &config, DType::F32, &mut rng)?;
+//! let critic = Critic::random(Rc::clone(&backend), &config, DType::F32, &mut rng)?;
+//! // Two samples (prompt 2 tokens + response) packed into one row.
+//! let batch = PackedBatch::pack(&[vec![vec![5, 6, 7, 8], vec![9, 10, 11]]])?;
+//! let logp = backend.to_host_f64(&policy.next_token_log_probs(&batch)?)?;
+//! let values = backend.to_host_f64(&critic.values(&batch)?)?;
+//! // Per response token of sample 1: log-probs and values from the position before it.
+//! assert_eq!(batch.response_entries(&logp, 1, 2)?.len(), 1);
+//! assert_eq!(batch.response_entries(&values, 1, 2)?, vec![values[5]]);
+//! // Generation: prefill once, share it, decode both slots.
+//! let mut cache = policy.new_cache(2, 16)?;
+//! policy.prefill(&mut cache, 0, &[5, 6])?;
+//! policy.copy_slot(&mut cache, 0, 1)?;
+//! let logits = policy.decode(&mut cache, &[0, 1], &[7, 12])?;
+//! assert_eq!(backend.shape(&logits), vec![2, config.vocab_size]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod config;
 pub mod critic;
