@@ -85,14 +85,15 @@ impl<B: Backend> Qwen2<B> {
             }
             let dt = b.dtype(&t);
             let want = *dtype.get_or_insert(dt);
-            if !dt.is_float() || dt != want {
-                return Err(Error::dtype(
-                    OP,
-                    format!(
-                        "tensor `{}` has dtype {dt}, expected a float dtype equal to the embeddings' ({want})",
-                        spec.name
-                    ),
-                ));
+            let problem = if !dt.is_float() {
+                Some(format!("a float dtype is required, got {dt}"))
+            } else if dt != want {
+                Some(format!("it has dtype {dt}, the embeddings have {want}"))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(Error::dtype(OP, format!("tensor `{}`: {problem}", spec.name)));
             }
             ordered.push(b.param(&t)?);
         }

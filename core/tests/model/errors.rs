@@ -54,7 +54,12 @@ fn missing_misshapen_and_mistyped_tensors_are_named() {
     let mut ts = tensors(&b, &host);
     ts.insert("model.norm.weight".into(), b.zeros(&[16], DType::BF16).unwrap());
     let err = message(Policy::from_tensors(Rc::clone(&b), &c, ts));
-    assert!(err.contains("`model.norm.weight` has dtype bf16"), "{err}");
+    assert!(err.contains("tensor `model.norm.weight`: it has dtype bf16, the embeddings have f32"), "{err}");
+
+    let mut ts = tensors(&b, &host);
+    ts.insert("model.embed_tokens.weight".into(), b.tensor_i64(&[0; 40 * 16], &[40, 16]).unwrap());
+    let err = message(Policy::from_tensors(Rc::clone(&b), &c, ts));
+    assert!(err.contains("`model.embed_tokens.weight`: a float dtype is required, got i64"), "{err}");
 
     // The critic needs its value head; a policy checkpoint lacks it.
     let err = message(Critic::from_tensors(Rc::clone(&b), &c, tensors(&b, &host)));
