@@ -1,0 +1,161 @@
+//! Building a [`Qwen2`] from named tensors or from a seeded random init, and listing its
+//! parameters back in spec order.
+//!
+//! Names and shapes are [`parameter_specs`] (Hugging Face's). Loading checks every expected
+//! tensor is present with its shape and that all share one float dtype, naming the tensor at
+//! fault. Tensors whose names are not in the specs are **ignored**, as Hugging Face ignores
+//! buffers such as `rotary_emb.inv_freq`: a critic can thus be built from a policy checkpoint
+//! (its `lm_head.weight` is left out), and a misspelt name cannot slip through, since the
+//! tensor it should have been is then reported missing.
+
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::qwen2::{Layer, Qwen2};
+use super::{Head, ParamSpec, Qwen2Config, VALUE_HEAD, parameter_specs};
+use crate::backend::{Backend, DType};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// Standard deviation of Hugging Face's init for Qwen2 linear and embedding weights
+/// (`initializer_range`).
+pub const INIT_STD: f64 = 0.02;
+
+/// Standard deviation of ORZ's value-head init: `1 / (hidden + 1)`.
+pub fn value_head_std(hidden: usize) -> f64 {
+    1.0 / (hidden as f64 + 1.0)
+}
+
+/// How [`Qwen2::random`] initializes one tensor: the norms get ones, the biases zeros, the
+/// value head Normal(0, [`value_head_std`]), every other weight Normal(0, [`INIT_STD`]).
+fn init_std(spec: &ParamSpec, hidden: usize) -> Option<f64> {
+    if spec.name.ends_with("norm.weight") || spec.name.ends_with(".bias") {
+        None
+    } else if spec.name == VALUE_HEAD {
+        Some(value_head_std(hidden))
+    } else {
+        Some(INIT_STD)
+    }
+}
+
+/// Host values of a freshly initialized tensor (see [`init_std`]).
+pub(crate) fn init_values(spec: &ParamSpec, hidden: usize, rng: &mut Rng) -> Vec<f64> {
+    let n: usize = spec.shape.iter().product();
+    match init_std(spec, hidden) {
+        Some(std) => (0..n).map(|_| std * rng.normal()).collect(),
+        None if spec.name.ends_with(".bias") => alloc::vec![0.0; n],
+        None => alloc::vec![1.0; n],
+    }
+}
+
+impl<B: Backend> Qwen2<B> {
+    /// A model from named tensors (Hugging Face names, [`parameter_specs`] of `config` and
+    /// `head`), each turned into a [`Backend::param`]. The config is validated first. Errors:
+    /// a missing tensor, a tensor of the wrong shape or of a dtype that is not float or differs
+    /// from `model.embed_tokens.weight`'s, each naming the tensor with the expected and actual
+    /// shape or dtype. Unknown names are ignored (see the [module docs](self)).
+    pub fn from_tensors(
+        backend: Rc<B>,
+        config: &Qwen2Config,
+        head: Head,
+        mut tensors: BTreeMap<String, B::Tensor>,
+    ) -> Result<Qwen2<B>> {
+        const OP: &str = "qwen2 weights";
+        config.validate()?;
+        let b = &*backend;
+        let specs = parameter_specs(config, head);
+        let mut ordered = Vec::with_capacity(specs.len());
+        let mut dtype = None;
+        for spec in &specs {
+            let t = tensors.remove(&spec.name).ok_or_else(|| {
+                Error::invalid(
+                    OP,
+                    format!("missing tensor `{}` (expected shape {:?})", spec.name, spec.shape),
+                )
+            })?;
+            let shape = b.shape(&t);
+            if shape != spec.shape {
+                return Err(Error::shape(
+                    OP,
+                    format!("tensor `{}` has shape {shape:?}, expected {:?}", spec.name, spec.shape),
+                ));
+            }
+            let dt = b.dtype(&t);
+            let want = *dtype.get_or_insert(dt);
+            let problem = if !dt.is_float() {
+                Some(format!("a float dtype is required, got {dt}"))
+            } else if dt != want {
+                Some(format!("it has dtype {dt}, the embeddings have {want}"))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(Error::dtype(OP, format!("tensor `{}`: {problem}", spec.name)));
+            }
+            ordered.push(b.param(&t)?);
+        }
+        let dtype = dtype.unwrap_or(DType::F32);
+        Ok(Qwen2::assemble(backend, config.clone(), head, dtype, ordered))
+    }
+
+    /// A model with Hugging Face's random init: Normal(0, [`INIT_STD`]) weights and
+    /// embeddings, zero biases, unit norms, and the value head Normal(0, [`value_head_std`]) as
+    /// ORZ; drawn from `rng` in spec order (so a seed fixes the model), in dtype `dtype`.
+    pub fn random(
+        backend: Rc<B>,
+        config: &Qwen2Config,
+        head: Head,
+        dtype: DType,
+        rng: &mut Rng,
+    ) -> Result<Qwen2<B>> {
+        config.validate()?;
+        if !dtype.is_float() {
+            return Err(Error::dtype("qwen2 random", format!("parameters need a float dtype, got {dtype}")));
+        }
+        let mut ordered = Vec::new();
+        for spec in parameter_specs(config, head) {
+            let values = init_values(&spec, config.hidden_size, rng);
+            ordered.push(backend.param(&backend.tensor_f64(&values, &spec.shape, dtype)?)?);
+        }
+        Ok(Qwen2::assemble(backend, config.clone(), head, dtype, ordered))
+    }
+
+    /// The model from its parameters in spec order (as many as [`parameter_specs`] lists).
+    fn assemble(
+        backend: Rc<B>,
+        config: Qwen2Config,
+        head: Head,
+        dtype: DType,
+        ordered: Vec<B::Tensor>,
+    ) -> Qwen2<B> {
+        let n = config.num_hidden_layers;
+        let per = Layer::<B::Tensor>::TENSORS;
+        let layers = (0..n).map(|l| Layer::from_ordered(&ordered[1 + l * per..1 + (l + 1) * per])).collect();
+        let norm = ordered[1 + n * per].clone();
+        let head_weight = ordered.get(2 + n * per).cloned();
+        Qwen2 { backend, config, head, dtype, embed: ordered[0].clone(), layers, norm, head_weight }
+    }
+
+    /// Every parameter in [`parameter_specs`] order (for the optimizer; a tied LM head appears
+    /// once, as the embeddings).
+    pub fn parameters(&self) -> Vec<B::Tensor> {
+        let mut out = Vec::with_capacity(2 + self.layers.len() * Layer::<B::Tensor>::TENSORS);
+        out.push(self.embed.clone());
+        for layer in &self.layers {
+            out.extend(layer.ordered().into_iter().cloned());
+        }
+        out.push(self.norm.clone());
+        out.extend(self.head_weight.iter().cloned());
+        out
+    }
+
+    /// Every parameter with its Hugging Face name, in [`parameter_specs`] order (what a
+    /// checkpoint writer saves).
+    pub fn named_tensors(&self) -> Vec<(String, B::Tensor)> {
+        let specs = parameter_specs(&self.config, self.head);
+        specs.into_iter().map(|s| s.name).zip(self.parameters()).collect()
+    }
+}
