@@ -184,6 +184,20 @@ impl<B: Backend> Optimizer<B> {
         })
     }
 
+    /// Re-reads every f32 master from its parameter (after the trainer replaced the weights, e.g.
+    /// loaded a bf16 checkpoint without optimizer state: the masters then start at the bf16
+    /// values). Moments and step counts are kept.
+    pub fn refresh_masters(&mut self, b: &B) -> Result<()> {
+        no_grad(b, || {
+            for (p, m) in self.params.iter().zip(&self.masters) {
+                if let Some(m) = m {
+                    b.assign_param(m, &b.cast(&b.detach(p)?, DType::F32)?)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// The configuration.
     pub fn config(&self) -> &OptimizerConfig {
         &self.config

@@ -218,6 +218,11 @@ fn bf16_parameters_keep_f32_masters() {
     let s = opt.moments(0).unwrap();
     assert_eq!((b.dtype(&s.m), b.dtype(&s.v)), (DType::F32, DType::F32));
 
+    // Weights replaced from outside (a checkpoint load): the master follows on request.
+    b.assign_param(&p, &b.tensor_f64(&[2.0], &[1], DType::BF16).unwrap()).unwrap();
+    opt.refresh_masters(&b).unwrap();
+    assert_eq!(host(&b, &master), vec![2.0]);
+
     // Without masters (plain AdamW on the bf16 parameter) the same updates are lost forever.
     let q = param(&b, &[1.0], DType::BF16);
     let mut plain = AdamW::new(AdamWConfig::default());
