@@ -16,11 +16,13 @@ pub const CONFIG_FILE: &str = "config.json";
 ///
 /// Required fields: `model_type` (`"qwen2"`), `vocab_size`, `hidden_size`, `intermediate_size`,
 /// `num_hidden_layers`, `num_attention_heads`, `max_position_embeddings`, `rope_theta`,
-/// `rms_norm_eps`. Optional, with Hugging Face's defaults: `num_key_value_heads` (=
+/// `rms_norm_eps` (or, as transformers 5 writes it, `rope_parameters: {"rope_theta": ..,
+/// "rope_type": "default"}`). Optional, with Hugging Face's defaults: `num_key_value_heads` (=
 /// `num_attention_heads`), `tie_word_embeddings` (false), `bos_token_id` (none; `null` allowed),
 /// `eos_token_id` (one id or a list; none when absent), `hidden_act` (must be `"silu"`).
-/// Features orz-rs does not implement are rejected: `use_sliding_window: true` and a non-null
-/// `rope_scaling`. Other fields are ignored. Errors name the file and the field.
+/// Features orz-rs does not implement are rejected: `use_sliding_window: true`, a non-null
+/// `rope_scaling`, a `rope_type` other than `"default"`, `layer_types` other than
+/// `"full_attention"`. Other fields are ignored. Errors name the file and the field.
 pub fn read_config(dir: impl AsRef<Path>) -> Result<Qwen2Config> {
     let path = dir.as_ref().join(CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, "reading", e))?;
@@ -58,6 +60,18 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Qwen2Config> {
             format!("`rope_scaling` is {}, but orz-rs implements only plain RoPE (null)", describe(v)),
         ));
     }
+    if let Some(kinds) = f.get("layer_types") {
+        let full = |k: &Value| k.as_str() == Some("full_attention");
+        if !kinds.as_array().is_some_and(|ks| ks.iter().all(full)) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "`layer_types` is {}, but orz-rs implements only \"full_attention\"",
+                    describe(kinds)
+                ),
+            ));
+        }
+    }
     let num_attention_heads = f.usize("num_attention_heads")?;
     let config = Qwen2Config {
         vocab_size: f.usize("vocab_size")?,
@@ -66,7 +80,7 @@ pub fn parse_config(text: &str, path: &Path) -> Result<Qwen2Config> {
         num_hidden_layers: f.usize("num_hidden_layers")?,
         num_attention_heads,
         num_key_value_heads: f.opt_usize("num_key_value_heads")?.unwrap_or(num_attention_heads),
-        rope_theta: f.f64("rope_theta")?,
+        rope_theta: f.rope_theta()?,
         rms_norm_eps: f.f64("rms_norm_eps")?,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
         max_position_embeddings: f.usize("max_position_embeddings")?,
@@ -178,6 +192,29 @@ impl Fields<'_> {
     fn f64(&self, name: &str) -> Result<f64> {
         let v = self.get(name).ok_or_else(|| self.missing(name))?;
         v.as_f64().ok_or_else(|| self.wrong(name, "a number", v))
+    }
+
+    /// `rope_theta` (transformers 4) or `rope_parameters.rope_theta` with `rope_type` `"default"`
+    /// (transformers 5 writes only the latter).
+    fn rope_theta(&self) -> Result<f64> {
+        const NAME: &str = "rope_parameters";
+        let Some(params) = self.get(NAME).filter(|_| self.get("rope_theta").is_none()) else {
+            return self.f64("rope_theta");
+        };
+        let obj = params.as_object().ok_or_else(|| self.wrong(NAME, "an object", params))?;
+        let inner = Fields { obj, path: self.path };
+        let kind = inner.string("rope_type").map_err(|_| self.wrong(NAME, "a `rope_type` string", params))?;
+        if kind.is_some_and(|k| k != "default") {
+            return Err(Error::invalid(
+                self.path,
+                format!(
+                    "`{NAME}` is {}, but orz-rs implements only plain RoPE (\"default\")",
+                    describe(params)
+                ),
+            ));
+        }
+        let v = inner.get("rope_theta").ok_or_else(|| self.missing("rope_parameters.rope_theta"))?;
+        v.as_f64().ok_or_else(|| self.wrong("rope_parameters.rope_theta", "a number", v))
     }
 
     fn opt_bool(&self, name: &str) -> Result<Option<bool>> {

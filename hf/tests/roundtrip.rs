@@ -241,6 +241,24 @@ fn config_errors_name_file_and_field() {
         &config_text(|o| drop(o.insert("rope_scaling".into(), serde_json::json!({"type": "yarn"})))),
     );
     assert_message(read_config(&dir).unwrap_err(), &[p, "rope_scaling"]);
+    write(
+        &dir,
+        "config.json",
+        &config_text(|o| drop(o.insert("layer_types".into(), serde_json::json!(["sliding_attention"])))),
+    );
+    assert_message(read_config(&dir).unwrap_err(), &[p, "layer_types", "sliding_attention"]);
+    // transformers 5 writes `rope_parameters` instead of `rope_theta`.
+    let v5 = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transformers_v5_config.json"),
+    )
+    .unwrap();
+    std::fs::write(&path, &v5).unwrap();
+    let c = read_config(&dir).unwrap();
+    assert_eq!(c, Qwen2Config::tiny_test());
+    std::fs::write(&path, v5.replace("\"rope_type\": \"default\"", "\"rope_type\": \"yarn\"")).unwrap();
+    assert_message(read_config(&dir).unwrap_err(), &[p, "rope_parameters", "yarn"]);
+    std::fs::write(&path, v5.replace("\"rope_theta\": 10000.0", "\"rope_theta\": \"x\"")).unwrap();
+    assert_message(read_config(&dir).unwrap_err(), &[p, "`rope_parameters.rope_theta` has the wrong type"]);
     // Optional fields: eos as an int, bos null, kv heads absent (= attention heads).
     write(
         &dir,
