@@ -36,6 +36,8 @@
 //! - [`ppo`]: GAE, whitening, policy and value losses with their gradients, aggregation, GRPO,
 //!   gradient-norm clipping.
 //! - [`schedule`]: learning-rate schedules.
+//! - [`optimizer`]: the training optimizer (AdamW with a schedule, gradient accumulation,
+//!   clipping, f32 master weights, a NaN/Inf guard that skips a step).
 //! - [`reward`]: the reward abstraction, combinators, ORZ math, Countdown and format rewards.
 //! - [`checker`]: answer extraction and equivalence (ORZ's string normalization, then a bounded
 //!   LaTeX parser and evaluator).
@@ -63,6 +65,7 @@ pub mod checker;
 pub mod error;
 pub mod generation;
 pub mod model;
+pub mod optimizer;
 pub mod ppo;
 pub mod rational;
 pub mod recipe;

@@ -149,6 +149,14 @@ impl<B: Backend> AdamW<B> {
         self.state.get(i).and_then(Option::as_ref)
     }
 
+    /// Replaces the state of parameter `i` (restoring a checkpoint); `None` forgets it.
+    pub fn set_state(&mut self, i: usize, state: Option<AdamWState<B::Tensor>>) {
+        if self.state.len() <= i {
+            self.state.resize_with(i + 1, || None);
+        }
+        self.state[i] = state;
+    }
+
     /// Updates every parameter that has a gradient, in place, with learning rate `lr`. The
     /// parameter list must be the same (same order) on every call. Shapes are checked for all
     /// parameters before any is updated.
