@@ -13,7 +13,7 @@ use crate::tolerance::ErrorStats;
 
 /// Cases a check draws unless it says otherwise: enough to hit broadcasting, ties and kinks,
 /// few enough that the suite on the reference runs in seconds.
-pub const DEFAULT_CASES: u32 = 24;
+pub const DEFAULT_CASES: u32 = 32;
 
 /// The levels of DESIGN.md's conformance suite, in the order a backend author climbs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

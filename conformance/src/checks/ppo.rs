@@ -173,22 +173,22 @@ pub fn check_value_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     })
 }
 
-/// ORZ whitening composed from backend ops: biased variance over the valid tokens, floor 1e-8,
-/// masked positions 0.
+/// ORZ whitening composed from backend ops, in f32 (the floor 1e-8 underflows in f16): biased
+/// variance over the valid tokens, floor 1e-8, masked positions 0, cast back to the input dtype.
 #[derive(Debug)]
 pub struct Whiten;
 
 impl TensorOp for Whiten {
     fn apply<C: Backend + ?Sized>(&self, b: &C, xs: &[C::Tensor]) -> Result<Vec<C::Tensor>> {
-        let (x, m) = (&xs[0], &xs[1]);
-        let dtype = b.dtype(x);
-        let zero = b.zeros(&[], dtype)?;
+        let (m, dtype) = (&xs[1], b.dtype(&xs[0]));
+        let x = &b.cast(&xs[0], DType::F32)?;
+        let zero = b.zeros(&[], DType::F32)?;
         let mean = b.masked_mean(x, m, None)?;
         let centered = b.where_(m, &b.sub(x, &mean)?, &zero)?;
         let var = b.masked_mean(&b.mul(&centered, &centered)?, m, None)?;
-        let floor = b.full(&[], orz_core::ppo::whitening::ORZ_VAR_FLOOR, dtype)?;
+        let floor = b.full(&[], orz_core::ppo::whitening::ORZ_VAR_FLOOR, DType::F32)?;
         let scale = b.powf(&b.maximum(&var, &floor)?, -0.5)?;
-        Ok(vec![b.mul(&centered, &scale)?])
+        Ok(vec![b.cast(&b.mul(&centered, &scale)?, dtype)?])
     }
 }
 
