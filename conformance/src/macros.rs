@@ -4,7 +4,7 @@
 /// Instantiates every registered check as a `#[test]` for a backend, per dtype:
 ///
 /// ```ignore
-/// orz_conformance::conformance_tests!(reference, || orz_reference::Reference::new(), [F32, BF16]);
+/// orz_conformance::conformance_tests!(reference, orz_reference::Reference::new, [F32, BF16]);
 /// ```
 ///
 /// generates `mod reference { mod F32 { #[test] fn check_softmax() { .. } .. } mod BF16 { .. } }`;

@@ -3,4 +3,4 @@
 
 use orz_reference::Reference;
 
-orz_conformance::conformance_tests!(reference, || Reference::new(), [F32, BF16]);
+orz_conformance::conformance_tests!(reference, Reference::new, [F32, BF16]);

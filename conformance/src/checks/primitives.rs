@@ -303,22 +303,13 @@ pub fn check_host_transfer<B: Backend>(backend: &B, dtype: DType) -> CheckOutcom
         h.check_op(&Transfer { fill: *fill as f64 }, &[Input::mask(shape, m)], Mode::Forward, stats)?;
         let b = h.backend;
         let f32s: Vec<f32> = data.iter().map(|&v| v as f32).collect();
-        let outcome = (|| -> Result<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<i64>, Vec<usize>, DType)> {
-            let t32 = b.tensor_f32(&f32s, shape, dtype)?;
-            let t64 = b.tensor_f64(&data, shape, dtype)?;
-            let back32 = b.to_host_f32(&t32)?.into_iter().map(f64::from).collect();
-            let i = b.tensor_i64(ids, shape)?;
-            Ok((
-                back32,
-                b.to_host_f64(&t32)?,
-                b.to_host_f64(&t64)?,
-                b.to_host_i64(&i)?,
-                b.shape(&t64),
-                b.dtype(&t64),
-            ))
-        })();
-        let (back32, back64, via64, back_ids, got_shape, got_dtype) =
-            outcome.map_err(|e| format!("host transfer failed: {e}"))?;
+        let failed = |e: orz_core::Error| format!("host transfer failed: {e}");
+        let t32 = b.tensor_f32(&f32s, shape, dtype).map_err(failed)?;
+        let t64 = b.tensor_f64(&data, shape, dtype).map_err(failed)?;
+        let back32: Vec<f64> = b.to_host_f32(&t32).map_err(failed)?.into_iter().map(f64::from).collect();
+        let (back64, via64) = (b.to_host_f64(&t32).map_err(failed)?, b.to_host_f64(&t64).map_err(failed)?);
+        let back_ids = b.tensor_i64(ids, shape).and_then(|i| b.to_host_i64(&i)).map_err(failed)?;
+        let (got_shape, got_dtype) = (b.shape(&t64), b.dtype(&t64));
         for (what, got) in [
             ("tensor_f32 -> to_host_f32", &back32),
             ("tensor_f32 -> to_host_f64", &back64),
