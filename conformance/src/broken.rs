@@ -1,0 +1,284 @@
+//! Backends that wrap the reference and change one thing, to show that the suite can fail (and
+//! one that is correct but rounds like a real low-precision device, to calibrate tolerances).
+//!
+//! [`Tweaked`] delegates every method of the trait to [`Reference`], except through the hooks of
+//! a [`Tweak`]: a post-processing of every primitive's result, and replacements of `clamp`,
+//! `softmax` and `rms_norm`. Provided composites the hooks do not replace run their default
+//! bodies on the wrapper, as on any backend.
+
+use orz_core::Result;
+use orz_core::backend::{Backend, DType, nn, ops};
+use orz_reference::{Cpu, Grads, Reference, Tensor};
+
+/// What a [`Tweaked`] backend changes; every hook defaults to the reference's behaviour.
+pub trait Tweak: Sized {
+    /// The backend's name in reports.
+    const NAME: &'static str;
+    /// Applied to the result of every primitive that returns a tensor (not `param`/`detach`).
+    fn output(b: &Tweaked<Self>, t: Tensor) -> Result<Tensor> {
+        let _ = b;
+        Ok(t)
+    }
+    /// Replaces `clamp`.
+    fn clamp(b: &Tweaked<Self>, x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
+        b.inner.clamp(x, lo, hi)
+    }
+    /// Replaces `softmax`.
+    fn softmax(b: &Tweaked<Self>, x: &Tensor, dim: usize) -> Result<Tensor> {
+        ops::softmax(b, x, dim)
+    }
+    /// Replaces `rms_norm`.
+    fn rms_norm(b: &Tweaked<Self>, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        nn::rms_norm(b, x, weight, eps)
+    }
+}
+
+/// The reference with the hooks of `T`.
+#[derive(Debug, Default)]
+pub struct Tweaked<T> {
+    /// The wrapped reference.
+    pub inner: Reference,
+    tweak: core::marker::PhantomData<T>,
+}
+
+impl<T: Tweak> Tweaked<T> {
+    /// A wrapped reference.
+    pub fn new() -> Self {
+        Tweaked { inner: Reference::new(), tweak: core::marker::PhantomData }
+    }
+
+    fn out(&self, t: Result<Tensor>) -> Result<Tensor> {
+        T::output(self, t?)
+    }
+}
+
+/// `clamp` with its upper bound off by 0.01.
+#[derive(Debug, Default)]
+pub struct ClampOffByOneHundredth;
+
+impl Tweak for ClampOffByOneHundredth {
+    const NAME: &'static str = "broken: clamp hi + 0.01";
+    fn clamp(b: &Tweaked<Self>, x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
+        b.inner.clamp(x, lo, hi + 0.01)
+    }
+}
+
+/// `rms_norm` computed on detached inputs: right values, no gradient to `x` or `weight` (what
+/// candle's fused kernel does).
+#[derive(Debug, Default)]
+pub struct RmsNormDropsGradient;
+
+impl Tweak for RmsNormDropsGradient {
+    const NAME: &'static str = "broken: rms_norm without gradient";
+    fn rms_norm(b: &Tweaked<Self>, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        nn::rms_norm(b, &b.detach(x)?, &b.detach(weight)?, eps)
+    }
+}
+
+/// `softmax` of `1.001 · x`: slightly too sharp.
+#[derive(Debug, Default)]
+pub struct SoftmaxSlightlySharp;
+
+impl Tweak for SoftmaxSlightlySharp {
+    const NAME: &'static str = "broken: softmax of 1.001 x";
+    fn softmax(b: &Tweaked<Self>, x: &Tensor, dim: usize) -> Result<Tensor> {
+        ops::softmax(b, &b.affine(x, 1.001, 0.0)?, dim)
+    }
+}
+
+/// A correct backend that rounds every primitive's result (and every gradient) to its dtype,
+/// as a device computing in bf16 or f16 does; gradients pass the rounding straight through. The
+/// suite must accept it: it calibrates the tolerances.
+#[derive(Debug, Default)]
+pub struct RoundsToDType;
+
+impl Tweak for RoundsToDType {
+    const NAME: &'static str = "rounding to dtype";
+    fn output(b: &Tweaked<Self>, t: Tensor) -> Result<Tensor> {
+        round_straight_through(&b.inner, t)
+    }
+}
+
+/// `t + detach(round(t) − t)`: the values of `t` rounded to its dtype, the gradient of `t`.
+fn round_straight_through(r: &Reference, t: Tensor) -> Result<Tensor> {
+    let dtype = t.dtype();
+    if !dtype.is_float() {
+        return Ok(t);
+    }
+    let values = t.to_vec();
+    let rounded: Vec<f64> = values.iter().map(|&x| dtype.round(x)).collect();
+    if rounded.iter().zip(&values).all(|(a, b)| a == b || (a.is_nan() && b.is_nan())) {
+        return Ok(t);
+    }
+    let delta = r.detach(&r.sub(&r.tensor_f64(&rounded, t.shape(), dtype)?, &t)?)?;
+    r.add(&t, &delta)
+}
+
+impl<T: Tweak> Backend for Tweaked<T> {
+    type Tensor = Tensor;
+    type Device = Cpu;
+    type Grads = Grads;
+
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+    fn device(&self) -> Cpu {
+        self.inner.device()
+    }
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+    fn tensor_f32(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.tensor_f32(data, shape, dtype))
+    }
+    fn tensor_f64(&self, data: &[f64], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.tensor_f64(data, shape, dtype))
+    }
+    fn tensor_i64(&self, data: &[i64], shape: &[usize]) -> Result<Tensor> {
+        self.inner.tensor_i64(data, shape)
+    }
+    fn tensor_bool(&self, data: &[bool], shape: &[usize]) -> Result<Tensor> {
+        self.inner.tensor_bool(data, shape)
+    }
+    fn to_host_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.inner.to_host_f32(t)
+    }
+    fn to_host_f64(&self, t: &Tensor) -> Result<Vec<f64>> {
+        self.inner.to_host_f64(t)
+    }
+    fn to_host_i64(&self, t: &Tensor) -> Result<Vec<i64>> {
+        self.inner.to_host_i64(t)
+    }
+    fn shape(&self, t: &Tensor) -> Vec<usize> {
+        self.inner.shape(t)
+    }
+    fn dtype(&self, t: &Tensor) -> DType {
+        self.inner.dtype(t)
+    }
+    fn full(&self, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.full(shape, value, dtype))
+    }
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.add(a, b))
+    }
+    fn sub(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.sub(a, b))
+    }
+    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.mul(a, b))
+    }
+    fn div(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.div(a, b))
+    }
+    fn maximum(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.maximum(a, b))
+    }
+    fn minimum(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.minimum(a, b))
+    }
+    fn neg(&self, x: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.neg(x))
+    }
+    fn exp(&self, x: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.exp(x))
+    }
+    fn log(&self, x: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.log(x))
+    }
+    fn sqrt(&self, x: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.sqrt(x))
+    }
+    fn sigmoid(&self, x: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.sigmoid(x))
+    }
+    fn tanh(&self, x: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.tanh(x))
+    }
+    fn powf(&self, x: &Tensor, p: f64) -> Result<Tensor> {
+        self.out(self.inner.powf(x, p))
+    }
+    fn affine(&self, x: &Tensor, mul: f64, add: f64) -> Result<Tensor> {
+        self.out(self.inner.affine(x, mul, add))
+    }
+    fn clamp(&self, x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
+        self.out(T::clamp(self, x, lo, hi))
+    }
+    fn eq(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.inner.eq(a, b)
+    }
+    fn gt(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.inner.gt(a, b)
+    }
+    fn ge(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.inner.ge(a, b)
+    }
+    fn where_(&self, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.where_(cond, a, b))
+    }
+    fn sum(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+        self.out(self.inner.sum(x, dim, keepdim))
+    }
+    fn max(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+        self.out(self.inner.max(x, dim, keepdim))
+    }
+    fn cumsum(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
+        self.out(self.inner.cumsum(x, dim))
+    }
+    fn sort(&self, x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)> {
+        let (values, indices) = self.inner.sort(x, dim, descending)?;
+        Ok((self.out(Ok(values))?, indices))
+    }
+    fn reshape(&self, x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        self.inner.reshape(x, shape)
+    }
+    fn transpose(&self, x: &Tensor, d0: usize, d1: usize) -> Result<Tensor> {
+        self.inner.transpose(x, d0, d1)
+    }
+    fn narrow(&self, x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor> {
+        self.inner.narrow(x, dim, start, len)
+    }
+    fn cat(&self, xs: &[Tensor], dim: usize) -> Result<Tensor> {
+        self.inner.cat(xs, dim)
+    }
+    fn index_select(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
+        self.inner.index_select(x, dim, idx)
+    }
+    fn gather(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
+        self.inner.gather(x, dim, idx)
+    }
+    fn write_slice(&self, dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()> {
+        self.inner.write_slice(dst, dim, start, src)
+    }
+    fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.matmul(a, b))
+    }
+    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.cast(x, dtype))
+    }
+    fn param(&self, t: &Tensor) -> Result<Tensor> {
+        self.inner.param(t)
+    }
+    fn detach(&self, t: &Tensor) -> Result<Tensor> {
+        self.inner.detach(t)
+    }
+    fn backward(&self, loss: &Tensor) -> Result<Grads> {
+        self.inner.backward(loss)
+    }
+    fn grad(&self, grads: &Grads, param: &Tensor) -> Result<Option<Tensor>> {
+        self.inner.grad(grads, param)?.map(|g| self.out(Ok(g))).transpose()
+    }
+    fn assign_param(&self, param: &Tensor, value: &Tensor) -> Result<()> {
+        let value = self.out(self.inner.cast(value, param.dtype()))?;
+        self.inner.assign_param(param, &value)
+    }
+    fn set_grad_enabled(&self, enabled: bool) -> bool {
+        self.inner.set_grad_enabled(enabled)
+    }
+
+    fn softmax(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
+        T::softmax(self, x, dim)
+    }
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        T::rms_norm(self, x, weight, eps)
+    }
+}

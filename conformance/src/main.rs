@@ -1,0 +1,55 @@
+//! `cargo run -p orz-conformance -- report [--broken] [--dtype f32|bf16|f16]...`: prints the
+//! conformance matrix of every backend compiled in (and, with `--broken`, of the deliberately
+//! broken ones and of the rounding backend that calibrates the tolerances).
+
+use orz_conformance::broken::{
+    ClampOffByOneHundredth, RmsNormDropsGradient, RoundsToDType, SoftmaxSlightlySharp, Tweaked,
+};
+use orz_conformance::report::{Row, render, run_backend, timed};
+use orz_core::backend::DType;
+use orz_reference::Reference;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("report") {
+        eprintln!("usage: orz-conformance report [--broken] [--dtype f32|bf16|f16]...");
+        std::process::exit(2);
+    }
+    let mut dtypes: Vec<DType> = Vec::new();
+    let mut broken = false;
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--broken" => broken = true,
+            "--dtype" => match rest.next().and_then(|d| DType::FLOATS.into_iter().find(|t| t.name() == d)) {
+                Some(d) => dtypes.push(d),
+                None => {
+                    eprintln!("--dtype takes f32, bf16 or f16");
+                    std::process::exit(2);
+                }
+            },
+            other => {
+                eprintln!("unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    if dtypes.is_empty() {
+        dtypes = DType::FLOATS.to_vec();
+    }
+    let (rows, seconds) = timed(|| {
+        let mut rows: Vec<Row> = Vec::new();
+        // Every backend compiled in: one line each (candle and tch join behind their features).
+        rows.extend(run_backend(&Reference::new(), &dtypes));
+        if broken {
+            rows.extend(run_backend(&Tweaked::<RoundsToDType>::new(), &dtypes));
+            rows.extend(run_backend(&Tweaked::<ClampOffByOneHundredth>::new(), &[DType::F32]));
+            rows.extend(run_backend(&Tweaked::<RmsNormDropsGradient>::new(), &[DType::F32]));
+            rows.extend(run_backend(&Tweaked::<SoftmaxSlightlySharp>::new(), &[DType::F32]));
+        }
+        rows
+    });
+    print!("{}", render(&rows, seconds));
+    let reference_failed = rows.iter().any(|r| r.backend == "reference" && !r.outcome.passed());
+    std::process::exit(i32::from(reference_failed));
+}
