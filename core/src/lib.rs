@@ -45,6 +45,8 @@
 //! - [`generation`]: the generation engine (sampling, stop handling, batched KV-cache decoding).
 //! - [`rng`]: the seeded random generator every draw comes from.
 //! - [`recipe`]: the ORZ recipe presets.
+//! - [`train`]: the ORZ trainer: one iteration (sample, reward, pack, GAE, critic and policy
+//!   updates) generic over the backend, with its report.
 //! - [`rational`]: exact rationals with checked arithmetic.
 
 #![no_std]
@@ -72,5 +74,6 @@ pub mod recipe;
 pub mod reward;
 pub mod rng;
 pub mod schedule;
+pub mod train;
 
 pub use error::{Error, Result};
