@@ -18,8 +18,9 @@ use crate::reward::Reward;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
-/// The sub-streams of an iteration's generator (`rng.fork(iteration).fork(stream)`).
-mod stream {
+/// The sub-streams of iteration `k`'s generator, `rng.fork(k).fork(stream)`: part of the
+/// reproducibility contract (a caller can replay a phase with the same draws).
+pub mod stream {
     /// Sampling (the engine forks per prompt and sample from it).
     pub const GENERATION: u64 = 0;
     /// The order the critic visits the packs in.
