@@ -135,13 +135,15 @@ pub fn compute_advantages(samples: &mut [Sample], config: &TrainConfig) -> Resul
             (g.advantages, Some(g.returns))
         }
         AdvantageEstimator::Grpo(std) => {
+            // Prompt groups: runs of consecutive samples of one prompt (the kept samples of
+            // each prompt; a prompt whose samples were all dropped has no group).
+            if samples.windows(2).any(|w| w[0].prompt > w[1].prompt) {
+                return Err(Error::invalid("grpo", "samples are not in prompt order"));
+            }
             let mut groups: Vec<usize> = Vec::new();
             for (k, s) in samples.iter().enumerate() {
-                match k.checked_sub(1).map(|p| samples[p].prompt) {
-                    Some(prev) if prev == s.prompt => *groups.last_mut().unwrap_or(&mut 0) += 1,
-                    Some(prev) if prev > s.prompt => {
-                        return Err(Error::invalid("grpo", "samples are not in prompt order"));
-                    }
+                match groups.last_mut() {
+                    Some(n) if samples[k - 1].prompt == s.prompt => *n += 1,
                     _ => groups.push(1),
                 }
             }

@@ -12,6 +12,9 @@ use crate::{Error, Result};
 /// The packing order: sample indices `0..n` shuffled by a generator seeded with `seed` afresh
 /// (ORZ shuffles its rollout list with `random.Random(42)` every iteration, so the permutation
 /// depends only on the seed and the count; ours is Fisher-Yates over [`Rng`], not Python's).
+/// ORZ shuffles the `prompts × n` list before generation and packs in that order; orz-rs
+/// shuffles the kept samples after generation (sampling does not depend on the order here, each
+/// sample has its own random stream), which gives the same kind of packs.
 pub fn shuffled_order(n: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     Rng::seed_from_u64(seed).shuffle(&mut order);

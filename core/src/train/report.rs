@@ -83,9 +83,9 @@ impl ReflectionCounts {
 pub struct PhaseTimes {
     /// Steps 2-4: truncation, sampling, scoring, dropping.
     pub rollout: f64,
-    /// Steps 5-7: packing, old log-probs and values.
+    /// Steps 6-7: shuffling and packing, old log-probs and values.
     pub experience: f64,
-    /// Step 8: GAE or GRPO, whitening.
+    /// Steps 5 and 8: scores on the last tokens, GAE or GRPO, whitening.
     pub advantages: f64,
     /// Step 9: the critic's steps.
     pub critic_update: f64,

@@ -7,11 +7,12 @@ use std::rc::Rc;
 use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, Policy, response_positions};
 use orz_core::optimizer::Optimizer;
+use orz_core::ppo::grpo::{GroupStd, grpo_advantages};
 use orz_core::rng::Rng;
 use orz_core::train::experience::{build_packs, compute_advantages, old_log_probs_and_values};
 use orz_core::train::rollout::rollout;
 use orz_core::train::trainer::stream;
-use orz_core::train::{Aggregation, Pack, Sample, TrainConfig};
+use orz_core::train::{AdvantageEstimator, Aggregation, Pack, Sample, TrainConfig};
 use orz_reference::{Reference, Tensor};
 
 use super::support::{config, contains, detok, max_diff, models, prompts, snapshot, trainer};
@@ -33,7 +34,8 @@ fn experience(c: &TrainConfig) -> Hand {
     let rng = Rng::seed_from_u64(SEED + 1).fork(0).fork(stream::GENERATION);
     let mut samples = rollout(&*b, &policy, c, &prompts(4), &contains('e'), &detok, &rng).unwrap().samples;
     let packs = build_packs(&samples, c.packing_max_len, c.pack_shuffle_seed).unwrap();
-    old_log_probs_and_values(&policy, Some(&critic), &packs, &mut samples).unwrap();
+    let with_critic = c.estimator.uses_critic().then_some(&critic);
+    old_log_probs_and_values(&policy, with_critic, &packs, &mut samples).unwrap();
     compute_advantages(&mut samples, c).unwrap();
     Hand { b, policy, critic, samples, packs }
 }
@@ -176,6 +178,23 @@ fn with_gamma_lambda_one_the_returns_fed_to_the_critic_are_the_scores() {
     for s in &samples {
         for (a, v) in s.advantages.iter().zip(&s.values) {
             assert!((a - (s.score - v)).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn grpo_spreads_each_prompt_groups_advantage_over_its_tokens() {
+    let mut c = config(4, 1e-3);
+    c.estimator = AdvantageEstimator::Grpo(GroupStd::Unbiased);
+    c.advantage_normalize = false;
+    let Hand { samples, .. } = experience(&c);
+    assert!(samples.iter().all(|s| s.values.is_empty() && s.returns.is_empty()));
+    for prompt in 0..4 {
+        let group: Vec<&Sample> = samples.iter().filter(|s| s.prompt == prompt).collect();
+        let scores: Vec<f64> = group.iter().map(|s| s.score).collect();
+        let want = grpo_advantages(&scores, &[scores.len()], GroupStd::Unbiased).unwrap();
+        for (s, a) in group.iter().zip(want) {
+            assert!(s.advantages.iter().all(|&x| (x - a).abs() < 1e-12), "{:?} vs {a}", s.advantages);
         }
     }
 }
