@@ -12,6 +12,7 @@ use orz_core::rng::Rng;
 use orz_core::train::experience::{build_packs, compute_advantages, old_log_probs_and_values};
 use orz_core::train::rollout::rollout;
 use orz_core::train::trainer::stream;
+use orz_core::train::update::policy_update;
 use orz_core::train::{AdvantageEstimator, Aggregation, Pack, Sample, TrainConfig};
 use orz_reference::{Reference, Tensor};
 
@@ -197,4 +198,18 @@ fn grpo_spreads_each_prompt_groups_advantage_over_its_tokens() {
             assert!(s.advantages.iter().all(|&x| (x - a).abs() < 1e-12), "{:?} vs {a}", s.advantages);
         }
     }
+}
+
+#[test]
+fn a_non_finite_loss_skips_the_step_and_says_why() {
+    let c = config(4, 1e-3);
+    let Hand { b, policy, mut samples, packs, .. } = experience(&c);
+    samples[packs[0].samples[0]].advantages[0] = f64::NAN;
+    let before = snapshot(&policy.model().parameters());
+    let mut opt = Optimizer::new(&*b, policy.model().parameters(), c.policy_optimizer).unwrap();
+    let out = policy_update(&policy, &mut opt, &packs, &samples, &c, &mut Rng::seed_from_u64(0)).unwrap();
+    let reason = out.steps[0].skipped_reason.as_deref().unwrap();
+    assert!(!out.steps[0].applied && reason.contains("NaN"), "{reason}");
+    assert_eq!(max_diff(&before, &snapshot(&policy.model().parameters())), 0.0);
+    assert_eq!(opt.steps(), 0);
 }
