@@ -185,3 +185,49 @@ impl TrainConfig {
         self.critic_optimizer.validate()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::Preset;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    #[test]
+    fn orz_presets_give_orz_iterations() {
+        for p in [Preset::Orz0p5b, Preset::Orz1p5b, Preset::Orz7b, Preset::Orz32b] {
+            let c = TrainConfig::from_recipe(&p.config(), vec![151643]).unwrap();
+            assert_eq!((c.n_samples_per_prompt, c.prompt_max_len), (64, 2048), "{p}");
+            assert_eq!((c.stop.max_new_tokens, c.stop.max_total_len), (8000, 8192));
+            assert_eq!((c.critic_update_steps, c.policy_update_steps, c.pack_shuffle_seed), (12, 1, 42));
+            assert_eq!((c.gamma, c.lambda, c.eps_clip, c.value_clip), (1.0, 1.0, 0.2, 0.2));
+            assert_eq!((c.aggregation, c.estimator), (Aggregation::OrzPackMean, AdvantageEstimator::Gae));
+            assert_eq!(c.prompt_overflow, PromptOverflow::KeepFirst);
+            assert_eq!(c.policy_optimizer, OptimizerConfig::ORZ_POLICY);
+            assert_eq!(c.critic_optimizer, OptimizerConfig::ORZ_CRITIC);
+            assert!(c.advantage_normalize && c.sampling == SamplingParams::default());
+        }
+        assert_eq!(
+            TrainConfig::from_recipe(&Preset::Orz7b.config(), vec![0]).unwrap().packing_max_len,
+            16384
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let base = TrainConfig::from_recipe(&Preset::Tiny.config(), vec![0]).unwrap();
+        let check = |f: &dyn Fn(&mut TrainConfig), what: &str| {
+            let mut c = base.clone();
+            f(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(what), "{what}: {err}");
+        };
+        check(&|c| c.n_samples_per_prompt = 0, "n_samples_per_prompt");
+        check(&|c| c.prompt_max_len = c.stop.max_total_len, "prompt_max_len");
+        check(&|c| c.packing_max_len = c.stop.max_total_len - 1, "packing_max_len");
+        check(&|c| c.gamma = 1.5, "gamma");
+        check(&|c| c.eps_clip = f64::NAN, "eps_clip");
+        check(&|c| c.policy_update_steps = 0, "policy_update_steps");
+        check(&|c| c.policy_optimizer.max_grad_norm = Some(0.0), "max_grad_norm");
+    }
+}
