@@ -27,6 +27,7 @@
 //! | GRPO (option) | per prompt group `score − mean`, ÷ the group's std when it is > 0 ([`ppo::grpo`]) | ORZ's own GRPO flag divides by 1 (a bug in its code) |
 //! | learning rate | linear warmup from 0 over 50 steps (multiplier k/50 at step k, counting from 0), then constant ([`schedule`]) | PyTorch/HF warmup usually starts at step 1 |
 //! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`) ([`ppo::grad_clip`]) | tch's `backward_step_clip` clamps values; candle has none |
+//! | one iteration | prompts cut to their first `prompt_max_len` tokens (HF `truncation_side = "right"`); samples shuffled with the fixed seed 42 each iteration, packed greedily; each pack is one micro-batch; critic steps of `max(1, N / 12)` packs, leftovers unused; one policy step over all packs ([`train`]) | — |
 //! | reward | 1.0 iff the completion stopped (`stop`, not `length`) and its answer is equivalent to the reference, else 0.0; placed on the last response token ([`reward`]) | no format reward, no length penalty in ORZ |
 //!
 //! ## Modules
@@ -45,6 +46,8 @@
 //! - [`generation`]: the generation engine (sampling, stop handling, batched KV-cache decoding).
 //! - [`rng`]: the seeded random generator every draw comes from.
 //! - [`recipe`]: the ORZ recipe presets.
+//! - [`train`]: the ORZ trainer: one iteration (sample, reward, pack, GAE, critic and policy
+//!   updates) generic over the backend, with its report.
 //! - [`rational`]: exact rationals with checked arithmetic.
 
 #![no_std]
@@ -72,5 +75,6 @@ pub mod recipe;
 pub mod reward;
 pub mod rng;
 pub mod schedule;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,233 @@
+//! [`TrainConfig`]: every knob of one ORZ iteration, with ORZ's values from a
+//! [`RecipeConfig`] ([`TrainConfig::from_recipe`]).
+
+use alloc::format;
+use alloc::vec::Vec;
+
+use crate::backend::AdamWConfig;
+use crate::generation::{EngineConfig, SamplingParams, StopCriteria};
+use crate::optimizer::OptimizerConfig;
+use crate::ppo::aggregation::Aggregation;
+use crate::ppo::grpo::GroupStd;
+use crate::recipe::RecipeConfig;
+use crate::schedule::LrSchedule;
+use crate::{Error, Result};
+
+/// How advantages are estimated (recipe step 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum AdvantageEstimator {
+    /// ORZ: GAE per sample with the critic's values (recipe "Math": GAE), the default.
+    Gae,
+    /// Option: GRPO group advantages without a critic ([`crate::ppo::grpo`]): per prompt group
+    /// `score − mean`, divided by the group's std ([`GroupStd`]; the recipe's option uses
+    /// [`GroupStd::Unbiased`], ORZ's own flag effectively [`GroupStd::OrzDividesByOne`]).
+    Grpo(GroupStd),
+}
+
+impl AdvantageEstimator {
+    /// Whether this estimator needs a critic.
+    pub fn uses_critic(self) -> bool {
+        self == AdvantageEstimator::Gae
+    }
+}
+
+/// What happens to a prompt longer than `prompt_max_len` tokens (recipe step 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum PromptOverflow {
+    /// ORZ: keep the first `prompt_max_len` tokens. ORZ tokenizes with Hugging Face
+    /// `truncation=True, max_length=prompt_max_len` and Qwen2's default `truncation_side =
+    /// "right"` (`orz/ppo/trainer.py`, `_tokenize`), so the template's end (`Assistant:
+    /// <think>`) is what gets cut; with ORZ's 2048-token limit no training prompt reaches it.
+    KeepFirst,
+    /// Refuse the iteration with an error naming the prompt (for data that must never be cut).
+    Reject,
+}
+
+/// Everything one ORZ iteration is configured with (see the [module docs](super)).
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct TrainConfig {
+    /// Completions sampled per prompt (ORZ `n_samples_per_prompt`: 64).
+    pub n_samples_per_prompt: usize,
+    /// Prompts are cut to this many tokens (ORZ `prompt_max_len`: 2048).
+    pub prompt_max_len: usize,
+    /// How a longer prompt is cut (ORZ: [`PromptOverflow::KeepFirst`]).
+    pub prompt_overflow: PromptOverflow,
+    /// Temperature, top-k, top-p (ORZ: 1.0, none, 1.0).
+    pub sampling: SamplingParams,
+    /// EOS ids, stop strings, `generate_max_len` and `max_len` (ORZ: 8000 and 8192).
+    pub stop: StopCriteria,
+    /// Batch slots and KV-cache budget of the generation engine (hardware, not recipe).
+    pub engine: EngineConfig,
+    /// Most tokens in one pack (ORZ `packing_max_len`: 16384 for 7B, else 10048); at least
+    /// `stop.max_total_len`, so every sample fits a pack (ORZ silently drops a longer one).
+    pub packing_max_len: usize,
+    /// Seed of the shuffle before packing, reset every iteration (ORZ: `random.Random(42)` in
+    /// `make_experience`).
+    pub pack_shuffle_seed: u64,
+    /// GAE discount γ (ORZ: 1).
+    pub gamma: f64,
+    /// GAE λ (ORZ: 1).
+    pub lambda: f64,
+    /// Whiten advantages over all response tokens of the iteration (ORZ: true).
+    pub advantage_normalize: bool,
+    /// PPO ratio clip ε (ORZ `eps_clip`: 0.2).
+    pub eps_clip: f64,
+    /// Value clip c (ORZ `value_clip`: 0.2).
+    pub value_clip: f64,
+    /// Critic optimizer steps per iteration (ORZ: 12).
+    pub critic_update_steps: usize,
+    /// Policy optimizer steps per iteration (ORZ: 1).
+    pub policy_update_steps: usize,
+    /// How per-token losses become a step's loss (ORZ: [`Aggregation::OrzPackMean`]).
+    pub aggregation: Aggregation,
+    /// GAE with a critic (ORZ) or GRPO without one.
+    pub estimator: AdvantageEstimator,
+    /// The policy's optimizer (ORZ: AdamW (0.9, 0.95), lr 1e-6 after 50 warmup steps, clip 1).
+    pub policy_optimizer: OptimizerConfig,
+    /// The critic's optimizer (ORZ: as the policy's with lr 5e-6).
+    pub critic_optimizer: OptimizerConfig,
+}
+
+/// The engine limits [`TrainConfig::from_recipe`] starts from: 256 slots and 8 GiB of KV cache.
+pub const DEFAULT_ENGINE: EngineConfig = EngineConfig { max_batch_slots: 256, kv_budget_bytes: 8 << 30 };
+
+impl TrainConfig {
+    /// The iteration of a recipe, with the tokenizer's EOS ids, ORZ's aggregation and GAE, and
+    /// [`DEFAULT_ENGINE`]; validated.
+    pub fn from_recipe(recipe: &RecipeConfig, eos_token_ids: Vec<u32>) -> Result<TrainConfig> {
+        let adamw = AdamWConfig {
+            beta1: recipe.adam_betas.0,
+            beta2: recipe.adam_betas.1,
+            eps: recipe.adam_eps,
+            weight_decay: recipe.weight_decay,
+        };
+        let optimizer = |peak| OptimizerConfig {
+            adamw,
+            schedule: LrSchedule::WarmupConstant { peak, warmup_steps: recipe.warmup_steps },
+            max_grad_norm: Some(recipe.max_grad_norm),
+        };
+        let config = TrainConfig {
+            n_samples_per_prompt: recipe.n_samples_per_prompt,
+            prompt_max_len: recipe.prompt_max_len,
+            prompt_overflow: PromptOverflow::KeepFirst,
+            sampling: SamplingParams::from_recipe(recipe)?,
+            stop: StopCriteria::from_recipe(recipe, eos_token_ids)?,
+            engine: DEFAULT_ENGINE,
+            packing_max_len: recipe.packing_max_len,
+            pack_shuffle_seed: recipe.pack_shuffle_seed,
+            gamma: recipe.gamma,
+            lambda: recipe.lambda,
+            advantage_normalize: recipe.advantage_normalize,
+            eps_clip: recipe.eps_clip,
+            value_clip: recipe.value_clip,
+            critic_update_steps: recipe.critic_update_steps,
+            policy_update_steps: recipe.policy_update_steps,
+            aggregation: Aggregation::OrzPackMean,
+            estimator: AdvantageEstimator::Gae,
+            policy_optimizer: optimizer(recipe.policy_lr),
+            critic_optimizer: optimizer(recipe.critic_lr),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field, naming the bad one: counts of at least 1, `prompt_max_len <
+    /// max_total_len <= packing_max_len`, γ and λ in `[0, 1]`, finite non-negative clips, and
+    /// the sampling, stop, engine and optimizer settings.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "train config";
+        let positive = [
+            ("n_samples_per_prompt", self.n_samples_per_prompt),
+            ("prompt_max_len", self.prompt_max_len),
+            ("policy_update_steps", self.policy_update_steps),
+            ("critic_update_steps", self.critic_update_steps),
+            ("engine.max_batch_slots", self.engine.max_batch_slots),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(Error::invalid(OP, format!("`{name}` must be >= 1, got 0")));
+        }
+        self.sampling.validate()?;
+        self.stop.validate()?;
+        let max_len = self.stop.max_total_len;
+        if self.prompt_max_len >= max_len {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "`prompt_max_len` = {} leaves no room for a new token in `max_len` = {max_len}",
+                    self.prompt_max_len
+                ),
+            ));
+        }
+        if self.packing_max_len < max_len {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "`packing_max_len` = {} is below `max_len` = {max_len}: a full-length sample \
+                     would fit no pack",
+                    self.packing_max_len
+                ),
+            ));
+        }
+        for (name, v) in [("gamma", self.gamma), ("lambda", self.lambda)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::invalid(OP, format!("`{name}` = {v} is not in [0, 1]")));
+            }
+        }
+        for (name, v) in [("eps_clip", self.eps_clip), ("value_clip", self.value_clip)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::invalid(OP, format!("`{name}` = {v} is not a finite number >= 0")));
+            }
+        }
+        self.policy_optimizer.validate()?;
+        self.critic_optimizer.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::Preset;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    #[test]
+    fn orz_presets_give_orz_iterations() {
+        for p in [Preset::Orz0p5b, Preset::Orz1p5b, Preset::Orz7b, Preset::Orz32b] {
+            let c = TrainConfig::from_recipe(&p.config(), vec![151643]).unwrap();
+            assert_eq!((c.n_samples_per_prompt, c.prompt_max_len), (64, 2048), "{p}");
+            assert_eq!((c.stop.max_new_tokens, c.stop.max_total_len), (8000, 8192));
+            assert_eq!((c.critic_update_steps, c.policy_update_steps, c.pack_shuffle_seed), (12, 1, 42));
+            assert_eq!((c.gamma, c.lambda, c.eps_clip, c.value_clip), (1.0, 1.0, 0.2, 0.2));
+            assert_eq!((c.aggregation, c.estimator), (Aggregation::OrzPackMean, AdvantageEstimator::Gae));
+            assert_eq!(c.prompt_overflow, PromptOverflow::KeepFirst);
+            assert_eq!(c.policy_optimizer, OptimizerConfig::ORZ_POLICY);
+            assert_eq!(c.critic_optimizer, OptimizerConfig::ORZ_CRITIC);
+            assert!(c.advantage_normalize && c.sampling == SamplingParams::default());
+        }
+        assert_eq!(
+            TrainConfig::from_recipe(&Preset::Orz7b.config(), vec![0]).unwrap().packing_max_len,
+            16384
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let base = TrainConfig::from_recipe(&Preset::Tiny.config(), vec![0]).unwrap();
+        let check = |f: &dyn Fn(&mut TrainConfig), what: &str| {
+            let mut c = base.clone();
+            f(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(what), "{what}: {err}");
+        };
+        check(&|c| c.n_samples_per_prompt = 0, "n_samples_per_prompt");
+        check(&|c| c.prompt_max_len = c.stop.max_total_len, "prompt_max_len");
+        check(&|c| c.packing_max_len = c.stop.max_total_len - 1, "packing_max_len");
+        check(&|c| c.gamma = 1.5, "gamma");
+        check(&|c| c.eps_clip = f64::NAN, "eps_clip");
+        check(&|c| c.policy_update_steps = 0, "policy_update_steps");
+        check(&|c| c.policy_optimizer.max_grad_norm = Some(0.0), "max_grad_norm");
+    }
+}

@@ -1,0 +1,91 @@
+//! The ORZ trainer: one iteration of ORZ_RECIPE.md ("One iteration", steps 2 to 10), generic over
+//! [`Backend`](crate::backend::Backend).
+//!
+//! | recipe step | where |
+//! |---|---|
+//! | 2. truncate prompts to `prompt_max_len` (ORZ keeps the first tokens) | [`rollout::truncate_prompt`], [`PromptOverflow`] |
+//! | 3. `n` samples per prompt, the policy as [`SlotDecoder`](crate::generation::SlotDecoder), a fresh fork of the seed per iteration | [`rollout::rollout`] |
+//! | 4. score (prompt text, completion text, finish reason, reference); drop empty texts | [`rollout::rollout`] |
+//! | 5. score on the last response token | [`experience::compute_advantages`] ([`crate::reward::placement`]) |
+//! | 6. shuffle with the fixed seed (ORZ: 42), pack greedily into rows of at most `packing_max_len` | [`experience::build_packs`], [`grouping`] |
+//! | 7. old log-probs and values per response token, no gradients, ORZ alignment | [`experience::old_log_probs_and_values`] |
+//! | 8. GAE per sample (host, f64), whitening over the iteration (biased); returns unwhitened | [`experience::compute_advantages`] |
+//! | 9. `critic_update_steps` critic steps of `max(1, N / steps)` shuffled packs each | [`update::critic_update`], [`grouping::step_groups`] |
+//! | 10. `policy_update_steps` (1) policy step(s) over all packs | [`update::policy_update`] |
+//!
+//! [`Trainer::iteration`] runs them in order and returns an [`IterationReport`] (rewards,
+//! pass@n, lengths, stop ratio, clip fraction, losses, gradient norms, learning rates, skipped
+//! steps with their reasons, reflection-word counts, generation counters, and per-phase seconds
+//! when given a clock). Evaluation and checkpoints (recipe step 11) belong to the caller: core
+//! is `no_std`, so saving and loading models goes through `orz-hf`, not through this module.
+//!
+//! **Aggregation.** Every pack is one micro-batch; an optimizer step accumulates its packs'
+//! gradients, each pack's loss weighted by the configured [`Aggregation`]'s token weights
+//! ([`crate::ppo::aggregation`]), so that the step's loss is exactly ORZ's pack mean (default),
+//! the global token mean or the sequence-mean-token-mean, however the packs are grouped.
+//!
+//! **Options.** GRPO without a critic ([`AdvantageEstimator::Grpo`]), other aggregations, more
+//! than one policy step (the packs are split by the critic's rule, [`grouping::step_groups`]),
+//! any [`LrSchedule`](crate::schedule::LrSchedule) (the 32B annealing one included) in the
+//! optimizer configs.
+//!
+//! ```
+//! use std::rc::Rc;
+//! use orz_core::backend::DType;
+//! use orz_core::model::{Critic, Policy, Qwen2Config};
+//! use orz_core::recipe::Preset;
+//! use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
+//! use orz_core::rng::Rng;
+//! use orz_core::train::{PromptItem, TrainConfig, Trainer};
+//! use orz_reference::Reference;
+//!
+//! /// 1.0 when the completion contains a `b`.
+//! struct HasB;
+//! impl Reward for HasB {
+//!     fn score(&self, input: &RewardInput<'_>) -> RewardOutcome {
+//!         if input.completion.contains('b') {
+//!             RewardOutcome::new(1.0, label::CORRECT)
+//!         } else {
+//!             RewardOutcome::new(0.0, label::WRONG)
+//!         }
+//!     }
+//!     fn name(&self) -> &str { "has_b" }
+//! }
+//!
+//! # fn main() -> orz_core::Result<()> {
+//! let model = Qwen2Config::tiny_test(); // vocab 64, EOS id 1
+//! let (backend, mut rng) = (Rc::new(Reference::new()), Rng::seed_from_u64(0));
+//! let policy = Policy::random(Rc::clone(&backend), &model, DType::F32, &mut rng)?;
+//! let critic = Critic::random(Rc::clone(&backend), &model, DType::F32, &mut rng)?;
+//! // The tiny preset, shrunk: 2 samples per prompt of at most 4 tokens, 2 critic steps.
+//! let mut recipe = Preset::Tiny.config();
+//! (recipe.n_samples_per_prompt, recipe.generate_max_len, recipe.max_len) = (2, 4, 16);
+//! (recipe.prompt_max_len, recipe.packing_max_len, recipe.critic_update_steps) = (8, 16, 2);
+//! let config = TrainConfig::from_recipe(&recipe, model.eos_token_ids.clone())?;
+//! let mut trainer = Trainer::new(config, policy, Some(critic), Rng::seed_from_u64(1))?;
+//! // A toy tokenizer: token t is the letter 'a' + t % 26.
+//! let detok = |ts: &[u32]| ts.iter().map(|&t| char::from(b'a' + (t % 26) as u8)).collect::<String>();
+//! let prompts = vec![PromptItem { tokens: vec![5, 6, 7], text: "fgh".into(), reference: String::new() }];
+//! let report = trainer.iteration(&prompts, &HasB, &detok)?;
+//! assert_eq!(report.rollout.generated, 2);
+//! assert_eq!(report.critic_steps.len(), report.packs.min(2));
+//! assert_eq!(trainer.iterations(), 1);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod experience;
+pub mod grouping;
+pub mod report;
+pub mod rollout;
+pub mod trainer;
+pub mod update;
+
+pub use crate::ppo::aggregation::Aggregation;
+pub use config::{AdvantageEstimator, DEFAULT_ENGINE, PromptOverflow, TrainConfig};
+pub use experience::Pack;
+pub use grouping::step_groups;
+pub use report::{IterationReport, ModelKind, PhaseTimes, ReflectionCounts, RolloutMetrics, SkippedStep};
+pub use rollout::{PromptItem, Sample};
+pub use trainer::Trainer;

@@ -1,0 +1,162 @@
+//! Recipe steps 9 and 10: the critic's and the policy's optimizer steps over the packs.
+//!
+//! Each step accumulates a group of packs ([`step_groups`] over the packs in a shuffled order).
+//! A pack is one micro-batch: its loss is `Σ w_t · loss_t` over its response tokens, with the
+//! token weights `w_t` of the configured [`Aggregation`] for the step's packs
+//! ([`Aggregation::token_weights`]); gradients of the packs are summed by the optimizer, so the
+//! step minimizes exactly the aggregated loss however its packs are grouped. Under ORZ's
+//! [`Aggregation::OrzPackMean`], `w_t = 1 / (packs_in_step · response_tokens_in_pack)`: each
+//! pack's loss is the mean over its response tokens, scaled by `1 / packs_in_step` before
+//! backward, so the step averages its packs' losses (ORZ: `masked_mean` per packed row,
+//! gradient accumulation over the rows).
+
+use alloc::vec::Vec;
+
+use num_traits::Float;
+
+use super::config::TrainConfig;
+use super::experience::Pack;
+use super::grouping::step_groups;
+use super::rollout::Sample;
+use crate::backend::{Backend, DType};
+use crate::model::{Critic, Policy};
+use crate::optimizer::{Optimizer, StepReport};
+use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// What the steps of one model did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UpdateOutcome {
+    /// One report per optimizer step, in order.
+    pub steps: Vec<StepReport>,
+    /// Each step's aggregated loss (the sum of its packs' weighted losses).
+    pub losses: Vec<f64>,
+    /// Response tokens whose clipped surrogate was strictly the smaller one (policy only).
+    pub clipped_tokens: usize,
+    /// Response tokens seen over all steps.
+    pub tokens: usize,
+}
+
+impl UpdateOutcome {
+    /// The mean of the steps' losses (NaN without steps).
+    pub fn mean_loss(&self) -> f64 {
+        if self.losses.is_empty() {
+            f64::NAN
+        } else {
+            self.losses.iter().sum::<f64>() / self.losses.len() as f64
+        }
+    }
+}
+
+/// Runs `f` with graph recording on (restoring the previous state afterwards).
+fn with_grad<B: Backend, R>(b: &B, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    let previous = b.set_grad_enabled(true);
+    let out = f();
+    b.set_grad_enabled(previous);
+    out
+}
+
+/// `Σ w · loss` over the pack's response positions, a scalar; `loss` is `[1, seq_len]`.
+fn weighted_sum<B: Backend>(b: &B, loss: &B::Tensor, weights: &[f64], pack: &Pack) -> Result<B::Tensor> {
+    let shape = pack.batch.shape();
+    let w = b.tensor_f64(weights, &shape, DType::F32)?;
+    let mask = b.tensor_bool(&pack.response_mask, &shape)?;
+    b.masked_sum(&b.mul(loss, &w)?, &mask, None)
+}
+
+/// `steps` optimizer steps over `packs` visited in an order shuffled by `rng`: each step's
+/// packs get their token weights, `micro_loss(pack, weights)` gives each pack's scalar loss,
+/// whose gradients are accumulated; a non-finite loss makes the optimizer skip the step.
+fn run_steps<B: Backend>(
+    b: &B,
+    opt: &mut Optimizer<B>,
+    packs: &[Pack],
+    steps: usize,
+    aggregation: Aggregation,
+    rng: &mut Rng,
+    mut micro_loss: impl FnMut(&Pack, &[f64]) -> Result<B::Tensor>,
+) -> Result<UpdateOutcome> {
+    let mut order: Vec<usize> = (0..packs.len()).collect();
+    rng.shuffle(&mut order);
+    let mut out = UpdateOutcome::default();
+    with_grad(b, || {
+        for range in step_groups(packs.len(), steps) {
+            let group: Vec<&Pack> = order[range].iter().map(|&i| &packs[i]).collect();
+            let layouts: Vec<PackLayout<'_>> = group.iter().map(|p| p.layout()).collect();
+            let weights = aggregation.token_weights::<f64>(&StepTotals::of(&layouts)?, &layouts)?;
+            let mut step_loss = 0.0;
+            for (pack, w) in group.iter().zip(&weights) {
+                let loss = micro_loss(pack, w)?;
+                let value = b.to_host_f64(&loss)?.first().copied().ok_or_else(|| {
+                    Error::backend("train update", "a pack's loss came back without a value")
+                })?;
+                opt.observe_loss(value);
+                opt.accumulate(b, &b.backward(&loss)?)?;
+                step_loss += value;
+                out.tokens += pack.response_tokens();
+            }
+            out.steps.push(opt.step(b)?);
+            out.losses.push(step_loss);
+        }
+        Ok(out)
+    })
+}
+
+/// Recipe step 9: `critic_update_steps` critic steps; per token the clipped value loss
+/// (`0.5 · max((V_clip − R)², (V − R)²)`, ORZ `ValueLoss`) against the values `V_old` and the
+/// returns `R` of recipe steps 7 and 8, aggregated as configured.
+pub fn critic_update<B: Backend>(
+    critic: &Critic<B>,
+    opt: &mut Optimizer<B>,
+    packs: &[Pack],
+    samples: &[Sample],
+    config: &TrainConfig,
+    rng: &mut Rng,
+) -> Result<UpdateOutcome> {
+    let b = critic.model().backend();
+    run_steps(b, opt, packs, config.critic_update_steps, config.aggregation, rng, |pack, w| {
+        let shape = pack.batch.shape();
+        let v = b.cast(&critic.values(&pack.batch)?, DType::F32)?;
+        let v_old = b.tensor_f64(&pack.scatter(samples, |s| &s.values)?, &shape, DType::F32)?;
+        let returns = b.tensor_f64(&pack.scatter(samples, |s| &s.returns)?, &shape, DType::F32)?;
+        weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack)
+    })
+}
+
+/// Recipe step 10: `policy_update_steps` policy steps; per token the clipped PPO loss
+/// (`−min(r·A, clamp(r, 1 − ε, 1 + ε)·A)`, `r = exp(logp − logp_old)`, ORZ `PolicyLoss`)
+/// against the old log-probs of recipe step 7, aggregated as configured. Also counts the
+/// response tokens where the clipped surrogate is strictly the smaller (their gradient is 0).
+pub fn policy_update<B: Backend>(
+    policy: &Policy<B>,
+    opt: &mut Optimizer<B>,
+    packs: &[Pack],
+    samples: &[Sample],
+    config: &TrainConfig,
+    rng: &mut Rng,
+) -> Result<UpdateOutcome> {
+    let b = policy.model().backend();
+    let eps = config.eps_clip;
+    let mut clipped = 0;
+    let mut out =
+        run_steps(b, opt, packs, config.policy_update_steps, config.aggregation, rng, |pack, w| {
+            let shape = pack.batch.shape();
+            let logp = b.cast(&policy.next_token_log_probs(&pack.batch)?, DType::F32)?;
+            let (old, adv) =
+                (pack.scatter(samples, |s| &s.logp_old)?, pack.scatter(samples, |s| &s.advantages)?);
+            let now = b.to_host_f64(&logp)?;
+            clipped += (0..now.len())
+                .filter(|&t| pack.response_mask[t])
+                .filter(|&t| {
+                    let r = Float::exp(now[t] - old[t]);
+                    r.clamp(1.0 - eps, 1.0 + eps) * adv[t] < r * adv[t]
+                })
+                .count();
+            let old = b.tensor_f64(&old, &shape, DType::F32)?;
+            let adv = b.tensor_f64(&adv, &shape, DType::F32)?;
+            weighted_sum(b, &b.policy_loss(&logp, &old, &adv, eps)?, w, pack)
+        })?;
+    out.clipped_tokens = clipped;
+    Ok(out)
+}

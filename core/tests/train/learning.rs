@@ -1,0 +1,45 @@
+//! A trivially learnable toy task: reward 1 when the first generated token is a given id. A few
+//! ORZ iterations (PPO, GAE 1/1, whitening, pack-mean aggregation) with a large learning rate
+//! must raise that token's probability after every prompt, and the reward.
+
+use orz_core::backend::Backend;
+use orz_core::model::PackedBatch;
+use orz_core::train::PromptItem;
+
+use super::support::{config, detok, letter, prompts, starts_with, trainer};
+
+const TARGET: u32 = 9;
+
+/// Mean over the prompts of the policy's probability of `TARGET` as the first new token.
+fn target_probability(t: &orz_core::train::Trainer<orz_reference::Reference>, prompts: &[PromptItem]) -> f64 {
+    let b = t.policy().model().backend();
+    let mut total = 0.0;
+    for p in prompts {
+        let mut seq = p.tokens.clone();
+        seq.push(TARGET);
+        let batch = PackedBatch::padded(&[seq]).unwrap();
+        let logp = b.to_host_f64(&t.policy().next_token_log_probs(&batch).unwrap()).unwrap();
+        total += logp[p.tokens.len() - 1].exp();
+    }
+    total / prompts.len() as f64
+}
+
+#[test]
+fn the_reward_of_a_learnable_toy_task_rises() {
+    let prompts = prompts(4);
+    let reward = starts_with(letter(TARGET));
+    for seed in [13, 14, 15] {
+        let mut t = trainer(config(16, 5e-2), seed);
+        let p0 = target_probability(&t, &prompts);
+        let first = t.iteration(&prompts, &reward, &detok).unwrap();
+        for _ in 0..8 {
+            t.iteration(&prompts, &reward, &detok).unwrap();
+        }
+        let last = t.iteration(&prompts, &reward, &detok).unwrap();
+        let p1 = target_probability(&t, &prompts);
+        let (r0, r1) = (first.rollout.mean_reward, last.rollout.mean_reward);
+        // Random init: P(target) is about 1/32. After 10 iterations it should dominate.
+        assert!(p0 < 0.1 && p1 > 0.5, "seed {seed}: P(target) went from {p0} to {p1}");
+        assert!(r0 < 0.2 && r1 > 0.5, "seed {seed}: the reward went from {r0} to {r1}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Shared helpers: a tiny Qwen2, a toy tokenizer and reward, small train configs.
+
+use std::rc::Rc;
+
+use orz_core::backend::{Backend, DType};
+use orz_core::model::{Critic, Policy, Qwen2Config};
+use orz_core::recipe::Preset;
+use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
+use orz_core::rng::Rng;
+use orz_core::train::{PromptItem, TrainConfig, Trainer};
+use orz_reference::Reference;
+
+/// A tiny GQA Qwen2: vocab 32, hidden 16, 2 layers, EOS id 1.
+pub fn tiny() -> Qwen2Config {
+    Qwen2Config {
+        vocab_size: 32,
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        rope_theta: 100.0,
+        rms_norm_eps: 1e-6,
+        tie_word_embeddings: false,
+        max_position_embeddings: 64,
+        bos_token_id: None,
+        eos_token_ids: vec![1],
+    }
+}
+
+/// The toy tokenizer: token `t` is the letter `'a' + t % 26`.
+pub fn detok(tokens: &[u32]) -> String {
+    tokens.iter().map(|&t| char::from(b'a' + (t % 26) as u8)).collect()
+}
+
+/// The letter token `t` decodes to.
+pub fn letter(t: u32) -> char {
+    char::from(b'a' + (t % 26) as u8)
+}
+
+/// 1.0 (`correct`) when the completion holds the letter `letter` (anywhere, or first when
+/// `first`), else 0.0 (`wrong`).
+pub struct HasLetter {
+    /// The letter.
+    pub letter: char,
+    /// Only as the completion's first character (its first token).
+    pub first: bool,
+}
+
+impl Reward for HasLetter {
+    fn score(&self, input: &RewardInput<'_>) -> RewardOutcome {
+        let hit = if self.first {
+            input.completion.starts_with(self.letter)
+        } else {
+            input.completion.contains(self.letter)
+        };
+        if hit { RewardOutcome::new(1.0, label::CORRECT) } else { RewardOutcome::new(0.0, label::WRONG) }
+    }
+
+    fn name(&self) -> &str {
+        "has_letter"
+    }
+}
+
+/// 1.0 when the completion contains `letter`.
+pub fn contains(letter: char) -> HasLetter {
+    HasLetter { letter, first: false }
+}
+
+/// 1.0 when the completion starts with `letter`.
+pub fn starts_with(letter: char) -> HasLetter {
+    HasLetter { letter, first: true }
+}
+
+/// `count` prompts of 3 to 5 tokens (ids 2..32), with their toy text.
+pub fn prompts(count: usize) -> Vec<PromptItem> {
+    (0..count)
+        .map(|i| {
+            let tokens: Vec<u32> = (0..3 + i % 3).map(|j| 2 + ((7 * i + 3 * j) % 30) as u32).collect();
+            PromptItem { text: detok(&tokens), tokens, reference: String::new() }
+        })
+        .collect()
+}
+
+/// The tiny preset shrunk to this model: `n` samples of at most 4 new tokens, packs of at
+/// most 24 tokens, 12 critic steps; constant learning rates (no warmup) of `lr`.
+pub fn config(n: usize, lr: f64) -> TrainConfig {
+    let mut recipe = Preset::Tiny.config();
+    recipe.n_samples_per_prompt = n;
+    (recipe.generate_max_len, recipe.max_len, recipe.prompt_max_len, recipe.packing_max_len) = (4, 12, 6, 24);
+    (recipe.policy_lr, recipe.critic_lr, recipe.warmup_steps) = (lr, lr, 0);
+    recipe.critic_update_steps = 12;
+    TrainConfig::from_recipe(&recipe, tiny().eos_token_ids).unwrap()
+}
+
+/// A random policy and critic (from `seed`) on one reference backend.
+pub fn models(seed: u64) -> (Rc<Reference>, Policy<Reference>, Critic<Reference>) {
+    let b = Rc::new(Reference::new());
+    let mut rng = Rng::seed_from_u64(seed);
+    let policy = Policy::random(Rc::clone(&b), &tiny(), DType::F32, &mut rng).unwrap();
+    let critic = Critic::random(Rc::clone(&b), &tiny(), DType::F32, &mut rng).unwrap();
+    (b, policy, critic)
+}
+
+/// A trainer with `config` over [`models`]`(seed)`, its generator seeded with `seed + 1`.
+pub fn trainer(config: TrainConfig, seed: u64) -> Trainer<Reference> {
+    let (_, policy, critic) = models(seed);
+    Trainer::new(config, policy, Some(critic), Rng::seed_from_u64(seed + 1)).unwrap()
+}
+
+/// Host values of every parameter of a model, in order.
+pub fn snapshot(params: &[orz_reference::Tensor]) -> Vec<Vec<f64>> {
+    let b = Reference::new();
+    params.iter().map(|p| b.to_host_f64(p).unwrap()).collect()
+}
+
+/// The largest absolute difference between two snapshots.
+pub fn max_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+    a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0.0, f64::max)
+}
