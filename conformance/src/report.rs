@@ -41,7 +41,8 @@ pub fn run_backend<B: Backend>(backend: &B, dtypes: &[DType]) -> Vec<Row> {
 }
 
 /// The matrix as text: a header, one row per check and dtype (failures followed by the first
-/// line of their report), and a summary line with the wall time `seconds`.
+/// line of their report; borderline comparisons a check skipped counted after the verdict), and
+/// a summary line with the wall time `seconds`.
 pub fn render(rows: &[Row], seconds: f64) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -51,7 +52,11 @@ pub fn render(rows: &[Row], seconds: f64) -> String {
     );
     for row in rows {
         let o = &row.outcome;
-        let verdict = if o.passed() { "pass" } else { "FAIL" };
+        let mut verdict = if o.passed() { "pass" } else { "FAIL" }.to_string();
+        if o.stats.skipped > 0 {
+            let total = o.stats.skipped + o.stats.compared;
+            let _ = write!(verdict, " ({} of {total} borderline, skipped)", o.stats.skipped);
+        }
         let _ = writeln!(
             out,
             "{:<5} {:<22} {:<34} {:<6} {:<5} {:>9.1e} {:>9.1e}  {verdict}",
