@@ -47,7 +47,7 @@ pub fn render(rows: &[Row], seconds: f64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<5} {:<22} {:<34} {:<6} {:<5} {:>9} {:>9}  result",
+        "{:<5} {:<24} {:<34} {:<6} {:<5} {:>9} {:>9}  result",
         "level", "check", "backend", "device", "dtype", "max abs", "max rel"
     );
     for row in rows {
@@ -59,7 +59,7 @@ pub fn render(rows: &[Row], seconds: f64) -> String {
         }
         let _ = writeln!(
             out,
-            "{:<5} {:<22} {:<34} {:<6} {:<5} {:>9.1e} {:>9.1e}  {verdict}",
+            "{:<5} {:<24} {:<34} {:<6} {:<5} {:>9.1e} {:>9.1e}  {verdict}",
             row.level as u8,
             o.check,
             row.backend,
