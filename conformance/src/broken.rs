@@ -3,7 +3,7 @@
 //!
 //! [`Tweaked`] delegates every method of the trait to [`Reference`], except through the hooks of
 //! a [`Tweak`]: a post-processing of every primitive's result, and replacements of `clamp`,
-//! `softmax` and `rms_norm`. Provided composites the hooks do not replace run their default
+//! `write_slice`, `cumsum`, `softmax` and `rms_norm`. Provided composites the hooks do not replace run their default
 //! bodies on the wrapper, as on any backend.
 
 use orz_core::Result;
@@ -26,6 +26,14 @@ pub trait Tweak: Sized {
     /// Replaces `softmax`.
     fn softmax(b: &Tweaked<Self>, x: &Tensor, dim: usize) -> Result<Tensor> {
         ops::softmax(b, x, dim)
+    }
+    /// Replaces `write_slice`.
+    fn write_slice(b: &Tweaked<Self>, dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()> {
+        b.inner.write_slice(dst, dim, start, src)
+    }
+    /// Replaces `cumsum`.
+    fn cumsum(b: &Tweaked<Self>, x: &Tensor, dim: usize) -> Result<Tensor> {
+        b.inner.cumsum(x, dim)
     }
     /// Replaces `rms_norm`.
     fn rms_norm(b: &Tweaked<Self>, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
@@ -83,6 +91,29 @@ impl Tweak for SoftmaxSlightlySharp {
     const NAME: &'static str = "broken: softmax of 1.001 x";
     fn softmax(b: &Tweaked<Self>, x: &Tensor, dim: usize) -> Result<Tensor> {
         ops::softmax(b, &b.affine(x, 1.001, 0.0)?, dim)
+    }
+}
+
+/// `write_slice` that writes at offset 0 whatever `start` says: a prefill (which writes from 0)
+/// is right, every decode step overwrites the first cached token.
+#[derive(Debug, Default)]
+pub struct WriteSliceAtZero;
+
+impl Tweak for WriteSliceAtZero {
+    const NAME: &'static str = "broken: write_slice at offset 0";
+    fn write_slice(b: &Tweaked<Self>, dst: &Tensor, dim: usize, _start: usize, src: &Tensor) -> Result<()> {
+        b.inner.write_slice(dst, dim, 0, src)
+    }
+}
+
+/// `cumsum` that is exclusive (each entry the sum of those before it): off by one.
+#[derive(Debug, Default)]
+pub struct CumsumExclusive;
+
+impl Tweak for CumsumExclusive {
+    const NAME: &'static str = "broken: exclusive cumsum";
+    fn cumsum(b: &Tweaked<Self>, x: &Tensor, dim: usize) -> Result<Tensor> {
+        b.inner.sub(&b.inner.cumsum(x, dim)?, x)
     }
 }
 
@@ -222,7 +253,7 @@ impl<T: Tweak> Backend for Tweaked<T> {
         self.out(self.inner.max(x, dim, keepdim))
     }
     fn cumsum(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
-        self.out(self.inner.cumsum(x, dim))
+        self.out(T::cumsum(self, x, dim))
     }
     fn sort(&self, x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)> {
         let (values, indices) = self.inner.sort(x, dim, descending)?;
@@ -247,7 +278,7 @@ impl<T: Tweak> Backend for Tweaked<T> {
         self.inner.gather(x, dim, idx)
     }
     fn write_slice(&self, dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()> {
-        self.inner.write_slice(dst, dim, start, src)
+        T::write_slice(self, dst, dim, start, src)
     }
     fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.out(self.inner.matmul(a, b))

@@ -55,8 +55,15 @@ macro_rules! __with_checks {
                 ppo::check_policy_loss, ppo::check_value_loss, ppo::check_whitening, ppo::check_aggregation,
                 ppo::check_adamw, ppo::check_clip_grad_norm,
             ],
-            Model: [],
-            Sampling: [],
+            Model: [
+                model::check_model_logits, model::check_packed_equals_padded,
+                model::check_kv_decode_equals_forward, model::check_value_head,
+                training::check_model_ppo_gradients, training::check_adamw_step,
+            ],
+            Sampling: [
+                sampling::check_sampling_same_tokens, sampling::check_top_p_mass,
+                engine::check_stop_handling, engine::check_generation_deterministic,
+            ],
             Iteration: [],
         }
     };
@@ -81,8 +88,7 @@ pub fn strip_prefix(function: &'static str) -> &'static str {
     function.strip_prefix("check_").unwrap_or(function)
 }
 
-/// Every check, by level (1 to 3 now; levels 4 to 6 are registered empty until the model,
-/// sampling and trainer land).
+/// Every check, by level (1 to 5 now; level 6 is registered empty until the trainer lands).
 pub fn all_checks<B: Backend>() -> Vec<Check<B>> {
     crate::__with_checks!(__registry!(B))
 }

@@ -41,20 +41,25 @@ pub fn run_backend<B: Backend>(backend: &B, dtypes: &[DType]) -> Vec<Row> {
 }
 
 /// The matrix as text: a header, one row per check and dtype (failures followed by the first
-/// line of their report), and a summary line with the wall time `seconds`.
+/// line of their report; borderline comparisons a check skipped counted after the verdict), and
+/// a summary line with the wall time `seconds`.
 pub fn render(rows: &[Row], seconds: f64) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<5} {:<22} {:<34} {:<6} {:<5} {:>9} {:>9}  result",
+        "{:<5} {:<24} {:<34} {:<6} {:<5} {:>9} {:>9}  result",
         "level", "check", "backend", "device", "dtype", "max abs", "max rel"
     );
     for row in rows {
         let o = &row.outcome;
-        let verdict = if o.passed() { "pass" } else { "FAIL" };
+        let mut verdict = if o.passed() { "pass" } else { "FAIL" }.to_string();
+        if o.stats.skipped > 0 {
+            let total = o.stats.skipped + o.stats.compared;
+            let _ = write!(verdict, " ({} of {total} borderline, skipped)", o.stats.skipped);
+        }
         let _ = writeln!(
             out,
-            "{:<5} {:<22} {:<34} {:<6} {:<5} {:>9.1e} {:>9.1e}  {verdict}",
+            "{:<5} {:<24} {:<34} {:<6} {:<5} {:>9.1e} {:>9.1e}  {verdict}",
             row.level as u8,
             o.check,
             row.backend,

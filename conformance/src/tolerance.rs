@@ -41,6 +41,12 @@ impl Tolerance {
         Tolerance { abs: self.abs.max(other.abs), rel: self.rel.max(other.rel) }
     }
 
+    /// Both constants multiplied by `k`: the same rule, for results that compound many rounded
+    /// operations (a whole model; see `checks::tiny::MODEL_TOLERANCE_SCALE`).
+    pub fn scaled(self, k: f64) -> Tolerance {
+        Tolerance { abs: self.abs * k, rel: self.rel * k }
+    }
+
     /// The largest difference allowed between `x` and `y`: `max(abs, rel · max(|x|, |y|))`.
     pub fn allowed(&self, x: f64, y: f64) -> f64 {
         self.abs.max(self.rel * x.abs().max(y.abs()))
@@ -77,6 +83,10 @@ pub struct ErrorStats {
     pub max_rel: f64,
     /// How many values were compared.
     pub compared: u64,
+    /// Comparisons skipped because the oracle's input lay within tolerance of a decision
+    /// threshold (sampling: a cumulative mass near the draw), where two correct backends may
+    /// legitimately differ; counted, never silent.
+    pub skipped: u64,
 }
 
 impl ErrorStats {
@@ -99,6 +109,7 @@ impl ErrorStats {
         self.max_abs = self.max_abs.max(other.max_abs);
         self.max_rel = self.max_rel.max(other.max_rel);
         self.compared += other.compared;
+        self.skipped += other.skipped;
     }
 }
 

@@ -303,7 +303,9 @@ impl<B: Backend> Optimizer<B> {
             report.clip_factor = (max / (norm + TORCH_CLIP_EPS)).min(1.0);
         }
         let mut clipped = clipped.into_iter();
-        let grads: Vec<Option<B::Tensor>> = accum.iter().map(|a| a.as_ref().and(clipped.next())).collect();
+        // `and_then`, not `and`: only a parameter with a gradient takes the next clipped one.
+        let grads: Vec<Option<B::Tensor>> =
+            accum.iter().map(|a| a.as_ref().and_then(|_| clipped.next())).collect();
         let targets: Vec<B::Tensor> =
             self.params.iter().zip(&self.masters).map(|(p, m)| m.as_ref().unwrap_or(p).clone()).collect();
         self.adamw.step(b, &targets, &grads, report.lr)?;

@@ -114,6 +114,34 @@ fn two_micro_batches_equal_one_backward_over_the_summed_loss() {
 }
 
 #[test]
+fn parameters_without_gradient_are_skipped_and_the_others_get_their_own_gradients() {
+    // p gets no gradient; q and r do (same shapes, so a misassignment would go unnoticed by
+    // shape checks). PyTorch: p is untouched (no decay, no state); q and r see their own.
+    let b = Reference::new();
+    let (p, q, r) = (
+        param(&b, &[1.0, 2.0], DType::F32),
+        param(&b, &[3.0, 4.0], DType::F32),
+        param(&b, &[5.0, 6.0], DType::F32),
+    );
+    let config = OptimizerConfig {
+        max_grad_norm: Some(100.0),
+        ..constant(0.1, AdamWConfig { weight_decay: 0.1, ..AdamWConfig::default() })
+    };
+    let mut opt = Optimizer::new(&b, vec![p.clone(), q.clone(), r.clone()], config).unwrap();
+    let cq = b.tensor_f64(&[0.5, -1.0], &[2], DType::F32).unwrap();
+    let cr = b.tensor_f64(&[2.0, 0.25], &[2], DType::F32).unwrap();
+    let loss = b
+        .add(&b.sum_all(&b.mul(&q, &cq).unwrap()).unwrap(), &b.sum_all(&b.mul(&r, &cr).unwrap()).unwrap())
+        .unwrap();
+    opt.accumulate(&b, &b.backward(&loss).unwrap()).unwrap();
+    assert!(opt.step(&b).unwrap().applied);
+    assert_eq!(host(&b, &p), [1.0, 2.0]);
+    assert!(opt.moments(0).is_none());
+    assert_close(&host(&b, &opt.moments(1).unwrap().m), &[0.05, -0.1], 1e-12);
+    assert_close(&host(&b, &opt.moments(2).unwrap().m), &[0.2, 0.025], 1e-12);
+}
+
+#[test]
 fn clipping_scales_like_pytorch() {
     // ‖(3, 4, 12)‖ = 13; max_norm 1 → factor 1 / (13 + 1e-6); AdamW sees the scaled gradient,
     // visible in the first moment m = (1 − β1) · g · factor.

@@ -2,10 +2,15 @@
 //! strategies they draw their inputs from (tensors of a few elements per dimension).
 
 pub mod composites;
+pub mod engine;
 pub mod errors;
 pub mod layout;
+pub mod model;
 pub mod ppo;
 pub mod primitives;
+pub mod sampling;
+pub mod tiny;
+pub mod training;
 
 use proptest::collection::vec;
 use proptest::prelude::*;

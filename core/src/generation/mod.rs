@@ -29,5 +29,7 @@ pub use completion::{Completion, GenerationOutput, GenerationStats, Request};
 pub use decoder::SlotDecoder;
 pub use detok::{Detokenize, IncrementalText};
 pub use engine::{EngineConfig, Generator, generate};
-pub use sampling::{Nucleus, SamplingParams, nucleus_host, sample_device, sample_host, top_p_kept_mass};
+pub use sampling::{
+    Nucleus, SamplingParams, nucleus_device, nucleus_host, sample_device, sample_host, top_p_kept_mass,
+};
 pub use stop::{StopChecker, StopCriteria};

@@ -240,16 +240,8 @@ pub fn sample_device<B: Backend>(
 ) -> Result<Vec<u32>> {
     const OP: &str = "sample_device";
     params.validate()?;
-    let shape = b.shape(logits);
-    let (rows, vocab) = match shape[..] {
-        [r, v] if v >= 1 && r >= 1 => (r, v),
-        _ => {
-            return Err(Error::shape(
-                OP,
-                format!("logits must have shape [rows, vocab >= 1], got {shape:?}"),
-            ));
-        }
-    };
+    let (rows, vocab) = rows_and_vocab(OP, b, logits)?;
+    let shape = [rows, vocab];
     if rows != draws.len() && rows != 1 {
         return Err(Error::shape(
             OP,
@@ -267,31 +259,14 @@ pub fn sample_device<B: Backend>(
         if params.is_greedy() {
             return greedy_device(b, &x, rows, draws.len());
         }
-        let probs = b.softmax(&b.affine(&x, 1.0 / params.temperature, 0.0)?, 1)?;
-        let (sorted, order) = b.sort(&probs, 1, true)?;
-        let k = params.top_k.map_or(vocab, |k| k.min(vocab));
-        let sorted = b.narrow(&sorted, 1, 0, k)?;
-        let order = b.narrow(&order, 1, 0, k)?;
-        let cum = b.cumsum(&sorted, 1)?;
-        let top_k_mass = b.narrow(&cum, 1, k - 1, 1)?; // [rows, 1]
-        let before = b.sub(&cum, &sorted)?;
-        // Position 0 has nothing before it (`cum - sorted` is exactly 0 there), so it is kept
-        // whenever the mass is positive; a non-finite row is reported below.
-        let keep = b.lt(&before, &b.affine(&top_k_mass, params.top_p, 0.0)?)?;
-        let zero = b.zeros(&[], DType::F32)?;
-        let kept_mass = b.sum(&b.where_(&keep, &sorted, &zero)?, 1, true)?; // [rows, 1]
-        let kept_count = b.sum(&b.cast(&keep, DType::F32)?, 1, false)?;
+        let n = top_p_device(b, &x, params, vocab)?;
+        let k = n.k;
         let u = b.tensor_f64(draws, &[draws.len(), 1], DType::F32)?;
-        let below = b.logical_and(&b.le(&cum, &b.mul(&u, &kept_mass)?)?, &keep)?;
+        let below = b.logical_and(&b.le(&n.cum, &b.mul(&u, &n.kept_mass)?)?, &n.keep)?;
         let below = b.sum(&b.cast(&below, DType::F32)?, 1, false)?; // [draws]
-        let kept_mass = b.to_host_f64(&kept_mass)?;
-        if let Some(r) = kept_mass.iter().position(|m| !(m.is_finite() && *m > 0.0)) {
-            return Err(Error::invalid(
-                OP,
-                format!("row {r}: the probabilities are not finite (a NaN or +inf logit, or all -inf)"),
-            ));
-        }
-        let (below, kept_count) = (b.to_host_f64(&below)?, b.to_host_f64(&kept_count)?);
+        let kept_mass = b.to_host_f64(&n.kept_mass)?;
+        check_kept_mass(OP, &kept_mass)?;
+        let (below, kept_count) = (b.to_host_f64(&below)?, b.to_host_f64(&n.kept_count)?);
         let flat: Vec<i64> = below
             .iter()
             .enumerate()
@@ -302,9 +277,109 @@ pub fn sample_device<B: Backend>(
             })
             .collect();
         let chosen =
-            b.index_select(&b.reshape(&order, &[rows * k])?, 0, &b.tensor_i64(&flat, &[flat.len()])?)?;
+            b.index_select(&b.reshape(&n.order, &[rows * k])?, 0, &b.tensor_i64(&flat, &[flat.len()])?)?;
         to_token_ids(OP, &b.to_host_i64(&chosen)?)
     })
+}
+
+/// Steps 1-4 on the device for f32 logits `[rows, vocab]`: what [`sample_device`] selects from.
+struct DeviceTopP<T> {
+    /// Tokens kept by top-k.
+    k: usize,
+    /// The top-k probabilities in sampling order, `[rows, k]`.
+    sorted: T,
+    /// Their token ids, I64 `[rows, k]`.
+    order: T,
+    /// Cumulative mass in that order, `[rows, k]`.
+    cum: T,
+    /// Whether top-p keeps each, Bool `[rows, k]`.
+    keep: T,
+    /// The mass top-p kept, `[rows, 1]`.
+    kept_mass: T,
+    /// How many tokens top-p kept, `[rows]`.
+    kept_count: T,
+    /// The top-k mass, `[rows, 1]`.
+    top_k_mass: T,
+}
+
+fn top_p_device<B: Backend>(
+    b: &B,
+    x: &B::Tensor,
+    params: &SamplingParams,
+    vocab: usize,
+) -> Result<DeviceTopP<B::Tensor>> {
+    let probs = b.softmax(&b.affine(x, 1.0 / params.temperature, 0.0)?, 1)?;
+    let (sorted, order) = b.sort(&probs, 1, true)?;
+    let k = params.top_k.map_or(vocab, |k| k.min(vocab));
+    let sorted = b.narrow(&sorted, 1, 0, k)?;
+    let order = b.narrow(&order, 1, 0, k)?;
+    let cum = b.cumsum(&sorted, 1)?;
+    let top_k_mass = b.narrow(&cum, 1, k - 1, 1)?; // [rows, 1]
+    let before = b.sub(&cum, &sorted)?;
+    // Position 0 has nothing before it (`cum - sorted` is exactly 0 there), so it is kept
+    // whenever the mass is positive; a non-finite row is reported by the callers.
+    let keep = b.lt(&before, &b.affine(&top_k_mass, params.top_p, 0.0)?)?;
+    let zero = b.zeros(&[], DType::F32)?;
+    let kept_mass = b.sum(&b.where_(&keep, &sorted, &zero)?, 1, true)?; // [rows, 1]
+    let kept_count = b.sum(&b.cast(&keep, DType::F32)?, 1, false)?;
+    Ok(DeviceTopP { k, sorted, order, cum, keep, kept_mass, kept_count, top_k_mass })
+}
+
+fn check_kept_mass(op: &'static str, kept_mass: &[f64]) -> Result<()> {
+    match kept_mass.iter().position(|m| !(m.is_finite() && *m > 0.0)) {
+        None => Ok(()),
+        Some(r) => Err(Error::invalid(
+            op,
+            format!("row {r}: the probabilities are not finite (a NaN or +inf logit, or all -inf)"),
+        )),
+    }
+}
+
+/// The nucleus [`sample_device`] selects from, per row of `logits` (`[rows, vocab]`, any float
+/// dtype), computed with the same backend ops and brought to the host: the kept token ids in
+/// sampling order and their probabilities under the top-k renormalized distribution (as
+/// [`nucleus_host`]; greedy rows keep the argmax with probability 1). For conformance checks of
+/// a backend's top-p selection against the oracle. Errors as [`sample_device`].
+pub fn nucleus_device<B: Backend>(
+    b: &B,
+    logits: &B::Tensor,
+    params: &SamplingParams,
+) -> Result<Vec<Nucleus>> {
+    const OP: &str = "nucleus_device";
+    params.validate()?;
+    let (rows, vocab) = rows_and_vocab(OP, b, logits)?;
+    ops::no_grad(b, || {
+        let x = b.cast(logits, DType::F32)?;
+        if params.is_greedy() {
+            let ids = greedy_device(b, &x, rows, rows)?;
+            return Ok(ids
+                .into_iter()
+                .map(|id| Nucleus { ids: alloc::vec![id], probs: alloc::vec![1.0] })
+                .collect());
+        }
+        let n = top_p_device(b, &x, params, vocab)?;
+        check_kept_mass(OP, &b.to_host_f64(&n.kept_mass)?)?;
+        let (sorted, order) = (b.to_host_f64(&n.sorted)?, b.to_host_i64(&n.order)?);
+        let (count, total) = (b.to_host_f64(&n.kept_count)?, b.to_host_f64(&n.top_k_mass)?);
+        let k = n.k;
+        (0..rows)
+            .map(|r| {
+                let kept = (count[r] as usize).clamp(1, k);
+                let ids = to_token_ids(OP, &order[r * k..r * k + kept])?;
+                let probs = sorted[r * k..r * k + kept].iter().map(|&p| p / total[r]).collect();
+                Ok(Nucleus { ids, probs })
+            })
+            .collect()
+    })
+}
+
+/// `(rows, vocab)` of logits that must be `[rows >= 1, vocab >= 1]`.
+fn rows_and_vocab<B: Backend>(op: &'static str, b: &B, logits: &B::Tensor) -> Result<(usize, usize)> {
+    let shape = b.shape(logits);
+    match shape[..] {
+        [r, v] if v >= 1 && r >= 1 => Ok((r, v)),
+        _ => Err(Error::shape(op, format!("logits must have shape [rows, vocab >= 1], got {shape:?}"))),
+    }
 }
 
 /// Greedy rows on the device: the argmax (ties to the lowest id), replicated for a shared row.

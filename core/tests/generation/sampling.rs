@@ -179,6 +179,23 @@ proptest! {
     }
 
     #[test]
+    fn device_nucleus_equals_the_host_nucleus((logits, p, draws) in case()) {
+        let rows = draws.len();
+        let vocab = logits.len() / rows;
+        let b = Reference::new();
+        let t = b.tensor_f64(&logits, &[rows, vocab], DType::F32).unwrap();
+        let got = nucleus_device(&b, &t, &p).unwrap();
+        prop_assert_eq!(got.len(), rows);
+        for (r, n) in got.iter().enumerate() {
+            let row = &logits[r * vocab..(r + 1) * vocab];
+            prop_assume!(!borderline(row, &p, 0.0, 1e-9));
+            let want = nucleus_host(row, &p).unwrap();
+            prop_assert_eq!(&n.ids, &want.ids, "row {}", r);
+            prop_assert!((n.mass() - want.mass()).abs() < 1e-9, "row {}: {} vs {}", r, n.mass(), want.mass());
+        }
+    }
+
+    #[test]
     fn top_p_keeps_at_least_p_and_no_more_than_needed((logits, p, _d) in case()) {
         let n = nucleus_host(&logits, &p).unwrap();
         prop_assert!(!n.ids.is_empty());
