@@ -3,7 +3,8 @@
 //! broken ones and of the rounding backend that calibrates the tolerances).
 
 use orz_conformance::broken::{
-    ClampOffByOneHundredth, RmsNormDropsGradient, RoundsToDType, SoftmaxSlightlySharp, Tweaked,
+    AssignDropsLargeWrites, ClampOffByOneHundredth, RmsNormDropsGradient, RoundsToDType,
+    SoftmaxSlightlySharp, Tweaked,
 };
 use orz_conformance::report::{Row, render, run_backend, timed};
 use orz_core::backend::DType;
@@ -46,6 +47,7 @@ fn main() {
             rows.extend(run_backend(&Tweaked::<ClampOffByOneHundredth>::new(), &[DType::F32]));
             rows.extend(run_backend(&Tweaked::<RmsNormDropsGradient>::new(), &[DType::F32]));
             rows.extend(run_backend(&Tweaked::<SoftmaxSlightlySharp>::new(), &[DType::F32]));
+            rows.extend(run_backend(&Tweaked::<AssignDropsLargeWrites>::new(), &[DType::F32]));
         }
         rows
     });

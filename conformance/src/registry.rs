@@ -57,7 +57,7 @@ macro_rules! __with_checks {
             ],
             Model: [],
             Sampling: [],
-            Iteration: [],
+            Iteration: [iteration::check_ppo_iteration_updates, iteration::check_ppo_iteration_rollout],
         }
     };
 }

@@ -41,6 +41,12 @@ impl Tolerance {
         Tolerance { abs: self.abs.max(other.abs), rel: self.rel.max(other.rel) }
     }
 
+    /// Both constants multiplied by `factor` (for results at the end of a long chain of rounded
+    /// operations, such as a whole training step; the check using it documents its factor).
+    pub fn scaled(self, factor: f64) -> Tolerance {
+        Tolerance { abs: self.abs * factor, rel: self.rel * factor }
+    }
+
     /// The largest difference allowed between `x` and `y`: `max(abs, rel · max(|x|, |y|))`.
     pub fn allowed(&self, x: f64, y: f64) -> f64 {
         self.abs.max(self.rel * x.abs().max(y.abs()))

@@ -3,9 +3,10 @@
 //! to its dtype, as a bf16 or f16 device does, passes every check.
 
 use orz_conformance::broken::{
-    ClampOffByOneHundredth, RmsNormDropsGradient, RoundsToDType, SoftmaxSlightlySharp, Tweak, Tweaked,
+    AssignDropsLargeWrites, ClampOffByOneHundredth, RmsNormDropsGradient, RoundsToDType,
+    SoftmaxSlightlySharp, Tweak, Tweaked,
 };
-use orz_conformance::checks::{composites, ppo, primitives};
+use orz_conformance::checks::{composites, iteration, ppo, primitives};
 use orz_conformance::report::{render, run_backend};
 use orz_conformance::{CheckOutcome, all_checks};
 use orz_core::backend::DType;
@@ -40,15 +41,23 @@ fn rms_norm_that_drops_its_gradient_is_rejected() {
     let b = Tweaked::<RmsNormDropsGradient>::new();
     rejected(composites::check_rms_norm(&b, DType::F32), "no gradient");
     rejected(composites::check_rms_norm(&b, DType::BF16), "RmsNorm(");
-    assert_eq!(failing::<RmsNormDropsGradient>(), ["rms_norm"]);
+    // A training step through the model sees the missing gradient too.
+    assert_eq!(
+        failing::<RmsNormDropsGradient>(),
+        ["rms_norm", "ppo_iteration_updates", "ppo_iteration_rollout"]
+    );
 }
 
 #[test]
 fn slightly_wrong_softmax_is_rejected_through_the_method_only() {
     let b = Tweaked::<SoftmaxSlightlySharp>::new();
     rejected(composites::check_softmax(&b, DType::F32), "Method");
-    // The attention defaults call the backend's softmax, so they inherit the fault.
-    assert_eq!(failing::<SoftmaxSlightlySharp>(), ["softmax", "attention", "causal_attention"]);
+    // The attention defaults call the backend's softmax, so they inherit the fault, and so does a
+    // training step through the model.
+    assert_eq!(
+        failing::<SoftmaxSlightlySharp>(),
+        ["softmax", "attention", "causal_attention", "ppo_iteration_updates", "ppo_iteration_rollout"]
+    );
 }
 
 #[test]
@@ -60,4 +69,23 @@ fn a_backend_rounding_to_its_dtype_passes_everything() {
             assert!(outcome.passed(), "{outcome}");
         }
     }
+}
+
+#[test]
+fn an_assign_param_that_drops_large_writes_is_caught_by_level_6_only() {
+    let b = Tweaked::<AssignDropsLargeWrites>::new();
+    let updates = iteration::check_ppo_iteration_updates(&b, DType::F32);
+    let failure = updates.failure.unwrap_or_else(|| panic!("level 6 accepted a backend that drops updates"));
+    // The second critic step already sees the unmoved weights; the parameters are named after.
+    assert!(failure.starts_with("critic step 1 grad norm"), "{failure}");
+    assert!(
+        failure.contains("critic parameter `model.embed_tokens.weight` after the iteration"),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("policy parameter `model.embed_tokens.weight` after the iteration"),
+        "{failure}"
+    );
+    // Every tensor of levels 1 to 3 has at most 16 elements: they all pass.
+    assert_eq!(failing::<AssignDropsLargeWrites>(), ["ppo_iteration_updates", "ppo_iteration_rollout"]);
 }

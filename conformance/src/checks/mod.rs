@@ -3,6 +3,7 @@
 
 pub mod composites;
 pub mod errors;
+pub mod iteration;
 pub mod layout;
 pub mod ppo;
 pub mod primitives;
