@@ -13,7 +13,6 @@
 //! - [`strategies`]: proptest strategies for the inputs of `orz_core::ppo` (packed batches with
 //!   sample lengths, rewards, values, log-probs, masks), for anyone property-testing PPO math.
 
-pub mod borrowed;
 pub mod broken;
 pub mod checks;
 pub mod harness;
@@ -24,7 +23,6 @@ pub mod runner;
 pub mod strategies;
 pub mod tolerance;
 
-pub use borrowed::Borrowed;
 pub use harness::{Harness, Input, Mode, TensorOp};
 pub use registry::{Check, all_checks};
 pub use runner::{CheckOutcome, Level};

@@ -3,8 +3,8 @@
 //! broken ones and of the rounding backend that calibrates the tolerances).
 
 use orz_conformance::broken::{
-    ClampOffByOneHundredth, CumsumExclusive, RmsNormDropsGradient, RoundsToDType, SoftmaxSlightlySharp,
-    Tweaked, WriteSliceAtZero,
+    AssignDropsLargeWrites, ClampOffByOneHundredth, CumsumExclusive, RmsNormDropsGradient, RoundsToDType,
+    SoftmaxSlightlySharp, Tweaked, WriteSliceAtZero,
 };
 use orz_conformance::report::{Row, render, run_backend, timed};
 use orz_core::backend::DType;
@@ -49,6 +49,7 @@ fn main() {
             rows.extend(run_backend(&Tweaked::<SoftmaxSlightlySharp>::new(), &[DType::F32]));
             rows.extend(run_backend(&Tweaked::<WriteSliceAtZero>::new(), &[DType::F32]));
             rows.extend(run_backend(&Tweaked::<CumsumExclusive>::new(), &[DType::F32]));
+            rows.extend(run_backend(&Tweaked::<AssignDropsLargeWrites>::new(), &[DType::F32]));
         }
         rows
     });

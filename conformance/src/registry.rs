@@ -64,7 +64,7 @@ macro_rules! __with_checks {
                 sampling::check_sampling_same_tokens, sampling::check_top_p_mass,
                 engine::check_stop_handling, engine::check_generation_deterministic,
             ],
-            Iteration: [],
+            Iteration: [iteration::check_ppo_iteration_updates, iteration::check_ppo_iteration_rollout],
         }
     };
 }

@@ -68,6 +68,9 @@ pub fn render(rows: &[Row], seconds: f64) -> String {
             o.stats.max_abs,
             o.stats.max_rel
         );
+        if let Some(note) = &o.note {
+            let _ = writeln!(out, "      · note: {}", truncate(note, 160));
+        }
         if let Some(failure) = &o.failure {
             let first = failure.lines().next().unwrap_or_default();
             let _ = writeln!(out, "      └ {}", truncate(first, 160));

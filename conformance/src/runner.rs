@@ -64,6 +64,8 @@ pub struct CheckOutcome {
     /// The failure report (first bad index, both values, tolerance, shrunk input); `None` when
     /// every case passed.
     pub failure: Option<String>,
+    /// What the check left uncompared and why, when it did (the report prints it under the row).
+    pub note: Option<String>,
 }
 
 impl CheckOutcome {
@@ -89,6 +91,9 @@ impl fmt::Display for CheckOutcome {
             "{} [{}] {verdict}: {} cases, max abs {:.1e}, max rel {:.1e}",
             self.check, self.dtype, self.cases, self.stats.max_abs, self.stats.max_rel
         )?;
+        if let Some(note) = &self.note {
+            write!(f, "\nnote: {note}")?;
+        }
         if let Some(failure) = &self.failure {
             write!(f, "\n{failure}")?;
         }
@@ -158,5 +163,5 @@ where
         Err(TestError::Fail(reason, value)) => Some(format!("{reason}\n  shrunk input: {value:?}")),
         Err(TestError::Abort(reason)) => Some(format!("aborted: {reason}")),
     };
-    CheckOutcome { check, dtype, cases, stats: stats.into_inner(), failure }
+    CheckOutcome { check, dtype, cases, stats: stats.into_inner(), failure, note: None }
 }

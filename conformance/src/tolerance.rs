@@ -41,10 +41,10 @@ impl Tolerance {
         Tolerance { abs: self.abs.max(other.abs), rel: self.rel.max(other.rel) }
     }
 
-    /// Both constants multiplied by `k`: the same rule, for results that compound many rounded
-    /// operations (a whole model; see `checks::tiny::MODEL_TOLERANCE_SCALE`).
-    pub fn scaled(self, k: f64) -> Tolerance {
-        Tolerance { abs: self.abs * k, rel: self.rel * k }
+    /// Both constants multiplied by `factor` (for results at the end of a long chain of rounded
+    /// operations, such as a whole training step; the check using it documents its factor).
+    pub fn scaled(self, factor: f64) -> Tolerance {
+        Tolerance { abs: self.abs * factor, rel: self.rel * factor }
     }
 
     /// The largest difference allowed between `x` and `y`: `max(abs, rel · max(|x|, |y|))`.

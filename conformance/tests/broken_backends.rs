@@ -3,10 +3,10 @@
 //! to its dtype, as a bf16 or f16 device does, passes every check.
 
 use orz_conformance::broken::{
-    ClampOffByOneHundredth, CumsumExclusive, RmsNormDropsGradient, RoundsToDType, SoftmaxSlightlySharp,
-    Tweak, Tweaked, WriteSliceAtZero,
+    AssignDropsLargeWrites, ClampOffByOneHundredth, CumsumExclusive, RmsNormDropsGradient, RoundsToDType,
+    SoftmaxSlightlySharp, Tweak, Tweaked, WriteSliceAtZero,
 };
-use orz_conformance::checks::{composites, model, ppo, primitives, sampling};
+use orz_conformance::checks::{composites, iteration, model, ppo, primitives, sampling};
 use orz_conformance::report::{render, run_backend};
 use orz_conformance::{CheckOutcome, all_checks};
 use orz_core::backend::DType;
@@ -41,8 +41,12 @@ fn rms_norm_that_drops_its_gradient_is_rejected() {
     let b = Tweaked::<RmsNormDropsGradient>::new();
     rejected(composites::check_rms_norm(&b, DType::F32), "no gradient");
     rejected(composites::check_rms_norm(&b, DType::BF16), "RmsNorm(");
-    // Through the model, the gradients of every parameter below a norm vanish.
-    assert_eq!(failing::<RmsNormDropsGradient>(), ["rms_norm", "model_ppo_gradients"]);
+    // Through the model, the gradients of every parameter below a norm vanish, and a training
+    // step sees the missing gradient too.
+    assert_eq!(
+        failing::<RmsNormDropsGradient>(),
+        ["rms_norm", "model_ppo_gradients", "ppo_iteration_updates", "ppo_iteration_rollout"]
+    );
 }
 
 #[test]
@@ -62,7 +66,9 @@ fn slightly_wrong_softmax_is_rejected_through_the_method_only() {
             "kv_decode_equals_forward",
             "value_head",
             "model_ppo_gradients",
-            "top_p_mass"
+            "top_p_mass",
+            "ppo_iteration_updates",
+            "ppo_iteration_rollout"
         ]
     );
 }
@@ -73,7 +79,11 @@ fn write_slice_ignoring_its_offset_breaks_kv_decoding() {
     rejected(model::check_kv_decode_equals_forward(&b, DType::F32), "decode vs reference");
     rejected(model::check_kv_decode_equals_forward(&b, DType::BF16), "logits after position");
     // Generation runs on the KV cache too; a deterministic fault keeps 1 slot = 4 slots.
-    assert_eq!(failing::<WriteSliceAtZero>(), ["write_slice", "kv_decode_equals_forward", "stop_handling"]);
+    // The full iteration's rollout decodes through the same cache.
+    assert_eq!(
+        failing::<WriteSliceAtZero>(),
+        ["write_slice", "kv_decode_equals_forward", "stop_handling", "ppo_iteration_rollout"]
+    );
 }
 
 #[test]
@@ -81,7 +91,11 @@ fn an_exclusive_cumsum_changes_the_sampled_tokens() {
     let b = Tweaked::<CumsumExclusive>::new();
     rejected(sampling::check_sampling_same_tokens(&b, DType::F32), "the backend chose token");
     rejected(sampling::check_top_p_mass(&b, DType::F32), "the backend keeps");
-    assert_eq!(failing::<CumsumExclusive>(), ["cumsum", "sampling_same_tokens", "top_p_mass"]);
+    // The full iteration samples through the same device path.
+    assert_eq!(
+        failing::<CumsumExclusive>(),
+        ["cumsum", "sampling_same_tokens", "top_p_mass", "ppo_iteration_rollout"]
+    );
 }
 
 #[test]
@@ -93,4 +107,27 @@ fn a_backend_rounding_to_its_dtype_passes_everything() {
             assert!(outcome.passed(), "{outcome}");
         }
     }
+}
+
+#[test]
+fn an_assign_param_that_drops_large_writes_is_caught_by_training_checks() {
+    let b = Tweaked::<AssignDropsLargeWrites>::new();
+    let updates = iteration::check_ppo_iteration_updates(&b, DType::F32);
+    let failure = updates.failure.unwrap_or_else(|| panic!("level 6 accepted a backend that drops updates"));
+    // The second critic step already sees the unmoved weights; the parameters are named after.
+    assert!(failure.starts_with("critic step 1 grad norm"), "{failure}");
+    assert!(
+        failure.contains("critic parameter `model.embed_tokens.weight` after the iteration"),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("policy parameter `model.embed_tokens.weight` after the iteration"),
+        "{failure}"
+    );
+    // Every tensor of levels 1 to 3 has at most 16 elements: they all pass. Level 4's optimizer
+    // step on the tiny model's matrices and level 6 catch it.
+    assert_eq!(
+        failing::<AssignDropsLargeWrites>(),
+        ["adamw_step", "ppo_iteration_updates", "ppo_iteration_rollout"]
+    );
 }

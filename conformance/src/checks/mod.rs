@@ -4,6 +4,7 @@
 pub mod composites;
 pub mod engine;
 pub mod errors;
+pub mod iteration;
 pub mod layout;
 pub mod model;
 pub mod ppo;

@@ -19,7 +19,6 @@ use orz_core::rng::Rng;
 use orz_reference::Reference;
 use proptest::prelude::*;
 
-use crate::borrowed::Borrowed;
 use crate::harness::compare;
 use crate::tolerance::{ErrorStats, Tolerance};
 
@@ -104,12 +103,12 @@ pub fn build<C: Backend>(
     Qwen2::from_tensors(b, config, head, tensors)
 }
 
-/// The backend under test (behind [`Borrowed`], so that models can hold it) and the reference,
+/// The backend under test (borrowed: `&B` is a backend too, so models can hold it in an `Rc`) and the reference,
 /// with the dtype of one check.
 #[derive(Debug)]
 pub struct Pair<'a, B: Backend> {
     /// The backend under test.
-    pub backend: Rc<Borrowed<'a, B>>,
+    pub backend: Rc<&'a B>,
     /// The oracle.
     pub reference: Rc<Reference>,
     /// The check's dtype.
@@ -120,7 +119,7 @@ pub struct Pair<'a, B: Backend> {
 #[derive(Debug)]
 pub struct Both<'a, B: Backend, M: ModelKind> {
     /// On the backend under test.
-    pub backend: M::On<Borrowed<'a, B>>,
+    pub backend: M::On<&'a B>,
     /// On the reference.
     pub reference: M::On<Reference>,
 }
@@ -162,7 +161,7 @@ impl ModelKind for CriticKind {
 impl<'a, B: Backend> Pair<'a, B> {
     /// The pair for `backend` in `dtype`.
     pub fn new(backend: &'a B, dtype: DType) -> Self {
-        Pair { backend: Rc::new(Borrowed(backend)), reference: Rc::new(Reference::new()), dtype }
+        Pair { backend: Rc::new(backend), reference: Rc::new(Reference::new()), dtype }
     }
 
     /// A model of kind `M` with [`host_weights`] of `seed` on both sides.

@@ -70,6 +70,7 @@
 //! - `Send`/`Sync` are not required (the reference shares nodes with `Rc`).
 
 mod api;
+mod by_ref;
 pub mod dtype;
 pub mod loss;
 pub mod nn;

@@ -165,3 +165,27 @@ fn bad_inputs_are_named_errors() {
     c.critic_update_steps = 0;
     assert!(c.validate().unwrap_err().to_string().contains("critic_update_steps"));
 }
+
+#[test]
+fn a_borrowed_backend_trains_exactly_as_the_owned_one() {
+    use orz_core::backend::DType;
+    use orz_core::model::{Critic, Policy};
+    use orz_reference::Reference;
+    use std::rc::Rc;
+
+    // `&B` is a backend delegating to `B`: models on `Rc<&Reference>` (what a check holding only
+    // `&B` builds) train exactly as on `Rc<Reference>`.
+    let r = Reference::new();
+    let mut rng = Rng::seed_from_u64(7);
+    let policy = Policy::random(Rc::new(&r), &super::support::tiny(), DType::F32, &mut rng).unwrap();
+    let critic = Critic::random(Rc::new(&r), &super::support::tiny(), DType::F32, &mut rng).unwrap();
+    let mut borrowed = Trainer::new(config(4, 1e-3), policy, Some(critic), Rng::seed_from_u64(8)).unwrap();
+    let mut owned = trainer(config(4, 1e-3), 7);
+    let a = borrowed.iteration(&prompts(3), &contains('e'), &detok).unwrap();
+    let b = owned.iteration(&prompts(3), &contains('e'), &detok).unwrap();
+    assert_eq!((a.policy_loss, a.value_loss, a.packs), (b.policy_loss, b.value_loss, b.packs));
+    let params = |p: Vec<orz_reference::Tensor>| snapshot(&p);
+    let (pa, pb) =
+        (params(borrowed.policy().model().parameters()), params(owned.policy().model().parameters()));
+    assert_eq!(max_diff(&pa, &pb), 0.0);
+}

@@ -3,30 +3,15 @@
 use std::rc::Rc;
 
 use orz_core::backend::{Backend, DType};
-use orz_core::model::{Critic, Policy, Qwen2Config};
+use orz_core::model::{Critic, Policy};
 use orz_core::recipe::Preset;
 use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
 use orz_core::train::{PromptItem, TrainConfig, Trainer};
 use orz_reference::Reference;
 
-/// A tiny GQA Qwen2: vocab 32, hidden 16, 2 layers, EOS id 1.
-pub fn tiny() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 32,
-        hidden_size: 16,
-        intermediate_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        rope_theta: 100.0,
-        rms_norm_eps: 1e-6,
-        tie_word_embeddings: false,
-        max_position_embeddings: 64,
-        bos_token_id: None,
-        eos_token_ids: vec![1],
-    }
-}
+/// A tiny GQA Qwen2: vocab 32, hidden 16, 2 layers, EOS id 1 (the model of conformance level 6).
+pub use orz_conformance::checks::iteration::tiny_model as tiny;
 
 /// The toy tokenizer: token `t` is the letter `'a' + t % 26`.
 pub fn detok(tokens: &[u32]) -> String {
