@@ -1,0 +1,1 @@
+//! Loading Hugging Face safetensors checkpoints into libtorch tensors.
