@@ -17,7 +17,7 @@
 //!   logsumexp: no full log-softmax is materialized), `attention` and `causal_attention` on
 //!   `scaled_dot_product_attention` with an explicit mask (packed rows with several segments are
 //!   exact), and `adamw_update` with in-place f32 kernels on fresh buffers.
-//! - **Checkpoints**: [`safetensors::load_checkpoint`] reads sharded Hugging Face safetensors one
+//! - **Checkpoints**: [`safetensors::load_tensors`] reads sharded Hugging Face safetensors one
 //!   tensor at a time (no second copy of a shard in host memory) and checks names and shapes.
 //!
 //! Linking: see `build.rs` (`-Wl,--no-as-needed -ltorch`, so that `libtorch_cuda.so` stays a
