@@ -15,7 +15,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use orz_core::backend::{AdamW, AdamWConfig, Backend, DType};
+use orz_core::backend::{AdamW, AdamWConfig, Backend, DType, ops};
 use orz_core::generation::{EngineConfig, Generator, Request, SamplingParams, StopCriteria};
 use orz_core::model::{PackedBatch, Policy, Qwen2Config};
 use orz_core::rng::Rng;
@@ -56,9 +56,13 @@ fn generation<B: Backend>(backend: &Rc<B>, policy: &Policy<B>, reps: usize) -> (
     let mut tokens = 0;
     for rep in 0..reps {
         let start = Instant::now();
-        let out = generator
-            .generate(backend.as_ref(), policy, &requests, &detok, &Rng::seed_from_u64(rep as u64))
-            .unwrap();
+        // Without graph recording, as under PyTorch's `torch.no_grad()` (the engine leaves the
+        // backend's grad mode as it finds it).
+        let rng = Rng::seed_from_u64(rep as u64);
+        let out = ops::no_grad(backend.as_ref(), || {
+            generator.generate(backend.as_ref(), policy, &requests, &detok, &rng)
+        })
+        .unwrap();
         backend.sync().unwrap();
         best = best.min(start.elapsed().as_secs_f64());
         tokens = out.stats.tokens_generated;

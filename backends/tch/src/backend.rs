@@ -241,8 +241,8 @@ impl Backend for Tch {
         if is.len() != 1 {
             return Err(Error::shape(OP, format!("indices must be 1-D, got shape {is:?}")));
         }
-        self.check_indices(OP, &idx.t, xs[dim], || format!("dimension {dim} of shape {xs:?}"))?;
-        self.run(OP, || x.t.f_index_select(i64_of(dim), &idx.t))
+        let context = || format!("dimension {dim} of shape {xs:?}");
+        self.indexed(OP, &idx.t, xs[dim], context, || x.t.f_index_select(i64_of(dim), &idx.t))
     }
     fn gather(&self, x: &TchTensor, dim: usize, idx: &TchTensor) -> Result<TchTensor> {
         const OP: &str = "gather";
@@ -254,8 +254,8 @@ impl Backend for Tch {
                 format!("index of shape {is:?} does not fit input of shape {xs:?} along dimension {dim}"),
             ));
         }
-        self.check_indices(OP, &idx.t, xs[dim], || format!("dimension {dim} of shape {xs:?}"))?;
-        self.run(OP, || x.t.f_gather(i64_of(dim), &idx.t, false))
+        let context = || format!("dimension {dim} of shape {xs:?}");
+        self.indexed(OP, &idx.t, xs[dim], context, || x.t.f_gather(i64_of(dim), &idx.t, false))
     }
     fn write_slice(&self, dst: &TchTensor, dim: usize, start: usize, src: &TchTensor) -> Result<()> {
         const OP: &str = "write_slice";

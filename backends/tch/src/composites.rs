@@ -81,9 +81,9 @@ impl Tch {
                 format!("logits of shape {ls:?} need targets of shape {:?}, got {ts:?}", &ls[..last]),
             ));
         }
-        self.check_indices(OP, &targets.t, ls[last], || format!("dimension {last} of shape {ls:?}"))?;
         let d = i64_of(last);
-        self.run(OP, || {
+        let context = || format!("dimension {last} of shape {ls:?}");
+        self.indexed(OP, &targets.t, ls[last], context, || {
             let picked = logits.t.f_gather(d, &targets.t.f_unsqueeze(d)?, false)?.f_squeeze_dim(d)?;
             picked.f_sub(&logits.t.f_logsumexp([d].as_slice(), false)?)
         })

@@ -53,6 +53,31 @@ pub(crate) fn fits_except(x: &[usize], y: &[usize], dim: usize) -> bool {
 }
 
 impl Tch {
+    /// Runs an indexing op whose index tensor `idx` must hold I64 values in `0..size`. On CUDA the
+    /// indices are checked first (a bad index there is a device-side assert, which kills the
+    /// process); on the CPU libtorch itself rejects bad indices with a catchable error, so the op
+    /// runs first and the indices are examined only when it fails, for the reference's error.
+    pub(crate) fn indexed(
+        &self,
+        op: &'static str,
+        idx: &Tensor,
+        size: usize,
+        context: impl Fn() -> String,
+        f: impl FnOnce() -> std::result::Result<Tensor, tch::TchError>,
+    ) -> Result<TchTensor> {
+        if self.device != tch::Device::Cpu {
+            self.check_indices(op, idx, size, context)?;
+            return self.run(op, f);
+        }
+        match self.run(op, f) {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                self.check_indices(op, idx, size, context)?;
+                Err(e)
+            }
+        }
+    }
+
     /// Checks that an index tensor is I64 and every entry lies in `0..size`; the error names the
     /// first bad entry (found on the host, only when there is one).
     pub(crate) fn check_indices(
