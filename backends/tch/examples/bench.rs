@@ -56,8 +56,8 @@ fn generation<B: Backend>(backend: &Rc<B>, policy: &Policy<B>, reps: usize) -> (
     let mut tokens = 0;
     for rep in 0..reps {
         let start = Instant::now();
-        // Without graph recording, as under PyTorch's `torch.no_grad()` (the engine leaves the
-        // backend's grad mode as it finds it).
+        // Without graph recording, as under PyTorch's `torch.no_grad()` (core's KV-cache
+        // decoder turns recording off itself; this makes the whole timed region explicit).
         let rng = Rng::seed_from_u64(rep as u64);
         let out = ops::no_grad(backend.as_ref(), || {
             generator.generate(backend.as_ref(), policy, &requests, &detok, &rng)
