@@ -42,6 +42,8 @@ fn main() {
         let mut rows: Vec<Row> = Vec::new();
         // Every backend compiled in: one line each (candle and tch join behind their features).
         rows.extend(run_backend(&Reference::new(), &dtypes));
+        #[cfg(feature = "tch")]
+        rows.extend(run_backend(&orz_tch::Tch::cpu(), &dtypes));
         if broken {
             rows.extend(run_backend(&Tweaked::<RoundsToDType>::new(), &dtypes));
             rows.extend(run_backend(&Tweaked::<ClampOffByOneHundredth>::new(), &[DType::F32]));
