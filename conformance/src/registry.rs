@@ -88,7 +88,7 @@ pub fn strip_prefix(function: &'static str) -> &'static str {
     function.strip_prefix("check_").unwrap_or(function)
 }
 
-/// Every check, by level (1 to 5 now; level 6 is registered empty until the trainer lands).
+/// Every check, by level (1 to 6), in the order the report prints them.
 pub fn all_checks<B: Backend>() -> Vec<Check<B>> {
     crate::__with_checks!(__registry!(B))
 }
