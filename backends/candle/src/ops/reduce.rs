@@ -56,8 +56,14 @@ fn compare(a: f64, b: f64) -> Ordering {
 impl Candle {
     pub(crate) fn sum_dim(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
         lanes("sum", x, dim)?;
-        let y = if keepdim { x.sum_keepdim(dim) } else { x.sum(dim) }.or_backend("sum")?;
-        Ok(self.out(y))
+        // Half-precision sums accumulate in f32 (as PyTorch does), then round once.
+        let run = || -> candle_core::Result<Tensor> {
+            let wide = matches!(x.dtype(), CDType::BF16 | CDType::F16);
+            let xw = if wide { x.to_dtype(CDType::F32)? } else { x.clone() };
+            let y = if keepdim { xw.sum_keepdim(dim)? } else { xw.sum(dim)? };
+            if wide { y.to_dtype(x.dtype()) } else { Ok(y) }
+        };
+        Ok(self.out(run().or_backend("sum")?))
     }
 
     /// Maximum along `dim`, NaN propagating; tied maxima share the gradient evenly: the value is
