@@ -16,9 +16,10 @@
 //! | `adamw_update` | the update in f32 candle ops directly |
 
 use candle_core::{DType as CDType, Tensor};
+use orz_core::backend::Backend;
+use orz_core::backend::nn::check_attention;
 use orz_core::backend::optim::{AdamWConfig, AdamWStep};
-use orz_core::backend::shape::{broadcast_shapes, check_dim, check_float};
-use orz_core::backend::{Backend, DType};
+use orz_core::backend::shape::{check_dim, check_float};
 use orz_core::{Error, Result};
 
 use super::elementwise::expand;
@@ -185,38 +186,13 @@ pub fn rms_norm(b: &Candle, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Ten
 /// the kv heads as they are; masked scores get the dtype's minimum; the softmax runs in f32.
 pub fn attention(b: &Candle, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
     const OP: &str = "attention";
-    let (qs, ks, vs, ms) = (q.dims(), k.dims(), v.dims(), mask.dims());
-    let fits = qs.len() == 4
-        && ks.len() == 4
-        && vs.len() == 4
-        && qs[0] == ks[0]
-        && ks[..3] == vs[..3]
-        && qs[3] == ks[3]
-        && ks[1] > 0
-        && qs[1].is_multiple_of(ks[1]);
-    if !fits {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "q {qs:?}, k {ks:?}, v {vs:?} are incompatible (need [b, hq, sq, d], [b, hkv, skv, d], [b, hkv, skv, dv] with hkv dividing hq)"
-            ),
-        ));
-    }
+    let (qs, ks, vs) = (q.dims(), k.dims(), v.dims());
     let dtype = orz_dtype(q.dtype());
-    check_float(OP, "q", dtype)?;
+    check_attention([qs, ks, vs, mask.dims()], dtype, orz_dtype(mask.dtype()))?;
     for t in [k, v] {
         orz_core::backend::shape::check_same_dtype(OP, dtype, orz_dtype(t.dtype()))?;
     }
-    if orz_dtype(mask.dtype()) != DType::Bool {
-        return Err(Error::dtype(
-            OP,
-            format!("mask has dtype {}, bool is required", orz_dtype(mask.dtype())),
-        ));
-    }
     let scores_shape = [qs[0], qs[1], qs[2], ks[2]];
-    if broadcast_shapes(OP, ms, &scores_shape).ok().as_deref() != Some(&scores_shape[..]) {
-        return Err(Error::shape(OP, format!("mask of shape {ms:?} does not broadcast to {scores_shape:?}")));
-    }
     if scores_shape.contains(&0) || qs[3] == 0 || vs[3] == 0 {
         return b.call_default_attention(q, k, v, mask);
     }

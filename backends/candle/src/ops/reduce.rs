@@ -1,11 +1,9 @@
 //! Reductions and scans along one dimension: sum, max (ties share the gradient), cumsum
 //! (blocked, linear in the dimension's size) and a stable sort.
 
-use std::cmp::Ordering;
-
 use candle_core::{D, DType as CDType, Tensor};
 use orz_core::backend::DType;
-use orz_core::backend::shape::{check_dim, check_float};
+use orz_core::backend::shape::{check_dim, check_float, sort_order as compare};
 use orz_core::{Error, Result};
 
 use super::elementwise::is_nan;
@@ -41,16 +39,6 @@ fn scan_rows(x: &Tensor) -> candle_core::Result<Tensor> {
     let before = scan_rows(&totals)?.sub(&totals)?;
     let out = within.broadcast_add(&before.unsqueeze(2)?)?.reshape((rows, blocks * BLOCK))?;
     out.narrow(1, 0, n)
-}
-
-/// The order of the sort: NaN above every number; equal numbers tie (kept in input order).
-fn compare(a: f64, b: f64) -> Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
-    }
 }
 
 impl Candle {
