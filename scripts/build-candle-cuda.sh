@@ -25,6 +25,9 @@ CU13=$SITE/nvidia/cu13
 "$CU13/bin/nvcc" --version | tail -2
 
 export PATH=$CU13/bin:$PATH CUDA_ROOT=$CU13 CUDA_PATH=$CU13 CUDA_COMPUTE_CAP=90
+# The workspace's test profile has opt-level 1; building the library with the same settings lets
+# `cargo test` reuse its artifacts instead of compiling candle's CUDA kernels a second time.
+export CARGO_PROFILE_DEV_OPT_LEVEL=1
 
 step "link folder target/cuda-link: unversioned symlinks"
 LINK=$ROOT/target/cuda-link
