@@ -2,7 +2,7 @@
 //!
 //! The candle backend of orz-rs: [`Candle`] implements [`orz_core::backend::Backend`] on
 //! candle-core 0.11, on the CPU by default and on CUDA behind the `cuda` feature
-//! ([`Candle::cuda`]).
+//! (`Candle::cuda`).
 //!
 //! - **Tensors** are candle [`candle_core::Tensor`]s. F32, BF16, F16 and I64 map to candle's
 //!   dtypes of the same name; Bool is candle's `U8` holding 0 and 1 (reported as
@@ -33,6 +33,8 @@
 use std::cell::Cell;
 
 use candle_core::{DType as CDType, Device, Tensor};
+#[cfg(doc)]
+use orz_core::backend::Backend;
 use orz_core::backend::DType;
 use orz_core::{Error, Result};
 

@@ -1,6 +1,6 @@
 //! The composites [`Candle`] overrides with faster candle paths. Each keeps the default's
 //! gradient: fused kernels without a backward (candle-nn's `softmax_last_dim`, `rms_norm`) run
-//! only when nothing is recorded ([`Candle::records`] is false: recording off, or no input that
+//! only when nothing is recorded (recording off, or no input that
 //! requires a gradient); otherwise a differentiable composition of candle ops runs, which
 //! skips the per-primitive validation and bookkeeping of the default bodies.
 //!
