@@ -40,10 +40,12 @@ fn main() {
     }
     let (rows, seconds) = timed(|| {
         let mut rows: Vec<Row> = Vec::new();
-        // Every backend compiled in: one line each (candle and tch join behind their features).
+        // Every backend compiled in: one line each, behind its cargo feature (tch joins the same way).
         rows.extend(run_backend(&Reference::new(), &dtypes));
         #[cfg(feature = "tch")]
         rows.extend(run_backend(&orz_tch::Tch::cpu(), &dtypes));
+        #[cfg(feature = "candle")]
+        rows.extend(run_backend(&orz_candle::Candle::cpu(), &dtypes));
         if broken {
             rows.extend(run_backend(&Tweaked::<RoundsToDType>::new(), &dtypes));
             rows.extend(run_backend(&Tweaked::<ClampOffByOneHundredth>::new(), &[DType::F32]));

@@ -148,16 +148,10 @@ pub fn rotary_embedding<B: Backend + ?Sized>(
     b.add(&b.mul(x, &cos)?, &b.mul(&rotated, &sin)?)
 }
 
-/// Default of [`Backend::attention`]. As in Hugging Face's eager path, the softmax runs in f32
-/// and its result is cast back to `q`'s dtype.
-pub fn attention<B: Backend + ?Sized>(
-    b: &B,
-    q: &B::Tensor,
-    k: &B::Tensor,
-    v: &B::Tensor,
-    mask: &B::Tensor,
-) -> Result<B::Tensor> {
-    let (qs, ks, vs, ms) = (b.shape(q), b.shape(k), b.shape(v), b.shape(mask));
+/// The argument checks of [`Backend::attention`] on shapes `[q, k, v, mask]` and the dtypes of
+/// `q` and `mask` (shared by the default and by backends' overrides, so they reject alike).
+pub fn check_attention(shapes: [&[usize]; 4], q_dtype: DType, mask_dtype: DType) -> Result<()> {
+    let [qs, ks, vs, ms] = shapes;
     let fits = qs.len() == 4
         && ks.len() == 4
         && vs.len() == 4
@@ -174,18 +168,32 @@ pub fn attention<B: Backend + ?Sized>(
             ),
         ));
     }
-    let dtype = b.dtype(q);
-    check_float("attention", "q", dtype)?;
-    if b.dtype(mask) != DType::Bool {
-        return Err(Error::dtype("attention", format!("mask has dtype {}, bool is required", b.dtype(mask))));
+    check_float("attention", "q", q_dtype)?;
+    if mask_dtype != DType::Bool {
+        return Err(Error::dtype("attention", format!("mask has dtype {mask_dtype}, bool is required")));
     }
     let scores_shape = [qs[0], qs[1], qs[2], ks[2]];
-    if broadcast_shapes("attention", &ms, &scores_shape).ok().as_deref() != Some(&scores_shape[..]) {
+    if broadcast_shapes("attention", ms, &scores_shape).ok().as_deref() != Some(&scores_shape[..]) {
         return Err(Error::shape(
             "attention",
             format!("mask of shape {ms:?} does not broadcast to {scores_shape:?}"),
         ));
     }
+    Ok(())
+}
+
+/// Default of [`Backend::attention`]. As in Hugging Face's eager path, the softmax runs in f32
+/// and its result is cast back to `q`'s dtype.
+pub fn attention<B: Backend + ?Sized>(
+    b: &B,
+    q: &B::Tensor,
+    k: &B::Tensor,
+    v: &B::Tensor,
+    mask: &B::Tensor,
+) -> Result<B::Tensor> {
+    let (qs, ks, vs, ms) = (b.shape(q), b.shape(k), b.shape(v), b.shape(mask));
+    let dtype = b.dtype(q);
+    check_attention([&qs, &ks, &vs, &ms], dtype, b.dtype(mask))?;
     let (k, v) = if qs[1] == ks[1] {
         (k.clone(), v.clone())
     } else {

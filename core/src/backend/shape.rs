@@ -102,6 +102,19 @@ pub fn check_range(op: &'static str, shape: &[usize], dim: usize, start: usize, 
     }
 }
 
+/// The order of [`Backend::sort`](super::Backend::sort) on values widened to f64: NaN above every
+/// number (NaNs tie), equal numbers (`-0` and `+0` too) tie, so a stable sort keeps them in input
+/// order. Shared so that every backend that sorts on the host orders exactly alike.
+pub fn sort_order(a: f64, b: f64) -> core::cmp::Ordering {
+    use core::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
 /// The shape after reducing `dim` (kept as size 1 with `keepdim`, removed otherwise).
 pub fn reduced_shape(shape: &[usize], dim: usize, keepdim: bool) -> Vec<usize> {
     let mut out = shape.to_vec();
@@ -153,6 +166,9 @@ mod tests {
         assert!(check_range("narrow", &[4], 0, 2, 2).is_ok());
         assert!(check_range("narrow", &[4], 0, usize::MAX, 2).is_err());
         assert_eq!(split_at_dim(&[2, 3, 4], 1), (2, 3, 4));
+        assert_eq!(sort_order(f64::NAN, 1e300), core::cmp::Ordering::Greater);
+        assert_eq!(sort_order(-0.0, 0.0), core::cmp::Ordering::Equal);
+        assert_eq!(sort_order(f64::NAN, f64::NAN), core::cmp::Ordering::Equal);
         assert_eq!(reduced_shape(&[2, 3, 4], 1, true), vec![2, 1, 4]);
         assert_eq!(reduced_shape(&[2, 3, 4], 1, false), vec![2, 4]);
     }

@@ -1,11 +1,12 @@
 //! Layout and indexing: reshape, transpose, narrow, cat, index_select, gather, sort and the
 //! in-place slice write.
 
-use std::cmp::Ordering;
 use std::rc::Rc;
 
 use orz_core::backend::DType;
-use orz_core::backend::shape::{check_dim, check_float, check_range, check_same_dtype, numel, split_at_dim};
+use orz_core::backend::shape::{
+    check_dim, check_float, check_range, check_same_dtype, numel, sort_order as compare, split_at_dim,
+};
 use orz_core::{Error, Result};
 
 use super::index::{strided_map, strides};
@@ -27,17 +28,6 @@ fn indices(op: &'static str, idx: &Tensor, size: usize, context: impl Fn() -> St
             }
         })
         .collect()
-}
-
-/// The order `sort` uses: NaN above every number; equal numbers (-0 and +0 too) tie, and the
-/// stable sort keeps ties in input order.
-fn compare(a: f64, b: f64) -> Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
-    }
 }
 
 impl Reference {

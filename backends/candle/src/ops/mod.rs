@@ -1,0 +1,7 @@
+//! The operations of [`crate::Candle`], by family: validation with `orz_core::backend::shape`,
+//! then candle. [`fused`] holds the overrides of provided composites.
+
+pub(crate) mod elementwise;
+pub mod fused;
+pub(crate) mod layout;
+pub(crate) mod reduce;
