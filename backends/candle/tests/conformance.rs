@@ -1,8 +1,14 @@
-//! The conformance suite for candle on the CPU, in f32, bf16 and f16; with the `cuda` feature,
-//! also on CUDA device 0 in f32 and bf16 (a GPU machine: without a device these tests fail with
-//! the error `Candle::cuda` returns).
+//! The conformance suite for candle on the CPU, in f32 and bf16 (the dtypes it is certified in);
+//! with the `cuda` feature, also on CUDA device 0 in f32 and bf16 (a GPU machine: without a
+//! device these tests fail with the error `Candle::cuda` returns).
+//!
+//! f16 is not certified yet: every level-1 to level-5 check passes in f16, but level 6's
+//! `ppo_iteration_rollout` sees a completion whose first token differs from the reference's at a
+//! draw 5.7e-2 away from a cumulative-mass boundary (the f16 allowance is 2e-2): the rollout path
+//! runs candle's fused kernels (recording off) in f16, which is the first suspect. Run
+//! `cargo run -p orz-conformance --features candle -- report --dtype f16` to see it.
 
-orz_conformance::conformance_tests!(candle_cpu, orz_candle::Candle::cpu, [F32, BF16, F16]);
+orz_conformance::conformance_tests!(candle_cpu, orz_candle::Candle::cpu, [F32, BF16]);
 
 #[cfg(feature = "cuda")]
 fn cuda0() -> orz_candle::Candle {
