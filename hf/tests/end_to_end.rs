@@ -1,4 +1,5 @@
-//! A tiny random Qwen2 through the whole public API: saved in Hugging Face format, loaded back,
+//! A tiny random Qwen2 through the whole public API (toy tokenizer and reward from
+//! `orz_conformance::checks::iteration`): saved in Hugging Face format, loaded back,
 //! sampled from, trained one PPO iteration, saved and loaded again.
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
@@ -7,35 +8,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use orz_conformance::checks::iteration::{HasE, detok};
 use orz_core::backend::{Backend, DType};
 use orz_core::generation::{EngineConfig, Generator, Request, SamplingParams, StopCriteria};
 use orz_core::model::{Critic, Head, PackedBatch, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
-use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
 use orz_core::train::{PromptItem, TrainConfig, Trainer};
 use orz_reference::Reference;
-
-/// 1.0 when the completion contains a `b` (token 1 % 26 under the toy tokenizer).
-struct HasB;
-
-impl Reward for HasB {
-    fn score(&self, input: &RewardInput<'_>) -> RewardOutcome {
-        if input.completion.contains('b') {
-            RewardOutcome::new(1.0, label::CORRECT)
-        } else {
-            RewardOutcome::new(0.0, label::WRONG)
-        }
-    }
-    fn name(&self) -> &str {
-        "has_b"
-    }
-}
-
-/// Toy tokenizer: token t is the letter `'a' + t % 26`.
-fn detok(tokens: &[u32]) -> String {
-    tokens.iter().map(|&t| char::from(b'a' + (t % 26) as u8)).collect()
-}
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("orz-hf-e2e-{tag}-{}", std::process::id()));
@@ -115,7 +95,7 @@ fn save_load_sample_train_save_load() {
         .into_iter()
         .map(|tokens| PromptItem { text: detok(&tokens), tokens, reference: String::new() })
         .collect();
-    let report = trainer.iteration(&prompts, &HasB, &detok).unwrap();
+    let report = trainer.iteration(&prompts, &HasE, &detok).unwrap();
     assert_eq!(report.rollout.generated, 8);
     assert!(report.skipped_steps.is_empty(), "{:?}", report.skipped_steps);
     let trained = trainer.policy().model().named_tensors();

@@ -7,34 +7,14 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use orz_conformance::checks::iteration::{HasE, detok};
 use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, PackedBatch, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
-use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
 use orz_core::train::{PromptItem, TrainConfig, Trainer};
 use orz_reference::Reference;
 use orz_tch::Tch;
-
-/// 1.0 when the completion contains a `b`.
-struct HasB;
-
-impl Reward for HasB {
-    fn score(&self, input: &RewardInput<'_>) -> RewardOutcome {
-        if input.completion.contains('b') {
-            RewardOutcome::new(1.0, label::CORRECT)
-        } else {
-            RewardOutcome::new(0.0, label::WRONG)
-        }
-    }
-    fn name(&self) -> &str {
-        "has_b"
-    }
-}
-
-fn detok(tokens: &[u32]) -> String {
-    tokens.iter().map(|&t| char::from(b'a' + (t % 26) as u8)).collect()
-}
 
 /// The reference's random policy, and the same weights on tch.
 fn policies(config: &Qwen2Config) -> (Policy<Reference>, Policy<Tch>, Rc<Tch>) {
@@ -97,7 +77,7 @@ fn one_orz_iteration_runs_on_tch_and_moves_the_weights() {
         .into_iter()
         .map(|tokens| PromptItem { text: detok(&tokens), tokens, reference: String::new() })
         .collect();
-    let report = trainer.iteration(&prompts, &HasB, &detok).unwrap();
+    let report = trainer.iteration(&prompts, &HasE, &detok).unwrap();
     assert_eq!(report.rollout.generated, 8);
     assert!(report.skipped_steps.is_empty(), "{:?}", report.skipped_steps);
     let after: Vec<Vec<f32>> =
