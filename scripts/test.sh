@@ -27,7 +27,12 @@ echo "refused, with the expected message"
 step "libtorch for orz-tch: ./scripts/setup-libtorch.sh (a project-local venv with torch==2.11.0)"
 # Sets LIBTORCH_USE_PYTORCH=1, VIRTUAL_ENV, PATH (the venv's python first) and LD_LIBRARY_PATH;
 # orz-tch's build.rs links with -Wl,--no-as-needed -ltorch_cuda -ltorch and an rpath to libtorch.
-eval "$(./scripts/setup-libtorch.sh)"
+# (Assigned first: `eval "$(...)"` alone would hide a failed install from `set -e`.)
+libtorch_env=$(./scripts/setup-libtorch.sh) || {
+  echo "error: ./scripts/setup-libtorch.sh failed (see above); orz-tch cannot build without libtorch" >&2
+  exit 1
+}
+eval "$libtorch_env"
 
 step "lints: cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
