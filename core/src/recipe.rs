@@ -116,6 +116,21 @@ impl FromStr for Preset {
     }
 }
 
+/// Where the question goes in a [`RecipeConfig::prompt_template`].
+pub const QUESTION_SLOT: &str = "{question}";
+
+/// ORZ's prompt template, verbatim (ORZ_RECIPE.md "Prompt template"; `orz/ppo/dataset.py`), with
+/// [`QUESTION_SLOT`] for the question. It ends with `<think>`, no newline after it.
+pub const ORZ_PROMPT_TEMPLATE: &str = "A conversation between User and Assistant. The User asks a question, \
+and the Assistant solves it. The Assistant first thinks about the reasoning process in the mind and then \
+provides the User with the answer. The reasoning process is enclosed within <think> </think> and answer is \
+enclosed within <answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> \
+<answer> answer here </answer>. User: You must put your answer inside <answer> </answer> tags, i.e., \
+<answer> answer here </answer>. And your final answer will be extracted automatically by the \\boxed{} tag.
+This is the problem:
+{question}
+Assistant: <think>";
+
 /// Every knob of one ORZ training run.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -182,9 +197,22 @@ pub struct RecipeConfig {
     pub orz_gpus: usize,
     /// Training data the recipe uses.
     pub training_data: Vec<String>,
+    /// Iterations of a full run (ORZ-7B: about 750, the paper's figure 2; ORZ's scripts stop
+    /// after `num_episodes` passes over the data instead).
+    pub iterations: usize,
+    /// Samples per eval question (ORZ in training: 1 at temperature 1; the paper's tables: 16).
+    pub eval_samples: usize,
+    /// The prompt around each question, with [`QUESTION_SLOT`] where it goes (ORZ:
+    /// [`ORZ_PROMPT_TEMPLATE`]).
+    pub prompt_template: String,
 }
 
 impl RecipeConfig {
+    /// The prompt of `question`: [`RecipeConfig::prompt_template`] with `{question}` replaced.
+    pub fn render_prompt(&self, question: &str) -> String {
+        self.prompt_template.replace(QUESTION_SLOT, question)
+    }
+
     /// The values every ORZ preset shares (ORZ_RECIPE.md, "Presets" and "Math").
     fn orz_common() -> RecipeConfig {
         RecipeConfig {
@@ -220,6 +248,9 @@ impl RecipeConfig {
             eval_interval: 10,
             save_interval: 50,
             pack_shuffle_seed: 42,
+            iterations: 750,
+            eval_samples: 1,
+            prompt_template: ORZ_PROMPT_TEMPLATE.to_string(),
             orz_gpus: 8,
             training_data: vec!["orz_math_57k_collected.json".into()],
         }
@@ -251,6 +282,16 @@ mod tests {
         }
         assert_eq!(Preset::Orz7b.config().orz_gpus, 32);
         assert_eq!(Preset::Orz32b.config().orz_gpus, 128);
+    }
+
+    #[test]
+    fn orz_template_renders_verbatim() {
+        let p = Preset::Orz7b.config().render_prompt("What is 1+1?");
+        assert!(
+            p.starts_with("A conversation between User and Assistant. The User asks a question, and the")
+        );
+        assert!(p.contains("by the \\boxed{} tag.\nThis is the problem:\nWhat is 1+1?\nAssistant: <think>"));
+        assert!(p.ends_with("<think>") && !p.contains("  "), "{p}");
     }
 
     #[test]

@@ -2,4 +2,5 @@
 //! formats, tokenizer, checkpoints, metrics, plots, the tiny default task) that the `orz` binary
 //! runs, kept as a library so that tests can drive each piece.
 
+pub mod data;
 pub mod tokenizer;
