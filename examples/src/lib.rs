@@ -2,5 +2,9 @@
 //! formats, tokenizer, checkpoints, metrics, plots, the tiny default task) that the `orz` binary
 //! runs, kept as a library so that tests can drive each piece.
 
+pub mod backend;
+pub mod cli;
 pub mod data;
+pub mod memory_plan;
+pub mod settings;
 pub mod tokenizer;

@@ -1,0 +1,160 @@
+//! `--backend candle|tch|reference` and `--device cpu|cuda:N`: which [`Backend`] a command runs
+//! on, chosen at run time; the command itself is written once, generic over the backend
+//! ([`BackendJob`]).
+
+use std::fmt;
+use std::rc::Rc;
+use std::str::FromStr;
+
+use anyhow::{Result, anyhow, bail};
+use orz_core::backend::{Backend, DType};
+
+/// A backend the program can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// candle (the default; CPU, or CUDA when built with `--features cuda`).
+    Candle,
+    /// libtorch through tch (built with `--features tch`).
+    Tch,
+    /// The f64 reference backend (slow; for checking).
+    Reference,
+}
+
+/// Where the tensors live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// The host CPU.
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<DeviceSpec> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| anyhow!("unknown device `{s}`: expected cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Parses `f32`, `bf16` or `f16` (the compute dtype of the models).
+pub fn parse_dtype(s: &str) -> Result<DType> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "bf16" => Ok(DType::BF16),
+        "f16" => Ok(DType::F16),
+        _ => bail!("unknown dtype `{s}`: expected f32, bf16 or f16"),
+    }
+}
+
+/// Work written once for any backend; [`run_on`] picks the backend.
+pub trait BackendJob {
+    /// What the job returns.
+    type Output;
+    /// Runs the job on `backend`; `name` says which backend and device, for logs.
+    fn run<B: Backend + 'static>(self, backend: Rc<B>, name: &str) -> Result<Self::Output>;
+}
+
+/// Runs `job` on the chosen backend and device; an error names a backend that was not compiled
+/// in or a device it cannot use, before any work starts.
+pub fn run_on<J: BackendJob>(kind: BackendKind, device: DeviceSpec, job: J) -> Result<J::Output> {
+    let name = format!("{kind:?}/{device}").to_lowercase();
+    match (kind, device) {
+        (BackendKind::Reference, DeviceSpec::Cpu) => job.run(Rc::new(orz_reference::Reference::new()), &name),
+        (BackendKind::Reference, DeviceSpec::Cuda(_)) => bail!("the reference backend runs on the CPU only"),
+        (BackendKind::Candle, DeviceSpec::Cpu) => job.run(Rc::new(orz_candle::Candle::cpu()), &name),
+        (BackendKind::Candle, DeviceSpec::Cuda(n)) => candle_cuda(n, job, &name),
+        (BackendKind::Tch, device) => tch(device, job, &name),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn candle_cuda<J: BackendJob>(n: usize, job: J, name: &str) -> Result<J::Output> {
+    let b = orz_candle::Candle::cuda(n).map_err(|e| anyhow!("--backend candle --device cuda:{n}: {e}"))?;
+    job.run(Rc::new(b), name)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn candle_cuda<J: BackendJob>(n: usize, _job: J, _name: &str) -> Result<J::Output> {
+    bail!(
+        "--device cuda:{n} with candle needs a build with CUDA: `cargo build --release -p orz --features cuda` \
+         (see scripts/build-candle-cuda.sh)"
+    )
+}
+
+#[cfg(feature = "tch")]
+fn tch<J: BackendJob>(device: DeviceSpec, job: J, name: &str) -> Result<J::Output> {
+    let b = match device {
+        DeviceSpec::Cpu => orz_tch::Tch::cpu(),
+        DeviceSpec::Cuda(n) => {
+            orz_tch::Tch::cuda(n).map_err(|e| anyhow!("--backend tch --device cuda:{n}: {e}"))?
+        }
+    };
+    job.run(Rc::new(b), name)
+}
+
+#[cfg(not(feature = "tch"))]
+fn tch<J: BackendJob>(_device: DeviceSpec, _job: J, _name: &str) -> Result<J::Output> {
+    bail!(
+        "--backend tch needs a build with libtorch: `eval \"$(./scripts/setup-libtorch.sh)\"` then \
+         `cargo run --release -p orz --features tch -- ...`"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Name;
+    impl BackendJob for Name {
+        type Output = String;
+        fn run<B: Backend + 'static>(self, b: Rc<B>, name: &str) -> Result<String> {
+            let t = b.tensor_f64(&[1.0, 2.0], &[2], DType::F32)?;
+            Ok(format!("{name} {:?}", b.to_host_f64(&t)?))
+        }
+    }
+
+    #[test]
+    fn devices_parse_and_print() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!(DeviceSpec::Cuda(1).to_string(), "cuda:1");
+        assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("cpu, cuda or cuda:N"));
+        assert!(parse_dtype("f64").is_err());
+    }
+
+    #[test]
+    fn jobs_run_on_cpu_backends_and_missing_ones_say_how_to_build() {
+        assert_eq!(
+            run_on(BackendKind::Reference, DeviceSpec::Cpu, Name).unwrap(),
+            "reference/cpu [1.0, 2.0]"
+        );
+        assert_eq!(run_on(BackendKind::Candle, DeviceSpec::Cpu, Name).unwrap(), "candle/cpu [1.0, 2.0]");
+        assert!(run_on(BackendKind::Reference, DeviceSpec::Cuda(0), Name).is_err());
+        if !cfg!(feature = "cuda") {
+            let e = run_on(BackendKind::Candle, DeviceSpec::Cuda(0), Name).unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+        if !cfg!(feature = "tch") {
+            let e = run_on(BackendKind::Tch, DeviceSpec::Cpu, Name).unwrap_err().to_string();
+            assert!(e.contains("--features tch"), "{e}");
+        }
+    }
+}
