@@ -4,7 +4,9 @@
 
 pub mod backend;
 pub mod cli;
+pub mod commands;
 pub mod data;
 pub mod memory_plan;
+pub mod run;
 pub mod settings;
 pub mod tokenizer;

@@ -1,0 +1,189 @@
+//! `orz train`: the ORZ training loop around [`orz_core::train::Trainer`]: eval every
+//! `eval_interval` iterations including before the first (ORZ_RECIPE.md step 11), one iteration
+//! per `rollout_batch_size` prompts, a metrics line and a progress update per iteration, a
+//! checkpoint every `save_interval` iterations and at the end, a PNG of the curves at the end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use orz_core::backend::Backend;
+use orz_core::reward::orz_math;
+use orz_core::rng::Rng;
+use orz_core::train::{PromptItem, Trainer};
+
+use super::models::{load_critic, load_policy};
+use super::{DataCursor, DataOrder, Prepared};
+use crate::backend::BackendJob;
+use crate::checkpoint::{self, RunState};
+use crate::eval::evaluate;
+use crate::metrics::{IterationMetrics, MetricsWriter};
+use crate::plot::plot_training;
+use crate::progress::Progress;
+
+/// The metrics file of a run, in its output directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The training curves, in the output directory.
+pub const PLOT_FILE: &str = "training.png";
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// Every iteration's metrics, in order (of this invocation only when resumed).
+    pub metrics: Vec<IterationMetrics>,
+    /// The last checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
+    /// The PNG of the curves.
+    pub plot: PathBuf,
+}
+
+/// `orz train` as a [`BackendJob`].
+#[derive(Debug)]
+pub struct TrainJob {
+    /// The checked inputs.
+    pub prepared: Prepared,
+}
+
+impl BackendJob for TrainJob {
+    type Output = TrainSummary;
+
+    fn run<B: Backend + 'static>(self, b: Rc<B>, name: &str) -> Result<TrainSummary> {
+        train(&b, &self.prepared, name)
+    }
+}
+
+/// The directory of the checkpoint after `iterations` iterations.
+pub fn checkpoint_dir(out: &Path, iterations: u64) -> PathBuf {
+    out.join(format!("checkpoint-{iterations:06}"))
+}
+
+/// Builds a fresh trainer or restores the checkpoint, then runs to `prepared.iterations`.
+pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) -> Result<TrainSummary> {
+    let recipe = &p.settings.recipe;
+    let (mut trainer, cursor) = match &p.resume {
+        Some(dir) => {
+            let (trainer, run) = checkpoint::load(Rc::clone(b), dir, p.dtype)?;
+            if trainer.config() != &p.settings.train {
+                bail!(
+                    "--resume {}: the checkpoint was trained with another config; pass the same --preset, \
+                     --config and --set as the run that wrote it",
+                    dir.display()
+                );
+            }
+            if run.seed != p.seed {
+                bail!(
+                    "--resume {}: the checkpoint's seed is {}, not --seed {}",
+                    dir.display(),
+                    run.seed,
+                    p.seed
+                );
+            }
+            (trainer, run.data_cursor)
+        }
+        None => {
+            let mut init = Rng::seed_from_u64(p.seed).fork(u64::MAX);
+            let policy = load_policy(b, &p.model_dir, p.dtype)?;
+            let critic = if p.settings.train.estimator.uses_critic() {
+                Some(load_critic(b, &p.model_dir, p.dtype, &mut init)?)
+            } else {
+                None
+            };
+            let trainer = Trainer::new(p.settings.train.clone(), policy, critic, Rng::seed_from_u64(p.seed))?;
+            (trainer, DataCursor::default())
+        }
+    };
+    let mut order = DataOrder::new(p.seed, p.train_data.len(), cursor);
+    let mut writer = MetricsWriter::create(&p.out)?;
+    let start_iteration = trainer.iterations();
+    let total = p.iterations as u64;
+    eprintln!(
+        "orz train: preset {}, backend {backend_name}, model {} ({} parameters), {} training problems, \
+         iterations {start_iteration}..{total}, output {}",
+        p.preset,
+        p.model_dir.display(),
+        trainer.policy().model().parameter_count(),
+        p.train_data.len(),
+        p.out.display()
+    );
+    let mut progress = Progress::iterations(total.saturating_sub(start_iteration), p.quiet);
+    let clock_start = Instant::now();
+    let clock = move || clock_start.elapsed().as_secs_f64();
+    let reward = orz_math();
+    let mut all = Vec::new();
+    let mut last_checkpoint = None;
+    let eval_every = recipe.eval_interval.max(1) as u64;
+    let save_every = recipe.save_interval.max(1) as u64;
+    for k in start_iteration..total {
+        let eval = if k % eval_every == 0 { run_eval(&trainer, p, k)? } else { None };
+        let batch = order.next_batch(recipe.rollout_batch_size);
+        let prompts = batch
+            .iter()
+            .map(|&i| {
+                let problem = &p.train_data[i];
+                let text = recipe.render_prompt(&problem.question);
+                let tokens = p.tokenizer.encode(&text).with_context(|| format!("training problem {i}"))?;
+                Ok(PromptItem { tokens, text, reference: problem.answer.clone() })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t0 = clock();
+        let report = trainer
+            .iteration_timed(&prompts, &reward, &p.tokenizer, Some(&clock))
+            .with_context(|| format!("iteration {k}"))?;
+        let mut m = IterationMetrics::from_report(&report);
+        m.eval = eval;
+        m.wall_seconds = Some(clock() - t0);
+        for s in &report.skipped_steps {
+            progress.println(&format!("iteration {k}: skipped a {:?} step: {}", s.model, s.reason));
+        }
+        writer.append(&m)?;
+        progress.update(&m);
+        all.push(m);
+        let done = k + 1;
+        if done % save_every == 0 || done == total {
+            let dir = checkpoint_dir(&p.out, done);
+            let run =
+                RunState { data_cursor: order.cursor(), seed: p.seed, preset: p.preset.name().to_string() };
+            checkpoint::save(&dir, &trainer, &p.tokenizer, &run)?;
+            last_checkpoint = Some(dir);
+        }
+    }
+    progress.finish();
+    // The eval after the last iteration, so the curve ends with the trained model.
+    if total > start_iteration && total % eval_every == 0 {
+        if let (Some(eval), Some(last)) = (run_eval(&trainer, p, total)?, all.last_mut()) {
+            last.final_eval = Some(eval);
+        }
+    }
+    let plot = p.out.join(PLOT_FILE);
+    let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
+    plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
+    Ok(TrainSummary { metrics: all, last_checkpoint, plot })
+}
+
+/// The accuracy per eval set of the current policy (`eval_samples` per question), or `None`
+/// without eval sets; generations go to `OUT/eval/iter-K.jsonl`.
+fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Option<BTreeMap<String, f64>>> {
+    if p.eval_sets.is_empty() {
+        return Ok(None);
+    }
+    let jsonl = p.out.join("eval").join(format!("iter-{k:06}.jsonl"));
+    std::fs::create_dir_all(jsonl.parent().ok_or_else(|| anyhow!("no parent"))?)?;
+    let total: usize =
+        p.eval_sets.iter().map(|(_, s)| s.len()).sum::<usize>() * p.settings.recipe.eval_samples;
+    let bar = Progress::counter("eval", total, p.quiet);
+    let seed = p.seed ^ 0x0e7a_1000 ^ k;
+    let report = evaluate(
+        trainer.policy(),
+        &p.tokenizer,
+        &p.settings.recipe,
+        &p.eval_sets,
+        p.settings.recipe.eval_samples,
+        seed,
+        Some(&jsonl),
+        &|done, all| bar.set(done, all),
+    )?;
+    bar.finish();
+    Ok(Some(report.accuracies()))
+}
