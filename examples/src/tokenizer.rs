@@ -68,10 +68,86 @@ impl Tokenizer {
     }
 }
 
+/// The end-of-text token of [`byte_level_json`] (Qwen2.5's EOS spelling).
+pub const BYTE_LEVEL_EOS: &str = "<|endoftext|>";
+
+/// A `tokenizer.json` of the same kind as Qwen2's (byte-level BPE, GPT-2 byte-to-unicode
+/// alphabet, the ByteLevel pre-tokenizer and decoder) but without merges: every byte of the
+/// text is one token (ids 0..256), and [`BYTE_LEVEL_EOS`] is id 256. Any text round-trips; for
+/// tests and random-weight models of any vocabulary of at least 257.
+pub fn byte_level_json() -> String {
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        byte_alphabet().into_iter().enumerate().map(|(i, c)| (c.to_string(), i.into())).collect();
+    serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [{
+            "id": 256, "content": BYTE_LEVEL_EOS, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true
+        }],
+        "normalizer": null,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": []
+        }
+    })
+    .to_string()
+}
+
+/// GPT-2's byte-to-unicode table: the character standing for each byte 0..256.
+fn byte_alphabet() -> Vec<char> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut extra = 0;
+    (0u32..256)
+        .map(|b| {
+            if printable(b) {
+                char::from_u32(b).unwrap_or('?')
+            } else {
+                extra += 1;
+                char::from_u32(255 + extra).unwrap_or('?')
+            }
+        })
+        .collect()
+}
+
 impl Detokenize for Tokenizer {
     /// Decoding never fails on ids the model can produce; an id outside the vocabulary decodes
     /// to U+FFFD instead of stopping generation.
     fn decode(&self, tokens: &[u32]) -> String {
         self.inner.decode(tokens, true).unwrap_or_else(|_| "\u{fffd}".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_level_tokenizer_round_trips_any_text() {
+        let t = Tokenizer::from_bytes(byte_level_json().as_bytes(), "byte-level").unwrap();
+        assert_eq!(t.vocab_size(), 257);
+        assert_eq!(t.token_id(BYTE_LEVEL_EOS), Some(256));
+        for text in ["What is $\\frac{1}{2}$?\nAssistant: <think>", "  ünïcode ∑ 😀 ", "", "\t\r\n"] {
+            let ids = t.encode(text).unwrap();
+            assert_eq!(ids.len(), text.len(), "one token per byte: {text:?}");
+            assert_eq!(t.decode(&ids).unwrap(), text);
+        }
+        // The EOS is special: skipped when decoding.
+        let mut ids = t.encode("ab").unwrap();
+        ids.push(256);
+        assert_eq!(Detokenize::decode(&t, &ids), "ab");
+    }
+
+    #[test]
+    fn a_broken_tokenizer_file_is_named() {
+        let e = Tokenizer::from_bytes(b"{}", "model/tokenizer.json").unwrap_err().to_string();
+        assert!(e.contains("model/tokenizer.json"), "{e}");
+        let e = Tokenizer::from_file("/nonexistent/tokenizer.json").unwrap_err();
+        assert!(format!("{e:#}").contains("/nonexistent/tokenizer.json"));
     }
 }

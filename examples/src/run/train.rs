@@ -103,7 +103,7 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
          iterations {start_iteration}..{total}, output {}",
         p.preset,
         p.model_dir.display(),
-        trainer.policy().model().parameter_count(),
+        parameter_count(trainer.policy().model().config()),
         p.train_data.len(),
         p.out.display()
     );
@@ -160,6 +160,14 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
     let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
     plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
     Ok(TrainSummary { metrics: all, last_checkpoint, plot })
+}
+
+/// Parameters of a policy with `config`.
+fn parameter_count(config: &orz_core::model::Qwen2Config) -> usize {
+    orz_core::model::parameter_specs(config, orz_core::model::Head::Lm)
+        .iter()
+        .map(|s| s.shape.iter().product::<usize>())
+        .sum()
 }
 
 /// The accuracy per eval set of the current policy (`eval_samples` per question), or `None`

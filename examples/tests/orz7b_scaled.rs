@@ -1,0 +1,143 @@
+//! The orz-7b preset's code path, end to end, scaled down: a small random Qwen2 written to disk
+//! in Hugging Face format (with a byte-level tokenizer.json) is trained for one full iteration
+//! of `orz train --preset orz-7b` on the real ORZ training data with ORZ's prompt template,
+//! with only the sizes overridden (issue 7, item 8); and the dry run checks the same inputs.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use clap::Parser;
+use orz::cli::Cli;
+use orz::tokenizer::byte_level_json;
+use orz_core::backend::DType;
+use orz_core::model::{Head, Policy, Qwen2Config};
+use orz_core::rng::Rng;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("orz-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A random Qwen2 of vocabulary 260 (the byte-level tokenizer has 257 tokens), EOS 256.
+fn write_small_model(dir: &Path) {
+    let config = Qwen2Config {
+        vocab_size: 260,
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        eos_token_ids: vec![256],
+        tie_word_embeddings: false,
+        ..Qwen2Config::tiny_test()
+    };
+    let b = Rc::new(orz_candle::Candle::cpu());
+    let policy = Policy::random(Rc::clone(&b), &config, DType::F32, &mut Rng::seed_from_u64(5)).unwrap();
+    let named = policy.model().named_tensors();
+    orz_hf::save_model(&*b, dir, &config, Head::Lm, &named, DType::BF16, None).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), byte_level_json()).unwrap();
+}
+
+const SCALED: &str = "\
+rollout_batch_size = 2
+n_samples_per_prompt = 3
+generate_max_len = 12
+prompt_max_len = 900
+max_len = 912
+packing_max_len = 2048
+eval_interval = 1
+[train]
+engine = { max_batch_slots = 6 }
+";
+
+#[test]
+fn one_full_iteration_of_the_orz_7b_code_path() {
+    let root = temp_dir("orz7b");
+    let (model, out) = (root.join("model"), root.join("out"));
+    write_small_model(&model);
+    std::fs::write(root.join("scaled.toml"), SCALED).unwrap();
+    // Three real MATH500 questions as the eval set.
+    let math500: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("data/orz/eval/math500.json")).unwrap())
+            .unwrap();
+    let three = serde_json::Value::Array(math500.as_array().unwrap()[..3].to_vec());
+    std::fs::write(root.join("math3.json"), three.to_string()).unwrap();
+    let data = repo().join("data/orz/orz_math_57k_subset.json");
+    let arg = |p: &Path| p.display().to_string();
+    let args = [
+        "orz".to_string(),
+        "train".into(),
+        "--preset".into(),
+        "orz-7b".into(),
+        "--model".into(),
+        arg(&model),
+        "--data".into(),
+        arg(&data),
+        "--eval".into(),
+        arg(&root.join("math3.json")),
+        "--config".into(),
+        arg(&root.join("scaled.toml")),
+        "--out".into(),
+        arg(&out),
+        "--iterations".into(),
+        "1".into(),
+        "--quiet".into(),
+    ];
+    let cli = Cli::try_parse_from(&args).unwrap();
+    orz::commands::train(&cli.common).unwrap();
+
+    let metrics = orz::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.len(), 1);
+    let m = &metrics[0];
+    // Every knob but the sizes is ORZ-7B's: the prompt is ORZ's template.
+    let gens = std::fs::read_to_string(out.join("eval/iter-000000.jsonl")).unwrap();
+    assert!(gens.contains("A conversation between User and Assistant."), "{gens}");
+    assert_eq!(gens.lines().count(), 3);
+    assert!(m.eval.as_ref().is_some_and(|e| e.contains_key("math3")), "{m:?}");
+    // A random model never answers: reward 0, but the iteration ran every phase.
+    assert_eq!(m.reward_mean, 0.0);
+    assert!(out.join("training.png").is_file());
+    assert!(out.join("checkpoint-000001").join("policy").join("config.json").is_file());
+
+    // The dry run checks the same inputs and prints the memory plan.
+    let mut dry = args.to_vec();
+    dry.push("--dry-run".into());
+    let cli = Cli::try_parse_from(&dry).unwrap();
+    orz::commands::train(&cli.common).unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn bad_inputs_fail_before_any_work_and_say_where() {
+    let root = temp_dir("badinputs");
+    let model = root.join("model");
+    write_small_model(&model);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["orz", "train", "--preset", "orz-7b", "--quiet", "--dry-run"];
+        args.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(&args).unwrap();
+        format!("{:#}", orz::commands::train(&cli.common).unwrap_err())
+    };
+    let m = model.display().to_string();
+    let data = repo().join("data/orz/orz_math_57k_subset.json").display().to_string();
+    let e = run(&["--data", &data]);
+    assert!(e.contains("--model is required"), "{e}");
+    let e = run(&["--model", "/nonexistent/model", "--data", &data]);
+    assert!(e.contains("/nonexistent/model"), "{e}");
+    let e = run(&["--model", &m, "--data", "/nonexistent/data.json"]);
+    assert!(e.contains("/nonexistent/data.json"), "{e}");
+    let e = run(&["--model", &m, "--data", &data, "--set", "rollout_batch_size=\"x\""]);
+    assert!(e.contains("rollout_batch_size"), "{e}");
+    let e = run(&["--model", &m, "--data", &data, "--out", "/proc/orz-cannot-write"]);
+    assert!(e.contains("/proc/orz-cannot-write"), "{e}");
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    let e = run(&["--model", &m, "--data", &data]);
+    assert!(e.contains("tokenizer.json"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
+}
