@@ -3,4 +3,7 @@
 //! runs, kept as a library so that tests can drive each piece.
 
 pub mod data;
+pub mod metrics;
+pub mod plot;
+pub mod progress;
 pub mod tokenizer;
