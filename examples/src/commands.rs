@@ -28,11 +28,16 @@ pub fn train(common: &Common) -> Result<()> {
         println!(
             "trained {} iterations: mean reward {:.3} -> {:.3}, response length {:.1} -> {:.1}",
             summary.metrics.len(),
-            f.reward_mean,
-            l.reward_mean,
+            f.mean_reward,
+            l.mean_reward,
             f.response_length_mean,
             l.response_length_mean
         );
+    }
+    if let Some(eval) = &summary.final_eval {
+        for (name, acc) in eval {
+            println!("eval {name}: accuracy {acc:.3} after training");
+        }
     }
     if let Some(c) = &summary.last_checkpoint {
         println!("checkpoint: {}", c.display());
@@ -113,9 +118,8 @@ impl BackendJob for EvalJob {
             self.samples,
             p.seed,
             Some(&jsonl),
-            &|done, all| bar.set(done, all),
+            &bar,
         )?;
-        bar.finish();
         eprintln!("generations: {}", jsonl.display());
         Ok(report)
     }

@@ -23,8 +23,7 @@ use crate::metrics::{IterationMetrics, MetricsWriter};
 use crate::plot::plot_training;
 use crate::progress::Progress;
 
-/// The metrics file of a run, in its output directory.
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use crate::metrics::METRICS_FILE;
 /// The training curves, in the output directory.
 pub const PLOT_FILE: &str = "training.png";
 
@@ -33,6 +32,8 @@ pub const PLOT_FILE: &str = "training.png";
 pub struct TrainSummary {
     /// Every iteration's metrics, in order (of this invocation only when resumed).
     pub metrics: Vec<IterationMetrics>,
+    /// Accuracy per eval set of the trained model.
+    pub final_eval: Option<BTreeMap<String, f64>>,
     /// The last checkpoint written.
     pub last_checkpoint: Option<PathBuf>,
     /// The PNG of the curves.
@@ -107,7 +108,7 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
         p.train_data.len(),
         p.out.display()
     );
-    let mut progress = Progress::iterations(total.saturating_sub(start_iteration), p.quiet);
+    let mut progress = Progress::iterations(total, p.quiet).resume_at(start_iteration);
     let clock_start = Instant::now();
     let clock = move || clock_start.elapsed().as_secs_f64();
     let reward = orz_math();
@@ -132,12 +133,12 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
             .iteration_timed(&prompts, &reward, &p.tokenizer, Some(&clock))
             .with_context(|| format!("iteration {k}"))?;
         let mut m = IterationMetrics::from_report(&report);
-        m.eval = eval;
+        m.eval = eval.unwrap_or_default();
         m.wall_seconds = Some(clock() - t0);
         for s in &report.skipped_steps {
             progress.println(&format!("iteration {k}: skipped a {:?} step: {}", s.model, s.reason));
         }
-        writer.append(&m)?;
+        writer.write(&m)?;
         progress.update(&m);
         all.push(m);
         let done = k + 1;
@@ -150,16 +151,18 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
         }
     }
     progress.finish();
-    // The eval after the last iteration, so the curve ends with the trained model.
-    if total > start_iteration && total % eval_every == 0 {
-        if let (Some(eval), Some(last)) = (run_eval(&trainer, p, total)?, all.last_mut()) {
-            last.final_eval = Some(eval);
-        }
+    // The eval of the trained model (a metrics line holds the eval of the policy that sampled
+    // it, so this one has no line: it goes to eval/final.json and the summary).
+    let final_eval = if total > start_iteration { run_eval(&trainer, p, total)? } else { None };
+    if let Some(eval) = &final_eval {
+        let path = p.out.join("eval").join("final.json");
+        let json = serde_json::json!({ "iteration": total, "accuracy": eval });
+        std::fs::write(&path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
     }
     let plot = p.out.join(PLOT_FILE);
     let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
     plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
-    Ok(TrainSummary { metrics: all, last_checkpoint, plot })
+    Ok(TrainSummary { metrics: all, final_eval, last_checkpoint, plot })
 }
 
 /// Parameters of a policy with `config`.
@@ -180,7 +183,7 @@ fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Op
     std::fs::create_dir_all(jsonl.parent().ok_or_else(|| anyhow!("no parent"))?)?;
     let total: usize =
         p.eval_sets.iter().map(|(_, s)| s.len()).sum::<usize>() * p.settings.recipe.eval_samples;
-    let bar = Progress::counter("eval", total, p.quiet);
+    let bar = Progress::counter(&format!("eval before iteration {k}"), total, p.quiet);
     let seed = p.seed ^ 0x0e7a_1000 ^ k;
     let report = evaluate(
         trainer.policy(),
@@ -190,8 +193,7 @@ fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Op
         p.settings.recipe.eval_samples,
         seed,
         Some(&jsonl),
-        &|done, all| bar.set(done, all),
+        &bar,
     )?;
-    bar.finish();
     Ok(Some(report.accuracies()))
 }
