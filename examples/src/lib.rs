@@ -2,5 +2,6 @@
 //! formats, tokenizer, checkpoints, metrics, plots, the tiny default task) that the `orz` binary
 //! runs, kept as a library so that tests can drive each piece.
 
+pub mod checkpoint;
 pub mod data;
 pub mod tokenizer;
