@@ -16,8 +16,11 @@
 //! optimizers' step counters, the [`TrainConfig`](orz_core::train::TrainConfig) and the caller's
 //! [`RunState`]). GRPO runs have no critic: no `critic/` and no critic optimizer.
 //!
-//! [`save`] writes into a temporary sibling directory and renames it into place only when
-//! complete (see [`atomic`]): a crash mid-save leaves the previous checkpoint intact.
+//! [`save`] writes into a temporary sibling directory `.<name>.tmp-<pid>` and renames it into
+//! place only when complete: a reader sees the previous checkpoint or the new one, and a crash
+//! mid-save leaves the previous checkpoint intact (the next save removes the leftover). A crash
+//! between moving the previous checkpoint aside (`.<name>.old-<pid>`) and renaming the new one
+//! leaves no `<name>`; [`load`]'s error then names the previous checkpoint's path.
 //!
 //! [`load`] rebuilds the trainer exactly: loaded in the dtype it was saved in, the next
 //! iterations are bit-identical to those of the uninterrupted run. Loaded in another dtype, the
