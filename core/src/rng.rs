@@ -34,6 +34,23 @@ impl Rng {
         Rng { s: [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)] }
     }
 
+    /// The generator's whole state (xoshiro256++'s four words), for a checkpoint.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// The generator whose state is `state` (from [`Rng::state`]). An all-zero state, which
+    /// xoshiro never reaches and would only ever draw 0, is an error.
+    pub fn from_state(state: [u64; 4]) -> crate::Result<Rng> {
+        if state == [0; 4] {
+            return Err(crate::Error::invalid(
+                "rng from_state",
+                "the all-zero state is not a xoshiro256++ state",
+            ));
+        }
+        Ok(Rng { s: state })
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
@@ -97,6 +114,19 @@ mod tests {
         let (mut f0, mut f1) = (a.fork(0), a.fork(1));
         assert_ne!(f0.next_u64(), f1.next_u64());
         assert_ne!(Rng::seed_from_u64(1).next_u64(), Rng::seed_from_u64(2).next_u64());
+    }
+
+    #[test]
+    fn state_round_trips_mid_stream() {
+        let mut a = Rng::seed_from_u64(9);
+        a.next_u64();
+        let mut b = Rng::from_state(a.state()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.fork(3), b.fork(3));
+        let xs: [u64; 3] = core::array::from_fn(|_| a.next_u64());
+        let ys: [u64; 3] = core::array::from_fn(|_| b.next_u64());
+        assert_eq!(xs, ys);
+        assert!(Rng::from_state([0; 4]).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! runs, kept as a library so that tests can drive each piece.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod data;

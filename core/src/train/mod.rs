@@ -78,6 +78,7 @@ pub mod config;
 pub mod experience;
 pub mod grouping;
 pub mod report;
+pub mod resume;
 pub mod rollout;
 pub mod trainer;
 pub mod update;
@@ -87,5 +88,6 @@ pub use config::{AdvantageEstimator, DEFAULT_ENGINE, PromptOverflow, TrainConfig
 pub use experience::Pack;
 pub use grouping::step_groups;
 pub use report::{IterationReport, ModelKind, PhaseTimes, ReflectionCounts, RolloutMetrics, SkippedStep};
+pub use resume::TrainerState;
 pub use rollout::{PromptItem, Sample};
 pub use trainer::Trainer;

@@ -9,4 +9,5 @@
 mod iteration;
 mod learning;
 mod manual;
+mod resume;
 mod support;
