@@ -3,46 +3,13 @@
 //! of `orz train --preset orz-7b` on the real ORZ training data with ORZ's prompt template,
 //! with only the sizes overridden (issue 7, item 8); and the dry run checks the same inputs.
 
-use std::path::{Path, PathBuf};
-use std::rc::Rc;
+mod support;
+
+use std::path::Path;
 
 use clap::Parser;
 use orz::cli::Cli;
-use orz::tokenizer::byte_level_json;
-use orz_core::backend::DType;
-use orz_core::model::{Head, Policy, Qwen2Config};
-use orz_core::rng::Rng;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("orz-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// A random Qwen2 of vocabulary 260 (the byte-level tokenizer has 257 tokens), EOS 256.
-fn write_small_model(dir: &Path) {
-    let config = Qwen2Config {
-        vocab_size: 260,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        eos_token_ids: vec![256],
-        tie_word_embeddings: false,
-        ..Qwen2Config::tiny_test()
-    };
-    let b = Rc::new(orz_candle::Candle::cpu());
-    let policy = Policy::random(Rc::clone(&b), &config, DType::F32, &mut Rng::seed_from_u64(5)).unwrap();
-    let named = policy.model().named_tensors();
-    orz_hf::save_model(&*b, dir, &config, Head::Lm, &named, DType::BF16, None).unwrap();
-    std::fs::write(dir.join("tokenizer.json"), byte_level_json()).unwrap();
-}
+use support::{repo, temp_dir, write_small_model};
 
 const SCALED: &str = "\
 rollout_batch_size = 2

@@ -96,8 +96,9 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
         }
     };
     let mut order = DataOrder::new(p.seed, p.train_data.len(), cursor);
-    let mut writer = MetricsWriter::create(&p.out)?;
     let start_iteration = trainer.iterations();
+    forget_metrics_from(&p.out.join(METRICS_FILE), start_iteration)?;
+    let mut writer = MetricsWriter::create(&p.out)?;
     let total = p.iterations as u64;
     eprintln!(
         "orz train: preset {}, backend {backend_name}, model {} ({} parameters), {} training problems, \
@@ -163,6 +164,21 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
     let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
     plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
     Ok(TrainSummary { metrics: all, final_eval, last_checkpoint, plot })
+}
+
+/// Drops the lines of iterations `>= from` from a metrics file (a resumed run rewrites what
+/// happened after its checkpoint); no file is fine.
+fn forget_metrics_from(path: &Path, from: u64) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let kept: Vec<String> = crate::metrics::read_metrics(path)?
+        .iter()
+        .filter(|m| m.iteration < from)
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).with_context(|| format!("rewriting {}", path.display()))
 }
 
 /// Parameters of a policy with `config`.
