@@ -105,7 +105,7 @@ pub fn load_named<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<(String, Vec<Proble
         .collect()
 }
 
-/// `count` Countdown problems from the seeded generator ([`countdown::generate`]): the question
+/// `count` Countdown problems from the seeded generator ([`countdown::generate()`]): the question
 /// in TinyZero's wording, the answer the reference `target=T;numbers=a,b,c` that the Countdown
 /// reward reads.
 pub fn countdown(config: &GeneratorConfig, seed: u64, count: usize) -> Result<Vec<Problem>> {

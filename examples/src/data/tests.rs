@@ -34,8 +34,11 @@ impl Drop for TempFile {
     }
 }
 
+/// A loader of this module.
+type Loader = fn(&Path) -> Result<Vec<Problem>>;
+
 /// The error of loading `content` with `load`, as one string with its whole context chain.
-fn error_of(content: &str, load: fn(&Path) -> Result<Vec<Problem>>) -> (String, String) {
+fn error_of(content: &str, load: Loader) -> (String, String) {
     let file = TempFile::new("bad.json", content);
     let err = format!("{:#}", load(&file.path).unwrap_err());
     (err, file.path.display().to_string())
@@ -97,7 +100,7 @@ fn malformed_records_are_named_with_what_is_wrong() {
     let good_t =
         r#"[{"from": "human", "value": "1+1?"}, {"from": "assistant", "ground_truth": {"value": "2"}}]"#;
     let good_e = r#"{"prompt": [{"from": "user", "value": "1+1?"}], "final_answer": "2"}"#;
-    let cases: [(String, fn(&Path) -> Result<Vec<Problem>>, &str); 12] = [
+    let cases: [(String, Loader, &str); 12] = [
         (
             format!(r#"[{good_t}, {good_t}, [{{"from": "human", "value": "Q"}}]]"#),
             load_training,
