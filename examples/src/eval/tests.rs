@@ -350,3 +350,26 @@ fn random_tiny_policy_report_matches_its_jsonl_and_is_deterministic() {
     }
     assert!(generate(&policy, &tokenizer, &r, &[], &options).is_err());
 }
+
+#[test]
+fn real_eval_file_prompts_are_cut_to_prompt_max_len() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/orz/eval/aime2024.json");
+    let problems = crate::data::load_eval(&path).unwrap();
+    let mut r = Preset::Tiny.config(); // ORZ's template: about 700 characters, so 700 toy tokens
+    r.generate_max_len = 2;
+    let tokenizer = toy_tokenizer();
+    let prompts = render(&tokenizer, &r, "aime2024", &problems).unwrap();
+    assert_eq!(prompts.len(), 30);
+    for ((text, tokens), p) in prompts.iter().zip(&problems) {
+        assert!(text.contains(&p.question) && text.ends_with("Assistant: <think>"));
+        assert_eq!(tokens[..], tokenizer.encode(text).unwrap()[..r.prompt_max_len]);
+    }
+    let config = Qwen2Config::tiny_test();
+    let policy =
+        Policy::random(Rc::new(Reference::new()), &config, DType::F32, &mut Rng::seed_from_u64(0)).unwrap();
+    let sets = vec![("aime2024".to_string(), problems)];
+    let report = evaluate(&policy, &tokenizer, &r, &sets, &EvalOptions::new(1, 0), &|_, _| {}).unwrap();
+    let aime = report.set("aime2024").unwrap();
+    assert_eq!((aime.questions, aime.samples), (30, 1));
+    assert!(aime.mean_response_tokens > 0.0 && aime.mean_response_tokens <= 2.0);
+}
