@@ -110,16 +110,10 @@ impl BackendJob for EvalJob {
         let jsonl = p.out.join("eval-generations.jsonl");
         let total = p.eval_sets.iter().map(|(_, s)| s.len()).sum::<usize>() * self.samples;
         let bar = crate::progress::Progress::counter("eval", total, p.quiet);
-        let report = crate::eval::evaluate(
-            &policy,
-            &p.tokenizer,
-            &p.settings.recipe,
-            &p.eval_sets,
-            self.samples,
-            p.seed,
-            Some(&jsonl),
-            &bar,
-        )?;
+        let mut options = crate::eval::EvalOptions::new(self.samples, p.seed);
+        options.engine = p.settings.train.engine;
+        options.out_jsonl = Some(&jsonl);
+        let report = crate::eval::evaluate(&policy, &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
         eprintln!("generations: {}", jsonl.display());
         Ok(report)
     }

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod data;
+pub mod eval;
 pub mod memory_plan;
 pub mod metrics;
 pub mod plot;

@@ -18,7 +18,7 @@ use super::models::{load_critic, load_policy};
 use super::{DataCursor, DataOrder, Prepared};
 use crate::backend::BackendJob;
 use crate::checkpoint::{self, RunState};
-use crate::eval::evaluate;
+use crate::eval::{EvalOptions, evaluate};
 use crate::metrics::{IterationMetrics, MetricsWriter};
 use crate::plot::plot_training;
 use crate::progress::Progress;
@@ -201,15 +201,9 @@ fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Op
         p.eval_sets.iter().map(|(_, s)| s.len()).sum::<usize>() * p.settings.recipe.eval_samples;
     let bar = Progress::counter(&format!("eval before iteration {k}"), total, p.quiet);
     let seed = p.seed ^ 0x0e7a_1000 ^ k;
-    let report = evaluate(
-        trainer.policy(),
-        &p.tokenizer,
-        &p.settings.recipe,
-        &p.eval_sets,
-        p.settings.recipe.eval_samples,
-        seed,
-        Some(&jsonl),
-        &bar,
-    )?;
-    Ok(Some(report.accuracies()))
+    let mut options = EvalOptions::new(p.settings.recipe.eval_samples, seed);
+    options.engine = p.settings.train.engine;
+    options.out_jsonl = Some(&jsonl);
+    let report = evaluate(trainer.policy(), &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
+    Ok(Some(report.sets.iter().map(|s| (s.name.clone(), s.accuracy)).collect()))
 }

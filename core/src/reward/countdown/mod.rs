@@ -24,9 +24,13 @@
 //!    an `f64` fallback only if the exact difference overflows), so an exact hit is always 1.0
 //!    and float rounding never decides.
 //!
-//! References ([`CountdownProblem`]) are written `target=24;numbers=3,4,5,6`.
+//! References ([`CountdownProblem`]) are written `target=24;numbers=3,4,5,6`. Solvable instances
+//! with their question text come from the seeded generator [`generate`](mod@generate).
 
 pub mod expr;
+pub mod generate;
+
+pub use generate::{CountdownInstance, GeneratorConfig, TINYZERO_PROMPT_TEMPLATE, generate};
 
 use alloc::string::String;
 use alloc::vec::Vec;
