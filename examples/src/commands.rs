@@ -113,7 +113,8 @@ impl BackendJob for EvalJob {
         let mut options = crate::eval::EvalOptions::new(self.samples, p.seed);
         options.engine = p.settings.train.engine;
         options.out_jsonl = Some(&jsonl);
-        let report = crate::eval::evaluate(&policy, &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
+        let report =
+            crate::eval::evaluate(&policy, &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
         eprintln!("generations: {}", jsonl.display());
         Ok(report)
     }
@@ -147,18 +148,15 @@ impl BackendJob for GenerateJob {
     fn run<B: Backend + 'static>(self, b: Rc<B>, _name: &str) -> Result<()> {
         let p = &self.p;
         let policy = load_policy(&b, &p.model_dir, p.dtype)?;
-        let outs = crate::eval::generate(
-            &policy,
-            &p.tokenizer,
-            &p.settings.recipe,
-            &self.questions,
-            self.samples,
-            p.seed,
-        )?;
+        let mut options = crate::eval::EvalOptions::new(self.samples, p.seed);
+        options.engine = p.settings.train.engine;
+        let outs =
+            crate::eval::generate(&policy, &p.tokenizer, &p.settings.recipe, &self.questions, &options)?;
         for o in outs {
+            let question = self.questions.get(o.prompt).map_or("", String::as_str);
             println!(
-                "--- question {} sample {} ({:?})\n{}{}",
-                o.question_index, o.sample, o.finish_reason, o.prompt, o.completion
+                "--- question {} sample {} ({:?}, {} tokens)\n{question}\n>>> {}",
+                o.prompt, o.sample, o.finish_reason, o.tokens, o.text
             );
         }
         Ok(())

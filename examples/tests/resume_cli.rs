@@ -87,7 +87,8 @@ fn resumed_run_equals_the_uninterrupted_one() {
         ms.into_iter()
             .map(|m| {
                 let mut v = serde_json::to_value(m).unwrap();
-                for k in ["phase_seconds", "wall_seconds", "generation_tokens_per_s", "training_tokens_per_s"] {
+                for k in ["phase_seconds", "wall_seconds", "generation_tokens_per_s", "training_tokens_per_s"]
+                {
                     v.as_object_mut().unwrap().remove(k);
                 }
                 v
@@ -99,10 +100,11 @@ fn resumed_run_equals_the_uninterrupted_one() {
     assert_eq!(straight, split);
 
     // Resuming with another config is refused, naming the field.
-    let mut args: Vec<String> = ["orz", "train", "--quiet", "--set", "eps_clip=0.3", "--iterations", "4", "--seed", "11"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["orz", "train", "--quiet", "--set", "eps_clip=0.3", "--iterations", "4", "--seed", "11"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let p = |x: &Path| x.display().to_string();
     args.extend(["--model".into(), p(&root.join("model")), "--data".into(), p(&root.join("data.json"))]);
     args.extend(["--config".into(), p(&root.join("small.toml")), "--out".into(), p(&root.join("other"))]);

@@ -108,12 +108,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
     if needs_train_data && train_data.is_empty() {
         bail!("the training data is empty ({:?})", common.data);
     }
-    let mut eval_sets = Vec::new();
-    for path in &common.eval {
-        let name =
-            path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
-        eval_sets.push((name, data::load_eval(path)?));
-    }
+    let mut eval_sets = data::load_named(&common.eval)?;
     if common.eval.is_empty() && preset == Preset::Tiny && common.data.is_empty() {
         eval_sets.push(("tiny-heldout".to_string(), tiny::eval_problems(TINY_EVAL_PROBLEMS)));
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use orz_core::backend::Backend;
-use orz_core::reward::orz_math;
+use orz_core::reward::orz_math::orz_math;
 use orz_core::rng::Rng;
 use orz_core::train::{PromptItem, Trainer};
 
@@ -65,14 +65,9 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
     let recipe = &p.settings.recipe;
     let (mut trainer, cursor) = match &p.resume {
         Some(dir) => {
-            let (trainer, run) = checkpoint::load(Rc::clone(b), dir, p.dtype)?;
-            if trainer.config() != &p.settings.train {
-                bail!(
-                    "--resume {}: the checkpoint was trained with another config; pass the same --preset, \
-                     --config and --set as the run that wrote it",
-                    dir.display()
-                );
-            }
+            let loaded = checkpoint::load(Rc::clone(b), dir, p.dtype)?;
+            checkpoint::check_config(dir, loaded.trainer.config(), &p.settings.train)?;
+            let run = loaded.run;
             if run.seed != p.seed {
                 bail!(
                     "--resume {}: the checkpoint's seed is {}, not --seed {}",
@@ -81,7 +76,16 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
                     p.seed
                 );
             }
-            (trainer, run.data_cursor)
+            if run.preset != p.preset.name() {
+                bail!(
+                    "--resume {}: the checkpoint is of preset {}, not {}",
+                    dir.display(),
+                    run.preset,
+                    p.preset
+                );
+            }
+            let position = usize::try_from(run.position)?;
+            (loaded.trainer, DataCursor { epoch: run.epoch, position })
         }
         None => {
             let mut init = Rng::seed_from_u64(p.seed).fork(u64::MAX);
@@ -145,8 +149,14 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
         let done = k + 1;
         if done % save_every == 0 || done == total {
             let dir = checkpoint_dir(&p.out, done);
-            let run =
-                RunState { data_cursor: order.cursor(), seed: p.seed, preset: p.preset.name().to_string() };
+            let cursor = order.cursor();
+            let run = RunState {
+                seed: p.seed,
+                preset: p.preset.name().to_string(),
+                epoch: cursor.epoch,
+                position: cursor.position as u64,
+                extras: serde_json::json!({ "training_problems": p.train_data.len() }),
+            };
             checkpoint::save(&dir, &trainer, &p.tokenizer, &run)?;
             last_checkpoint = Some(dir);
         }

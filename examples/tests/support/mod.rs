@@ -41,4 +41,3 @@ pub fn write_small_model(dir: &Path) {
     orz_hf::save_model(&*b, dir, &config, Head::Lm, &named, DType::BF16, None).unwrap();
     std::fs::write(dir.join("tokenizer.json"), byte_level_json()).unwrap();
 }
-
