@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import transformers
 from transformers import Qwen2ForCausalLM
 
-PARITY_ATOL = 2e-3  # f32 logits of a random model, |logit| up to a few units
+PARITY_ATOL = 1e-4  # f32 logits of a random model (|logit| up to a few units); measured: ~2e-6
 
 
 def log(msg):
@@ -75,11 +75,11 @@ class Torch:
     def run(self):
         """The same warm-up and timed work as `vs_pytorch run`."""
         gen = self.inputs["generation"]
-        self.forward()
+        logits = self.forward()  # before any train step: what the parity check compares
         self.generate([self.inputs["forward"][0][:gen["prompt_len"]]], 1, 4)
         self.train_step()
         t = time.perf_counter()
-        logits = self.forward()
+        self.forward()
         forward_s = time.perf_counter() - t
         gens = []
         for g in gen["batches"]:
