@@ -43,4 +43,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step "tests: cargo test --workspace"
 cargo test --workspace
 
+step "benches with orz-tch: cargo test -p orz-bench --features tch (every workload once, tiny sizes)"
+cargo test -p orz-bench --features tch --lib
+
 step "all checks passed"

@@ -1,145 +1,71 @@
-//! Generation and train-step throughput of a small Qwen2 on each CPU backend (a bench binary,
-//! not criterion: one model-sized workload per backend, timed with the backend's `sync`).
+//! Criterion benches of the device workloads of `orz_bench::workloads` on every backend and
+//! device compiled in (`orz_bench::for_each_backend`; the reference at the tiny sizes only):
+//! PPO losses forward + backward, selective log-prob over Qwen's vocabulary (forward, and
+//! forward + backward), the model's forward pass on a packed batch, generation at batch 1, 16
+//! and 64, and a train step (forward, backward, clipping, AdamW). Each timed region ends with
+//! the backend's `sync`.
 //!
-//! `cargo bench -p orz-bench --bench backends` (add `-- --quick` for fewer repetitions). The
-//! reference (f64 plain loops) runs a smaller workload; rows say what ran.
+//! `cargo bench -p orz-bench --bench backends [--features tch] [-- --quick] [-- <filter>]`;
+//! `ORZ_BENCH_SCALE=tiny` runs everything at the tiny sizes (a quick check).
+
+#![allow(clippy::expect_used, reason = "a benchmark program: a failed setup ends it with the message")]
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::Duration;
 
-use orz_candle::Candle;
-use orz_core::backend::{AdamW, AdamWConfig, Backend, DType};
-use orz_core::generation::{EngineConfig, Generator, Request, SamplingParams, StopCriteria};
-use orz_core::model::{PackedBatch, Policy, Qwen2Config};
-use orz_core::rng::Rng;
-use orz_reference::Reference;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use orz_bench::workloads::{
+    Forward, Generation, PpoLosses, SelectiveLogProb, TrainStep, Workload, bench_config, generation_requests,
+    random_policy,
+};
+use orz_bench::{BackendVisitor, Scale, for_each_backend};
+use orz_core::backend::Backend;
 
-/// hidden 256, 4 layers, vocab 4096, GQA 8:2 (head dim 32), SwiGLU 1024.
-fn config() -> Qwen2Config {
-    Qwen2Config {
-        vocab_size: 4096,
-        hidden_size: 256,
-        intermediate_size: 1024,
-        num_hidden_layers: 4,
-        num_attention_heads: 8,
-        num_key_value_heads: 2,
-        max_position_embeddings: 4096,
-        eos_token_ids: vec![],
-        ..Qwen2Config::tiny_test()
-    }
+struct Benches<'a>(&'a mut Criterion);
+
+fn bench(c: &mut Criterion, group: &str, id: BenchmarkId, mut w: impl Workload) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(w.units()));
+    g.bench_function(id, |bencher| bencher.iter(|| w.run().expect("the workload runs")));
+    g.finish();
 }
 
-/// What one backend runs.
-#[derive(Debug, Clone, Copy)]
-struct Workload {
-    /// Generation: concurrent sequences (one prompt each), prompt length, new tokens each.
-    gen_batch: usize,
-    prompt: usize,
-    new_tokens: usize,
-    /// Train step: packed rows and tokens per row.
-    rows: usize,
-    row_len: usize,
-    /// Timed repetitions of each (after one warm-up).
-    reps: usize,
-}
-
-fn tokens(rng: &mut Rng, n: usize, vocab: usize) -> Vec<u32> {
-    (0..n).map(|_| (rng.next_u64() % vocab as u64) as u32).collect()
-}
-
-/// Generated tokens per second (median of `reps`).
-fn generation<B: Backend>(b: &Rc<B>, policy: &Policy<B>, w: Workload) -> orz_core::Result<f64> {
-    let stop = StopCriteria {
-        eos_token_ids: vec![],
-        stop_strings: vec![],
-        max_new_tokens: w.new_tokens,
-        max_total_len: w.prompt + w.new_tokens + 1,
-    };
-    let engine_config = EngineConfig { max_batch_slots: w.gen_batch, kv_budget_bytes: 1 << 34 };
-    let engine = Generator::new(SamplingParams::new(1.0, None, 1.0)?, stop, engine_config)?;
-    let mut rng = Rng::seed_from_u64(1);
-    let requests: Vec<Request> =
-        (0..w.gen_batch).map(|_| Request::new(tokens(&mut rng, w.prompt, 4096), 1)).collect();
-    let detok = |_: &[u32]| String::new();
-    let mut rates = Vec::new();
-    for rep in 0..=w.reps {
-        let start = Instant::now();
-        let out = engine.generate(b.as_ref(), policy, &requests, &detok, &Rng::seed_from_u64(rep as u64))?;
-        b.sync()?;
-        let seconds = start.elapsed().as_secs_f64();
-        if rep > 0 {
-            rates.push(out.stats.tokens_generated as f64 / seconds);
+impl BackendVisitor for Benches<'_> {
+    fn visit<B: Backend + 'static>(&mut self, backend: B, label: &str, scale: Scale) {
+        let c = &mut *self.0;
+        let b = Rc::new(backend);
+        for (rows, len) in PpoLosses::<B>::shapes(scale) {
+            let w = PpoLosses::new(Rc::clone(&b), rows, len).expect("inputs");
+            bench(c, "ppo_losses_fwd_bwd", BenchmarkId::new(label, format!("{rows}x{len}")), w);
         }
-    }
-    Ok(median(rates))
-}
-
-/// Trained tokens per second (median of `reps`): forward, next-token log-probs, backward,
-/// global-norm clipping and one AdamW step.
-fn train_step<B: Backend>(b: &Rc<B>, policy: &Policy<B>, w: Workload) -> orz_core::Result<f64> {
-    let mut rng = Rng::seed_from_u64(2);
-    let rows: Vec<Vec<Vec<u32>>> = (0..w.rows).map(|_| vec![tokens(&mut rng, w.row_len, 4096)]).collect();
-    let batch = PackedBatch::pack(&rows)?;
-    let params = policy.model().parameters();
-    let mut opt = AdamW::<B>::new(AdamWConfig::default());
-    let mut rates = Vec::new();
-    for rep in 0..=w.reps {
-        let start = Instant::now();
-        let logp = policy.next_token_log_probs(&batch)?;
-        let loss = b.neg(&b.sum_all(&logp)?)?;
-        let grads = b.backward(&loss)?;
-        let grads: Vec<B::Tensor> = params
-            .iter()
-            .map(|p| b.grad(&grads, p)?.map_or_else(|| b.zeros(&b.shape(p), b.dtype(p)), Ok))
-            .collect::<orz_core::Result<_>>()?;
-        let (grads, _norm) = b.clip_grad_norm(&grads, 1.0)?;
-        let grads: Vec<Option<B::Tensor>> = grads.into_iter().map(Some).collect();
-        opt.step(b.as_ref(), &params, &grads, 1e-6)?;
-        b.sync()?;
-        let seconds = start.elapsed().as_secs_f64();
-        if rep > 0 {
-            rates.push((w.rows * w.row_len) as f64 / seconds);
+        for (rows, len, vocab) in SelectiveLogProb::<B>::shapes(scale) {
+            for (group, backward) in [("selective_log_prob_fwd", false), ("selective_log_prob_fwd_bwd", true)]
+            {
+                let w = SelectiveLogProb::new(Rc::clone(&b), rows, len, vocab, backward).expect("inputs");
+                bench(c, group, BenchmarkId::new(label, format!("{rows}x{len}x{vocab}")), w);
+            }
         }
+        let config = bench_config(scale);
+        let policy = random_policy(&b, &config).expect("a random model");
+        let (rows, per, len) = Forward::<B>::shape(scale);
+        let w = Forward::sized(Rc::clone(&policy), rows, per, len).expect("inputs");
+        bench(c, "model_forward_packed", BenchmarkId::new(label, format!("{rows}x{per}x{len}")), w);
+        for (batch, prompt, new) in Generation::<B>::shapes(scale) {
+            let requests = generation_requests(batch, prompt, config.vocab_size, 1);
+            let w = Generation::new(Rc::clone(&policy), requests, new).expect("an engine");
+            let id = BenchmarkId::new(label, format!("batch{batch}_prompt{prompt}_new{new}"));
+            bench(c, "generation_tokens", id, w);
+        }
+        let (rows, per, len) = TrainStep::<B>::shape(scale);
+        let w = TrainStep::sized(Rc::clone(&policy), rows, per, len).expect("inputs");
+        bench(c, "train_step_tokens", BenchmarkId::new(label, format!("{rows}x{per}x{len}")), w);
     }
-    Ok(median(rates))
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
+fn backends(c: &mut Criterion) {
+    for_each_backend(&mut Benches(c));
 }
 
-fn run<B: Backend>(backend: B, w: Workload) -> orz_core::Result<()> {
-    let b = Rc::new(backend);
-    let policy = Policy::random(Rc::clone(&b), &config(), DType::F32, &mut Rng::seed_from_u64(0))?;
-    let gen_rate = generation(&b, &policy, w)?;
-    println!(
-        "{:<10} generation  batch {:>2}, prompt {:>3}, {:>3} new tokens each: {:>9.1} tokens/s",
-        b.name(),
-        w.gen_batch,
-        w.prompt,
-        w.new_tokens,
-        gen_rate
-    );
-    let train_rate = train_step(&b, &policy, w)?;
-    println!(
-        "{:<10} train step  {:>2} rows x {:>3} tokens (fwd+bwd+clip+AdamW):  {:>9.1} tokens/s",
-        b.name(),
-        w.rows,
-        w.row_len,
-        train_rate
-    );
-    Ok(())
-}
-
-fn main() -> orz_core::Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let reps = if quick { 1 } else { 3 };
-    println!("Qwen2: hidden 256, 4 layers, vocab 4096, heads 8 (kv 2), f32, CPU");
-    let candle = Workload { gen_batch: 8, prompt: 32, new_tokens: 64, rows: 4, row_len: 256, reps };
-    run(Candle::cpu(), candle)?;
-    let reference = Workload { gen_batch: 2, prompt: 8, new_tokens: 8, rows: 1, row_len: 32, reps: 1 };
-    run(Candle::cpu(), reference)?;
-    run(Reference::new(), reference)?;
-    Ok(())
-}
+criterion_group!(benches, backends);
+criterion_main!(benches);

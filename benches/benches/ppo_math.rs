@@ -1,5 +1,7 @@
-//! Host PPO math over a large packed batch: GAE + whitening, and the policy loss with its
-//! gradient, over about one million response tokens (1024 samples of 1024 tokens).
+//! Host PPO math over a large batch: GAE + whitening, and the policy loss with its gradient, over
+//! 8,192 samples of 1,000 response tokens (one ORZ iteration's 8,192 completions at a 1,000-token
+//! mean; `ORZ_BENCH_SCALE=tiny`: 64 x 100). The math is orz-core's host code, the same for every
+//! backend (the device losses are in the `backends` bench).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use orz_core::ppo::gae::{ORZ_GAMMA, ORZ_LAMBDA, gae};
@@ -7,8 +9,13 @@ use orz_core::ppo::policy_loss::{ORZ_CLIP_EPS, policy_loss};
 use orz_core::ppo::whitening::{WhiteningConvention, whiten};
 use std::hint::black_box;
 
-const SAMPLES: usize = 1024;
-const TOKENS_PER_SAMPLE: usize = 1024;
+/// `(samples, tokens per sample)`.
+fn sizes() -> (usize, usize) {
+    match std::env::var("ORZ_BENCH_SCALE").as_deref() {
+        Ok("tiny") => (64, 100),
+        _ => (8192, 1000),
+    }
+}
 
 /// A deterministic pseudo-random value in `[0, 1)` (splitmix64), so the bench needs no RNG crate.
 fn unit(i: usize) -> f32 {
@@ -19,19 +26,20 @@ fn unit(i: usize) -> f32 {
 }
 
 fn bench_ppo_math(c: &mut Criterion) {
-    let n = SAMPLES * TOKENS_PER_SAMPLE;
-    let lengths = vec![TOKENS_PER_SAMPLE; SAMPLES];
+    let (samples, tokens_per_sample) = sizes();
+    let n = samples * tokens_per_sample;
+    let lengths = vec![tokens_per_sample; samples];
     let mut rewards = vec![0.0f32; n];
-    for s in 0..SAMPLES {
-        rewards[(s + 1) * TOKENS_PER_SAMPLE - 1] = if unit(s) < 0.5 { 1.0 } else { 0.0 };
+    for s in 0..samples {
+        rewards[(s + 1) * tokens_per_sample - 1] = if unit(s) < 0.5 { 1.0 } else { 0.0 };
     }
     let values: Vec<f32> = (0..n).map(|i| unit(n + i)).collect();
     let logp: Vec<f32> = (0..n).map(|i| -4.0 * unit(2 * n + i)).collect();
     let logp_old: Vec<f32> = logp.iter().enumerate().map(|(i, l)| l + 0.4 * unit(3 * n + i) - 0.2).collect();
     let advantages: Vec<f32> = (0..n).map(|i| 2.0 * unit(4 * n + i) - 1.0).collect();
 
-    let mut group = c.benchmark_group("ppo_math_f32_1M_tokens");
-    group.throughput(Throughput::Elements(n as u64));
+    let mut group = c.benchmark_group(format!("ppo_math_f32_{samples}x{tokens_per_sample}"));
+    group.throughput(Throughput::Elements(n as u64)).sample_size(10);
     group.bench_function("gae_then_whiten", |b| {
         b.iter(|| {
             let g =
