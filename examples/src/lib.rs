@@ -3,4 +3,5 @@
 //! runs, kept as a library so that tests can drive each piece.
 
 pub mod data;
+pub mod tiny;
 pub mod tokenizer;
