@@ -14,4 +14,5 @@ pub mod plot;
 pub mod progress;
 pub mod run;
 pub mod settings;
+pub mod tiny;
 pub mod tokenizer;
