@@ -2,23 +2,24 @@
 //! λ = γ = 1, the `orz_math` reward, no KL, 12 critic steps and 1 policy step per iteration)
 //! from the embedded base model raises the training reward by a clear margin.
 //!
-//! Shortened: 16 prompts × 8 samples per iteration (the preset's batch halved), 12 iterations;
+//! Shortened: 16 prompts × 8 samples per iteration (the preset's batch halved), 15 iterations;
 //! everything else is the preset's. The mean reward of the last 3 iterations must exceed the
 //! first 3 iterations' by more than [`MARGIN`].
 //!
-//! Why 0.15 is a margin a non-learning trainer does not reach: with the policy frozen (learning
+//! Why 0.2 is a margin a non-learning trainer does not reach: with the policy frozen (learning
 //! rate 0) every iteration's reward is a fresh draw of the base model's (p ≈ 0.37). One
 //! iteration's mean over 128 samples then has a standard deviation of about
 //! sqrt(0.37 · 0.63 / 128) ≈ 0.043 (0.06 allowing for the correlation of the 8 samples of a
 //! prompt), a mean of 3 iterations about 0.035, and the difference of two such means about
-//! 0.05: 0.15 is 3 standard deviations (a frozen policy, measured over the same 12 iterations
-//! in release, went from 0.370 to 0.320). The trainer moves it by about 0.3 in 12 iterations.
+//! 0.05: 0.2 is 4 standard deviations (measured in release with the policy frozen: 0.370 over
+//! the first 3 iterations, 0.320 over iterations 10-12). The trainer raises it by 0.38, 0.41 and
+//! 0.36 with seeds 0, 1 and 2 (0.385 -> 0.763 for seed 0, the one tested).
 
 use orz::tiny::run::train;
 use orz_core::recipe::Preset;
 
 /// How much the last iterations' mean reward must exceed the first iterations'.
-const MARGIN: f64 = 0.15;
+const MARGIN: f64 = 0.2;
 
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
@@ -29,7 +30,7 @@ fn tiny_preset_raises_the_training_reward() {
     let mut recipe = Preset::Tiny.config();
     recipe.rollout_batch_size = 16;
     let start = std::time::Instant::now();
-    let reports = train(&recipe, 0, 12, |r, secs| {
+    let reports = train(&recipe, 0, 15, |r, secs| {
         eprintln!("iteration {}: reward {:.3} ({secs:.1} s)", r.iteration, r.rollout.mean_reward);
     })
     .expect("the tiny run trains");
