@@ -2,6 +2,7 @@
 //! in Hugging Face format (with a byte-level tokenizer.json) is trained for one full iteration
 //! of `orz train --preset orz-7b` on the real ORZ training data with ORZ's prompt template,
 //! with only the sizes overridden (issue 7, item 8); and the dry run checks the same inputs.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod support;
 

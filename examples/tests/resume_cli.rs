@@ -1,5 +1,6 @@
 //! `orz train --resume` is exact: 2 iterations, stop, resume to 3, gives the same checkpoint
 //! bytes and the same metrics as an uninterrupted 3-iteration run (candle CPU, f32).
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod support;
 

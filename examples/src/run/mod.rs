@@ -113,10 +113,8 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         eval_sets.push(("tiny-heldout".to_string(), tiny::eval_problems(TINY_EVAL_PROBLEMS)));
     }
     let iterations = common.iterations.unwrap_or(settings.recipe.iterations);
-    if let Some(r) = &common.resume {
-        if !r.is_dir() {
-            bail!("--resume {}: no such checkpoint directory", r.display());
-        }
+    if let Some(r) = common.resume.as_ref().filter(|r| !r.is_dir()) {
+        bail!("--resume {}: no such checkpoint directory", r.display());
     }
     Ok(Prepared {
         preset,

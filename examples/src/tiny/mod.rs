@@ -10,19 +10,15 @@
 //!   so that the base model reasons in the right shape but is often wrong (its reward starts
 //!   around 0.3). ORZ's PPO then sharpens what pretraining put there; it does not teach
 //!   arithmetic from nothing.
-//! - [`run`]: a compact ORZ training run on the embedded model (used by the test that the tiny
-//!   preset learns, and by the experiments that chose its values).
 //!
 //! The committed files in `examples/assets/tiny/` are embedded with `include_bytes!`;
 //! [`write_base_model`] writes them to a directory, which then loads like any Qwen2.5 checkpoint.
 //! They were made by [`build_base_model`]`(examples/assets/tiny, 0)`:
-//! `cargo run --release -p orz --example tiny_driver -- pretrain examples/assets/tiny 0`
+//! `cargo run --release -p orz -- pretrain --out examples/assets/tiny --seed 0`
 //! (1,500 steps of 32 demonstrations, 356 s on the shared 2-core machine at load ~5.5 with
-//! `RAYON_NUM_THREADS=1`; final loss 0.12). The same driver runs the preset:
-//! `cargo run --release -p orz --example tiny_driver -- train SEED ITERATIONS`.
+//! `RAYON_NUM_THREADS=1`; final loss 0.12). `orz train` (or `orz` alone) trains on them.
 
 pub mod pretrain;
-pub mod run;
 pub mod task;
 pub mod vocab;
 

@@ -1,6 +1,6 @@
 //! What the `orz` integration tests share: temp dirs, the repository root and a small random
 //! Qwen2 written to disk in Hugging Face format.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
