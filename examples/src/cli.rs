@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use orz_core::recipe::Preset;
 
 use crate::backend::{BackendKind, DeviceSpec};
+use crate::task::Task;
 
 /// orz: Open-Reasoner-Zero in Rust. Without a command it trains the tiny preset on the CPU.
 #[derive(Debug, Parser)]
@@ -71,6 +72,10 @@ pub struct Common {
     /// Override one field: `--set policy_lr=1e-4`, `--set train.aggregation='"TokenMean"'`.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// What to train on and how to score it: ORZ math, or TinyZero's Countdown (generated when
+    /// no --data is given).
+    #[arg(long, global = true, value_enum, default_value = "math")]
+    pub task: Task,
     /// Tensor backend.
     #[arg(long, global = true, value_enum, default_value = "candle")]
     pub backend: BackendKind,

@@ -10,14 +10,17 @@ use orz_core::recipe::Preset;
 
 use crate::backend::{BackendJob, DeviceSpec, run_on};
 use crate::cli::Common;
-use crate::memory_plan::{MemoryPlan, device_memory};
+use crate::memory_plan::{MemoryPlan, device_memory, qwen25_shape};
 use crate::run::models::load_policy;
 use crate::run::train::{METRICS_FILE, PLOT_FILE, TrainJob};
 use crate::run::{Prepared, prepare};
-use crate::settings::Settings;
+use crate::settings::{Overrides, Settings};
 
 /// `orz train` (and `orz` without a command).
 pub fn train(common: &Common) -> Result<()> {
+    if common.dry_run && common.model.is_none() && common.resume.is_none() && common.preset != Preset::Tiny {
+        return plan_without_model(common);
+    }
     let prepared = prepare(common, true)?;
     if common.dry_run {
         return dry_run(common, &prepared);
@@ -80,6 +83,42 @@ fn dry_run(common: &Common, p: &Prepared) -> Result<()> {
     Ok(())
 }
 
+/// `--dry-run` without `--model` for a real preset: the config and the memory plan of the
+/// published Qwen2.5 shape, and the data files checked if given.
+fn plan_without_model(common: &Common) -> Result<()> {
+    let preset = common.preset;
+    let shape = qwen25_shape(preset).ok_or_else(|| anyhow!("preset {preset} has no published base model"))?;
+    crate::run::check_writable(&common.out)?;
+    let mut overrides = Vec::new();
+    if let Some(path) = &common.config {
+        overrides.push(Overrides::from_file(path)?);
+    }
+    if !common.set.is_empty() {
+        overrides.push(Overrides::from_assignments(&common.set)?);
+    }
+    let settings = Settings::resolve(preset, &overrides, shape.eos_token_ids.clone())?;
+    println!(
+        "# orz {preset} dry run without --model: the plan uses {}'s published shape\n",
+        settings.recipe.base_model
+    );
+    println!("{}", settings.to_toml()?);
+    for path in common.data.iter().chain(&common.eval) {
+        println!("{}: {} problems", path.display(), crate::data::load_any(path)?.len());
+    }
+    let cuda = match common.device {
+        DeviceSpec::Cpu => None,
+        DeviceSpec::Cuda(n) => Some(n),
+    };
+    let (bytes, source) = device_memory(cuda);
+    let dtype = crate::backend::parse_dtype(&common.dtype)?;
+    println!("{}", MemoryPlan::new(&shape, &settings.train, dtype, bytes, &source));
+    println!(
+        "ORZ trained this preset on {} GPUs (80 GB each). Pass --model DIR to check the checkpoint and tokenizer.",
+        settings.recipe.orz_gpus
+    );
+    Ok(())
+}
+
 /// `orz eval`: accuracy per eval file, averaged over `samples` per question.
 pub fn eval(common: &Common, samples: usize) -> Result<()> {
     let p = prepare(common, false)?;
@@ -113,6 +152,8 @@ impl BackendJob for EvalJob {
         let mut options = crate::eval::EvalOptions::new(self.samples, p.seed);
         options.engine = p.settings.train.engine;
         options.out_jsonl = Some(&jsonl);
+        let reward = p.task.reward();
+        options.reward = Some(reward.as_ref());
         let report =
             crate::eval::evaluate(&policy, &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
         eprintln!("generations: {}", jsonl.display());

@@ -14,5 +14,6 @@ pub mod plot;
 pub mod progress;
 pub mod run;
 pub mod settings;
+pub mod task;
 pub mod tiny;
 pub mod tokenizer;

@@ -97,7 +97,12 @@ fn bad_inputs_fail_before_any_work_and_say_where() {
     };
     let m = model.display().to_string();
     let data = repo().join("data/orz/orz_math_57k_subset.json").display().to_string();
-    let e = run(&["--data", &data]);
+    // Without --model a dry run plans with the published Qwen2.5-7B shape; a real run refuses.
+    let cli =
+        Cli::try_parse_from(["orz", "train", "--preset", "orz-7b", "--dry-run", "--data", &data]).unwrap();
+    orz::commands::train(&cli.common).unwrap();
+    let cli = Cli::try_parse_from(["orz", "train", "--preset", "orz-7b", "--data", &data]).unwrap();
+    let e = format!("{:#}", orz::commands::train(&cli.common).unwrap_err());
     assert!(e.contains("--model is required"), "{e}");
     let e = run(&["--model", "/nonexistent/model", "--data", &data]);
     assert!(e.contains("/nonexistent/model"), "{e}");

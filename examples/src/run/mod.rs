@@ -18,6 +18,7 @@ use crate::backend::parse_dtype;
 use crate::cli::Common;
 use crate::data::{self, Problem};
 use crate::settings::{Overrides, Settings};
+use crate::task::Task;
 use crate::tiny;
 use crate::tokenizer::Tokenizer;
 
@@ -51,13 +52,15 @@ pub struct Prepared {
     pub iterations: usize,
     /// A checkpoint to resume from.
     pub resume: Option<PathBuf>,
+    /// The task (reward and default data).
+    pub task: Task,
     /// Whether progress bars are off.
     pub quiet: bool,
 }
 
-/// Problems the tiny task generates for training when no `--data` is given.
+/// Problems a generated task (tiny, Countdown) makes for training when no `--data` is given.
 pub const TINY_TRAIN_PROBLEMS: usize = 20_000;
-/// Held-out tiny problems for eval when no `--eval` is given.
+/// Held-out generated problems for eval when no `--eval` is given.
 pub const TINY_EVAL_PROBLEMS: usize = 128;
 
 /// Checks and loads every input of a command: `needs_train_data` for `train`. Errors say what
@@ -84,7 +87,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         ),
     };
     let (model_config, tokenizer) = models::check_model_dir(&model_dir)?;
-    let mut overrides = Vec::new();
+    let mut overrides: Vec<Overrides> = common.task.overrides().into_iter().collect();
     if let Some(path) = &common.config {
         overrides.push(Overrides::from_file(path)?);
     }
@@ -92,6 +95,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         overrides.push(Overrides::from_assignments(&common.set)?);
     }
     let settings = Settings::resolve(preset, &overrides, model_config.eos_token_ids.clone())?;
+    let generated = common.task.generated(common.seed, TINY_TRAIN_PROBLEMS, TINY_EVAL_PROBLEMS)?;
     let train_data = if !needs_train_data {
         Vec::new()
     } else if !common.data.is_empty() {
@@ -100,6 +104,8 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
             all.extend(data::load_any(path)?);
         }
         all
+    } else if let Some((train, _)) = &generated {
+        train.clone()
     } else if preset == Preset::Tiny {
         tiny::problems(common.seed, TINY_TRAIN_PROBLEMS)
     } else {
@@ -109,7 +115,9 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         bail!("the training data is empty ({:?})", common.data);
     }
     let mut eval_sets = data::load_named(&common.eval)?;
-    if common.eval.is_empty() && preset == Preset::Tiny && common.data.is_empty() {
+    if let (true, true, Some((_, eval))) = (common.eval.is_empty(), common.data.is_empty(), &generated) {
+        eval_sets.push((format!("{:?}-heldout", common.task).to_lowercase(), eval.clone()));
+    } else if common.eval.is_empty() && preset == Preset::Tiny && common.data.is_empty() {
         eval_sets.push(("tiny-heldout".to_string(), tiny::eval_problems(TINY_EVAL_PROBLEMS)));
     }
     let iterations = common.iterations.unwrap_or(settings.recipe.iterations);
@@ -129,6 +137,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         seed: common.seed,
         iterations,
         resume: common.resume.clone(),
+        task: common.task,
         quiet: common.quiet,
     })
 }

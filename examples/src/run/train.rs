@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use orz_core::backend::Backend;
-use orz_core::reward::orz_math::orz_math;
 use orz_core::rng::Rng;
 use orz_core::train::{PromptItem, Trainer};
 
@@ -116,7 +115,7 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
     let mut progress = Progress::iterations(total, p.quiet).resume_at(start_iteration);
     let clock_start = Instant::now();
     let clock = move || clock_start.elapsed().as_secs_f64();
-    let reward = orz_math();
+    let reward = p.task.reward();
     let mut all = Vec::new();
     let mut last_checkpoint = None;
     let eval_every = recipe.eval_interval.max(1) as u64;
@@ -135,7 +134,7 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
             .collect::<Result<Vec<_>>>()?;
         let t0 = clock();
         let report = trainer
-            .iteration_timed(&prompts, &reward, &p.tokenizer, Some(&clock))
+            .iteration_timed(&prompts, reward.as_ref(), &p.tokenizer, Some(&clock))
             .with_context(|| format!("iteration {k}"))?;
         let mut m = IterationMetrics::from_report(&report);
         m.eval = eval.unwrap_or_default();
@@ -214,6 +213,8 @@ fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Op
     let mut options = EvalOptions::new(p.settings.recipe.eval_samples, seed);
     options.engine = p.settings.train.engine;
     options.out_jsonl = Some(&jsonl);
+    let reward = p.task.reward();
+    options.reward = Some(reward.as_ref());
     let report = evaluate(trainer.policy(), &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
     Ok(Some(report.sets.iter().map(|s| (s.name.clone(), s.accuracy)).collect()))
 }
