@@ -40,6 +40,9 @@ pub struct MemoryPlan {
     pub kv_cache: u64,
     /// Activations kept to train on one pack of `packing_max_len` tokens.
     pub activations: u64,
+    /// The part of `activations` that is dense attention probabilities (orz-rs has no fused,
+    /// flash-style attention yet; ORZ's DeepSpeed stack does, and checkpoints activations).
+    pub attention_probs: u64,
     /// Memory of the device the run would use, if known.
     pub device_bytes: Option<u64>,
     /// Where `device_bytes` comes from (`/proc/meminfo`, `nvidia-smi`, an assumption).
@@ -69,9 +72,9 @@ impl MemoryPlan {
         let kv_need = train.engine.max_batch_slots as u64 * train.stop.max_total_len as u64 * kv_per_token;
         let kv_cache = kv_need.min(train.engine.kv_budget_bytes as u64);
         let t = train.packing_max_len as u64;
-        let per_layer = model.num_attention_heads as u64 * t * t * 4
-            + t * (16 * model.hidden_size as u64 + 3 * model.intermediate_size as u64) * width;
-        let activations = layers * per_layer + 2 * t * model.vocab_size as u64 * 4;
+        let attention_probs = layers * model.num_attention_heads as u64 * t * t * 4;
+        let per_layer = t * (16 * model.hidden_size as u64 + 3 * model.intermediate_size as u64) * width;
+        let activations = attention_probs + layers * per_layer + 2 * t * model.vocab_size as u64 * 4;
         MemoryPlan {
             policy_params,
             critic_params,
@@ -82,6 +85,7 @@ impl MemoryPlan {
             gradients: 4 * params,
             kv_cache,
             activations,
+            attention_probs,
             device_bytes,
             device_source: device_source.to_string(),
         }
@@ -110,7 +114,36 @@ impl MemoryPlan {
         let room = device_bytes.checked_sub(fixed).filter(|r| *r > 0)?;
         Some(self.model_states().div_ceil(room).max(1))
     }
+
+    /// One line saying whether the run fits a device of `bytes` called `name`, and if not what
+    /// would be needed.
+    pub fn verdict(&self, bytes: u64, name: &str) -> String {
+        let gb = |b: u64| b as f64 / GB;
+        if self.total() <= bytes {
+            return format!("fits {name} ({:.0} GB of {:.0} GB)", gb(self.total()), gb(bytes));
+        }
+        let states = if self.model_states() <= bytes {
+            "the model states alone fit".to_string()
+        } else {
+            format!(
+                "the model states alone ({:.0} GB) need {} such devices sharded (ZeRO-3 style) or offloaded \
+                 optimizer state",
+                gb(self.model_states()),
+                self.model_states().div_ceil(bytes)
+            )
+        };
+        format!(
+            "does NOT fit {name}: {:.0} GB needed at the peak; {states}; one pack's activations are {:.0} GB \
+             ({:.0} GB dense attention: lower packing_max_len, or fused attention and activation checkpointing)",
+            gb(self.total()),
+            gb(self.activations),
+            gb(self.attention_probs)
+        )
+    }
 }
+
+/// The memory of one H200 (141 GB), the GPU this project is verified on; dry runs compare with it.
+pub const H200_BYTES: u64 = 141_000_000_000;
 
 /// Bytes of one element of `dtype`.
 pub fn dtype_bytes(dtype: DType) -> u64 {
@@ -166,11 +199,13 @@ impl fmt::Display for MemoryPlan {
             ("gradient accumulators (f32)", self.gradients),
             ("KV cache (all slots at max_len, capped by the budget)", self.kv_cache),
             ("activations of one training pack", self.activations),
+            ("  of which dense attention probabilities", self.attention_probs),
         ];
         for (name, bytes) in rows {
             writeln!(f, "  {name:<56} {:>10.2} GB", gb(bytes))?;
         }
         writeln!(f, "  {:<56} {:>10.2} GB", "total at the peak", gb(self.total()))?;
+        writeln!(f, "  on one H200: {}", self.verdict(H200_BYTES, "one 141 GB H200"))?;
         match self.device_bytes {
             None => {
                 writeln!(f, "  device memory unknown ({}): cannot say whether it fits", self.device_source)
@@ -261,9 +296,12 @@ mod tests {
         assert!(p.model_states() > h200 && p.fits() == Some(false));
         let text = p.to_string();
         assert!(text.contains("DOES NOT FIT") && text.contains("needed:"), "{text}");
+        let v = p.verdict(h200, "one H200");
+        assert!(v.contains("does NOT fit") && v.contains("need 2 such devices"), "{v}");
         // Half a billion parameters: the states fit easily.
         let small = plan(Preset::Orz0p5b, DType::BF16, h200);
         assert!(small.model_states() < 20_000_000_000, "{small}");
+        assert!(small.verdict(h200, "x").contains("the model states alone fit"), "{small}");
     }
 
     #[test]
