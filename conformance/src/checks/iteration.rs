@@ -60,8 +60,11 @@ type Report = core::result::Result<(), String>;
 
 /// The seed of the host weights of both models.
 pub const WEIGHT_SEED: u64 = 9;
-/// The seed of the trainer's generator (iteration 0 forks from it).
-pub const TRAINER_SEED: u64 = 4;
+/// The seed of the trainer's generator (iteration 0 forks from it). Chosen so that the setup
+/// holds (no f32 draw within [`BORDERLINE`] of a boundary, critic values clear of the value-clip
+/// kink, a mix of scores): 9 is the smallest such seed since sampling at top-p 1 keeps the
+/// token-id order (4 was, with the sorted order; of seeds 0 to 40, 9, 12 and 27 hold now).
+pub const TRAINER_SEED: u64 = 9;
 /// In f32, no draw of the setup lies within this distance of a cumulative-mass boundary on the
 /// reference (checked every run).
 pub const BORDERLINE: f64 = 1e-3;

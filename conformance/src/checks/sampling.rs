@@ -4,8 +4,9 @@
 //!
 //! **Borderline draws.** Two correct backends may choose differently where a decision of the
 //! pipeline is within their numerical error of its threshold: a cumulative mass near the draw's
-//! `u · K` or near `p · M`, two nearly tied probabilities, or (greedy) two nearly tied top
-//! logits. [`borderline`] detects these on the oracle's values; such comparisons are skipped and
+//! `u · K` or near `p · M`, two nearly tied probabilities (when the order is by probability, not
+//! when every token is kept in token-id order), or (greedy) two nearly tied top logits.
+//! [`borderline`] detects these on the oracle's values; such comparisons are skipped and
 //! counted (`ErrorStats::skipped`, shown by the report), and a check that skips more than half
 //! of its comparisons fails.
 
@@ -42,8 +43,20 @@ pub fn borderline(logits: &[f64], params: &SamplingParams, u: f64, logit_error: 
     // shifts `u · K` by that much, hence the draw's doubled margin.
     let (bound, draw) = (params.top_p * all.mass(), u * kept.mass());
     let near = |x: f64, target: f64, m: f64| (x - target).abs() <= m;
+    if params.keeps_every_token(logits.len()) {
+        // Token-id order, no sort and no top-p: the draw is the only decision.
+        let mut cum = 0.0;
+        return kept.probs.iter().any(|&q| {
+            cum += q;
+            near(cum, draw, 2.0 * margin)
+        });
+    }
+    // Otherwise the order is by probability (the top-k distribution `all`, kept at top-p 1, is
+    // in token-id order when its top-k keeps every token).
+    let mut sorted = all.probs;
+    sorted.sort_by(|a, b| b.total_cmp(a));
     let mut before = 0.0;
-    for (i, &q) in all.probs.iter().enumerate() {
+    for (i, &q) in sorted.iter().enumerate() {
         let after = before + q;
         if q > margin && near(before, bound, margin) {
             return true;
@@ -52,7 +65,7 @@ pub fn borderline(logits: &[f64], params: &SamplingParams, u: f64, logit_error: 
             return true;
         }
         // Two nearly tied tokens may swap: it matters if a decision falls within the pair.
-        if let Some(&next) = all.probs.get(i + 1) {
+        if let Some(&next) = sorted.get(i + 1) {
             let end = after + next;
             let straddles = |t: f64| before - 2.0 * margin <= t && t <= end + 2.0 * margin;
             if q != next && q - next <= margin * q && (straddles(bound) || straddles(draw)) {

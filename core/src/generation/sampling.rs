@@ -5,22 +5,30 @@
 //!
 //! 1. **temperature**: `probs = softmax(logits / T)`; `T = 0` is greedy: the argmax, ties to the
 //!    lowest token id (steps 2-5 are skipped; the draw is ignored);
-//! 2. **order**: tokens sorted by probability, descending, ties by the lower token id;
+//! 2. **order**: tokens sorted by probability, descending, ties by the lower token id; when
+//!    there is no top-k (or `k >= vocab`) and top-p = 1, every token is kept and the order is
+//!    the token-id order: no sort (as vLLM skips its sort then), steps 3-4 keep everything
+//!    ([`SamplingParams::keeps_every_token`]);
 //! 3. **top-k**: the first `k` tokens of that order are kept (all when `k >= vocab`);
 //! 4. **top-p**: among those, with `M` their total mass, token `j` (in order) is kept iff the
 //!    mass strictly before it is `< p * M`: the smallest prefix whose cumulative mass reaches
 //!    `p` of the top-k distribution, always at least one token (top-p applies to the top-k
 //!    renormalized distribution, as in Hugging Face's warpers and vLLM);
 //! 5. **selection** (inverse CDF): with `K` the kept mass, the chosen token is the first kept
-//!    token, in order, whose cumulative mass exceeds `u * K` (the last kept token if rounding
-//!    leaves none).
+//!    token, in order, whose cumulative mass exceeds `u * K`; if rounding leaves none (`u * K`
+//!    rounds up to `K`), the kept token at which the cumulative mass reaches `K` (the last one
+//!    that adds mass: never a token of probability 0).
+//!
+//! The order changes which token a given `u` picks, not the distribution: every kept token is
+//! chosen with probability its share of `K` whatever the order.
 //!
 //! **Certification.** Both versions follow these steps with the same comparisons, so two
 //! backends given the same logits and the same draws choose the same token, except where a
 //! cumulative mass lies within the backends' numerical tolerance of the threshold it is
 //! compared with (`u * K` in step 5, `p * M` in step 4), or where two probabilities tie on one
-//! backend and not on the other. The host version computes in f64; the device version casts the
-//! logits to f32 first (the reference backend computes in f64 whatever the dtype).
+//! backend and not on the other (the sorted order only). The host version computes in f64; the
+//! device version casts the logits to f32 first (the reference backend computes in f64 whatever
+//! the dtype).
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -85,6 +93,13 @@ impl SamplingParams {
     pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
     }
+
+    /// True when top-k and top-p keep every token of a vocabulary of `vocab` tokens (no top-k or
+    /// `k >= vocab`, and `top_p == 1`): sampling then keeps the token-id order, no sort (step 2 of
+    /// the [pipeline](self)). ORZ's parameters are such.
+    pub fn keeps_every_token(&self, vocab: usize) -> bool {
+        self.top_p == 1.0 && self.top_k.is_none_or(|k| k >= vocab)
+    }
 }
 
 impl Default for SamplingParams {
@@ -95,11 +110,12 @@ impl Default for SamplingParams {
 }
 
 /// The tokens kept after temperature, top-k and top-p, in sampling order (probability
-/// descending, ties by the lower id), with their probabilities under the top-k renormalized
+/// descending, ties by the lower id; token-id order when every token is kept, see
+/// [`SamplingParams::keeps_every_token`]), with their probabilities under the top-k renormalized
 /// distribution (so [`Nucleus::mass`] is the mass top-p kept, in `(0, 1]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nucleus {
-    /// Kept token ids, most probable first.
+    /// Kept token ids in sampling order: most probable first, or every id in increasing order.
     pub ids: Vec<u32>,
     /// Probability of each kept token after top-k renormalization (not renormalized by top-p).
     pub probs: Vec<f64>,
@@ -113,18 +129,24 @@ impl Nucleus {
     }
 
     /// Inverse-CDF selection with the draw `u` in `[0, 1)`: the first kept token whose
-    /// cumulative mass exceeds `u * mass` (the last one if rounding leaves none).
+    /// cumulative mass exceeds `u * mass`; if rounding leaves none, the token at which the
+    /// cumulative mass reaches `mass` (the last one that adds mass).
     pub fn select(&self, u: f64) -> u32 {
         let threshold = u * self.mass();
         let mut cum = 0.0;
+        // `ids` is never empty: a nucleus holds at least one token.
+        let mut reached = self.ids.first().copied().unwrap_or(0);
         for (&id, &p) in self.ids.iter().zip(&self.probs) {
-            cum += p;
-            if cum > threshold {
+            let next = cum + p;
+            if next > threshold {
                 return id;
             }
+            if next > cum {
+                reached = id;
+            }
+            cum = next;
         }
-        // `ids` is never empty: a nucleus holds at least one token.
-        self.ids.last().copied().unwrap_or(0)
+        reached
     }
 }
 
@@ -183,6 +205,10 @@ pub fn nucleus_host(logits: &[f64], params: &SamplingParams) -> Result<Nucleus> 
         ));
     }
     let probs: Vec<f64> = e.iter().map(|&x| x / total).collect();
+    if params.keeps_every_token(probs.len()) {
+        // Step 2 without a sort: every token, in token-id order.
+        return Ok(Nucleus { ids: (0..probs.len() as u32).collect(), probs });
+    }
     // Step 2: order by probability descending, ties by the lower id (a stable sort of ids).
     let mut order: Vec<u32> = (0..probs.len() as u32).collect();
     order.sort_by(|&a, &b| probs[b as usize].partial_cmp(&probs[a as usize]).unwrap_or(Ordering::Equal));
@@ -224,7 +250,8 @@ pub fn top_p_kept_mass(logits: &[f64], params: &SamplingParams) -> Result<f64> {
 
 /// The batched device version: one token per draw from `logits` (`[rows, vocab]`, any float
 /// dtype) using backend ops (softmax, stable descending sort, cumsum, comparisons, `where_`,
-/// sums, `index_select`); a few numbers per row come back to the host. `rows` must equal
+/// sums, `index_select`; when every token is kept only softmax, cumsum, comparisons and sums:
+/// no sort, no gather); a few numbers per row come back to the host. `rows` must equal
 /// `draws.len()`, or be 1: every draw then samples from the one shared row (the `n` samples
 /// of one prompt after its shared prefill). Computes in f32 (the logits are cast first).
 ///
@@ -259,6 +286,9 @@ pub fn sample_device<B: Backend>(
         if params.is_greedy() {
             return greedy_device(b, &x, rows, draws.len());
         }
+        if params.keeps_every_token(vocab) {
+            return sample_every_token_device(b, &x, params, draws, vocab);
+        }
         let n = top_p_device(b, &x, params, vocab)?;
         let k = n.k;
         let u = b.tensor_f64(draws, &[draws.len(), 1], DType::F32)?;
@@ -280,6 +310,39 @@ pub fn sample_device<B: Backend>(
             b.index_select(&b.reshape(&n.order, &[rows * k])?, 0, &b.tensor_i64(&flat, &[flat.len()])?)?;
         to_token_ids(OP, &b.to_host_i64(&chosen)?)
     })
+}
+
+/// [`sample_device`] when every token is kept (no top-k, top-p 1): inverse CDF in token-id
+/// order. With `cum` the cumulative probabilities `[rows, vocab]` and `K` their last column, the
+/// token of draw `u` is the number of tokens with `cum <= u * K` (the first token whose
+/// cumulative mass exceeds `u * K`), at most the number with `cum < K` (the token at which the
+/// mass reaches `K`, when rounding leaves no token above `u * K`), as [`Nucleus::select`].
+fn sample_every_token_device<B: Backend>(
+    b: &B,
+    x: &B::Tensor,
+    params: &SamplingParams,
+    draws: &[f64],
+    vocab: usize,
+) -> Result<Vec<u32>> {
+    const OP: &str = "sample_device";
+    let probs = b.softmax(&b.affine(x, 1.0 / params.temperature, 0.0)?, 1)?;
+    let cum = b.cumsum(&probs, 1)?;
+    let total = b.narrow(&cum, 1, vocab - 1, 1)?; // [rows, 1]
+    let u = b.tensor_f64(draws, &[draws.len(), 1], DType::F32)?;
+    let count = |mask: &B::Tensor| b.sum(&b.cast(mask, DType::F32)?, 1, false);
+    let below = count(&b.le(&cum, &b.mul(&u, &total)?)?)?; // [draws]
+    let reach = count(&b.lt(&cum, &total)?)?; // [rows]
+    check_kept_mass(OP, &b.to_host_f64(&total)?)?;
+    let (below, reach) = (b.to_host_f64(&below)?, b.to_host_f64(&reach)?);
+    Ok(below
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            let row = if reach.len() == 1 { 0 } else { i };
+            // Counts of at most `vocab` < 2^24 are exact in f32.
+            (n.min(reach[row]) as usize).min(vocab - 1) as u32
+        })
+        .collect())
 }
 
 /// Steps 1-4 on the device for f32 logits `[rows, vocab]`: what [`sample_device`] selects from.
@@ -355,6 +418,17 @@ pub fn nucleus_device<B: Backend>(
             return Ok(ids
                 .into_iter()
                 .map(|id| Nucleus { ids: alloc::vec![id], probs: alloc::vec![1.0] })
+                .collect());
+        }
+        if params.keeps_every_token(vocab) {
+            let probs = b.softmax(&b.affine(&x, 1.0 / params.temperature, 0.0)?, 1)?;
+            let total = b.sum(&probs, 1, false)?;
+            check_kept_mass(OP, &b.to_host_f64(&total)?)?;
+            let probs = b.to_host_f64(&probs)?;
+            let ids: Vec<u32> = (0..vocab as u32).collect();
+            return Ok(probs
+                .chunks(vocab)
+                .map(|row| Nucleus { ids: ids.clone(), probs: row.to_vec() })
                 .collect());
         }
         let n = top_p_device(b, &x, params, vocab)?;

@@ -47,16 +47,37 @@ fn top_k_one_and_tiny_top_p_keep_the_most_probable_token() {
 #[test]
 fn top_p_one_keeps_every_token() {
     let logits = [0.1, -0.3, 2.0, 1.0, 0.0];
-    let n = nucleus_host(&logits, &SamplingParams::default()).unwrap();
-    assert_eq!(n.ids, [2, 3, 0, 4, 1]);
-    assert!((n.mass() - 1.0).abs() < 1e-12);
+    // No top-k and top-p 1 keep every token in token-id order (no sort); so does a top-k that
+    // is at least the vocabulary.
+    for p in [SamplingParams::default(), params(0.7, Some(5), 1.0), params(1.0, Some(9), 1.0)] {
+        assert!(p.keeps_every_token(logits.len()));
+        let n = nucleus_host(&logits, &p).unwrap();
+        assert_eq!(n.ids, [0, 1, 2, 3, 4]);
+        assert!((n.mass() - 1.0).abs() < 1e-12);
+        let b = Reference::new();
+        let t = b.tensor_f64(&logits, &[1, 5], DType::F32).unwrap();
+        assert_eq!(nucleus_device(&b, &t, &p).unwrap()[0].ids, n.ids);
+    }
+    // A top-k below the vocabulary, or top-p < 1, sorts by probability.
+    for p in [params(1.0, Some(4), 1.0), params(1.0, None, 1.0 - 1e-12)] {
+        assert!(!p.keeps_every_token(logits.len()));
+        assert_eq!(nucleus_host(&logits, &p).unwrap().ids[..4], [2, 3, 0, 4]);
+    }
 }
 
 #[test]
-fn hand_computed_inverse_cdf_in_probability_order() {
-    // Probabilities 0.2, 0.5, 0.3: order ids 1, 2, 0 with cumulative mass 0.5, 0.8, 1.0.
+fn hand_computed_inverse_cdf_in_token_id_and_probability_order() {
+    // Probabilities 0.2, 0.5, 0.3. Every token kept (top-p 1): token-id order, cumulative mass
+    // 0.2, 0.7, 1.0.
     let logits = ln(&[0.2, 0.5, 0.3]);
     let p = SamplingParams::default();
+    for (u, id) in [(0.0, 0), (0.19, 0), (0.21, 1), (0.69, 1), (0.71, 2), (0.999, 2)] {
+        assert_eq!(sample_host(&logits, &p, u).unwrap(), id, "u = {u}");
+        assert_eq!(device(&logits, 1, &p, &[u]).unwrap(), [id], "u = {u}");
+    }
+    // top-p 0.999 also keeps all three, in probability order: ids 1, 2, 0 with cumulative mass
+    // 0.5, 0.8, 1.0.
+    let p = params(1.0, None, 0.999);
     for (u, id) in [(0.0, 1), (0.49, 1), (0.51, 2), (0.79, 2), (0.81, 0), (0.999, 0)] {
         assert_eq!(sample_host(&logits, &p, u).unwrap(), id, "u = {u}");
         assert_eq!(device(&logits, 1, &p, &[u]).unwrap(), [id], "u = {u}");
@@ -141,12 +162,16 @@ fn borderline(logits: &[f64], p: &SamplingParams, u: f64, tol: f64) -> bool {
     if p.is_greedy() {
         return false;
     }
-    let all = nucleus_host(logits, &SamplingParams { top_p: 1.0, ..*p }).expect("nucleus");
     let kept = nucleus_host(logits, p).expect("nucleus");
     let (mut cum, mut near) = (0.0, false);
-    for &q in &all.probs {
-        near |= (cum - p.top_p).abs() < tol;
-        cum += q;
+    if !p.keeps_every_token(logits.len()) {
+        // Top-p decides over the top-k distribution in probability order.
+        let mut all = nucleus_host(logits, &SamplingParams { top_p: 1.0, ..*p }).expect("nucleus").probs;
+        all.sort_by(|a, b| b.total_cmp(a));
+        for &q in &all {
+            near |= (cum - p.top_p).abs() < tol;
+            cum += q;
+        }
     }
     cum = 0.0;
     for &q in &kept.probs {
@@ -205,7 +230,12 @@ proptest! {
             prop_assert!(n.mass() >= p.top_p - 1e-12, "mass {} < p {}", n.mass(), p.top_p);
             let without_last = n.mass() - n.probs[n.probs.len() - 1];
             prop_assert!(n.ids.len() == 1 || without_last < p.top_p + 1e-12);
-            prop_assert!(n.probs.windows(2).all(|w| w[0] >= w[1]));
+            if p.keeps_every_token(logits.len()) {
+                prop_assert!(n.ids.iter().enumerate().all(|(i, &id)| id as usize == i));
+                prop_assert_eq!(n.ids.len(), logits.len());
+            } else {
+                prop_assert!(n.probs.windows(2).all(|w| w[0] >= w[1]));
+            }
         }
     }
 }
@@ -228,7 +258,83 @@ fn half_precision_logits_are_sampled_in_f32() {
     let logits = ln(&[0.2, 0.5, 0.3]);
     for dtype in [DType::BF16, DType::F16, DType::F32] {
         let t = b.tensor_f64(&logits, &[1, 3], dtype).expect("tensor");
-        let ids = sample_device(&b, &t, &SamplingParams::default(), &[0.3, 0.6, 0.9]).expect("sample");
-        assert_eq!(ids, [1, 2, 0], "{dtype:?}");
+        // Token-id order: cumulative mass 0.2, 0.7, 1.0.
+        let ids = sample_device(&b, &t, &SamplingParams::default(), &[0.1, 0.6, 0.9]).expect("sample");
+        assert_eq!(ids, [0, 1, 2], "{dtype:?}");
     }
+}
+
+/// Logits of `vocab` tokens with probabilities spread over two orders of magnitude (the smallest
+/// far above the `1e-12` the sorted path's top-p may drop), in no particular order.
+fn spread_logits(vocab: usize) -> Vec<f64> {
+    (0..vocab).map(|i| ((i * 7919) % vocab) as f64 * 4.6 / vocab as f64 - 2.0).collect()
+}
+
+fn softmax(logits: &[f64]) -> Vec<f64> {
+    let e: Vec<f64> = logits.iter().map(|x| x.exp()).collect();
+    let total: f64 = e.iter().sum();
+    e.iter().map(|x| x / total).collect()
+}
+
+#[test]
+fn keep_every_token_and_sorted_paths_sample_the_same_distribution() {
+    let vocab = 40;
+    let logits = spread_logits(vocab);
+    let want = softmax(&logits);
+    let fast = SamplingParams::default();
+    // The sorted path over (almost) every token: top-p just below 1, or top-k one below the
+    // vocabulary with the rest of the mass moved onto a token it keeps.
+    let sorted = params(1.0, None, 1.0 - 1e-12);
+    assert!(fast.keeps_every_token(vocab) && !sorted.keeps_every_token(vocab));
+    assert_eq!(nucleus_host(&logits, &sorted).unwrap().ids.len(), vocab);
+    // Stratified draws: each token owns an interval of `u` of length its probability in both
+    // orders (different intervals), so each path picks it for `n * p` of `n` evenly spaced
+    // draws, up to one draw at each end.
+    let n = 100_000;
+    let grid: Vec<f64> = (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect();
+    for p in [fast, sorted] {
+        let mut counts = vec![0usize; vocab];
+        for &u in &grid {
+            counts[sample_host(&logits, &p, u).unwrap() as usize] += 1;
+        }
+        for (id, (&c, &q)) in counts.iter().zip(&want).enumerate() {
+            assert!((c as f64 - q * n as f64).abs() <= 2.0, "{p:?}: token {id}: {c} draws, p = {q}");
+        }
+    }
+    // Random draws: host and device (the reference backend) agree draw for draw on each path,
+    // and the fast path's frequencies pass a chi-square test against softmax.
+    let mut rng = orz_core::rng::Rng::seed_from_u64(11);
+    let draws: Vec<f64> = (0..20_000).map(|_| rng.uniform()).collect();
+    for p in [fast, sorted] {
+        let got = device(&logits, 1, &p, &draws).unwrap();
+        let mut counts = vec![0usize; vocab];
+        for (&id, &u) in got.iter().zip(&draws) {
+            if !borderline(&logits, &p, u, 1e-9) {
+                assert_eq!(id, sample_host(&logits, &p, u).unwrap(), "{p:?}, u = {u}");
+            }
+            counts[id as usize] += 1;
+        }
+        let expected = |q: f64| q * draws.len() as f64;
+        let chi2: f64 =
+            counts.iter().zip(&want).map(|(&c, &q)| (c as f64 - expected(q)).powi(2) / expected(q)).sum();
+        // 39 degrees of freedom: P(chi2 > 72.1) = 0.001.
+        assert!(chi2 < 72.1, "{p:?}: chi-square {chi2}");
+    }
+}
+
+#[test]
+fn keep_every_token_path_handles_zero_probabilities_and_draws_near_one() {
+    // -inf logits are tokens of probability 0: never chosen, also when `u * K` rounds up to
+    // `K` (the device casts the draws to f32, where `1 - 2^-53` is 1; the token where the mass
+    // reaches `K` is chosen then, the last with mass, as the host's first above `u * K`).
+    let logits = [f64::NEG_INFINITY, 0.0, f64::NEG_INFINITY, 1.0, f64::NEG_INFINITY];
+    let p = SamplingParams::default();
+    let below_one = 1.0 - f64::EPSILON / 2.0;
+    for u in [0.0, 0.1, 0.5, 0.9, below_one] {
+        let host = sample_host(&logits, &p, u).unwrap();
+        assert!(host == 1 || host == 3, "u = {u}: {host}");
+        assert_eq!(device(&logits, 1, &p, &[u]).unwrap(), [host], "u = {u}");
+    }
+    assert_eq!(sample_host(&logits, &p, 0.0).unwrap(), 1);
+    assert_eq!(sample_host(&logits, &p, below_one).unwrap(), 3);
 }
