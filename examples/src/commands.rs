@@ -1,4 +1,4 @@
-//! One function per `orz` subcommand: check the inputs ([`run::prepare`]), then run the work on
+//! One function per `orz` subcommand: check the inputs ([`prepare`]), then run the work on
 //! the chosen backend.
 
 use std::path::Path;

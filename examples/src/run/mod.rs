@@ -1,7 +1,7 @@
 //! What the `orz` commands run: [`prepare`] checks every input (model directory, tokenizer,
 //! data, eval files, output directory, config) before any long work and gathers them in a
-//! [`Prepared`]; [`train`] is the training loop, [`evaluate`]/[`generate`] the eval and
-//! sampling commands.
+//! [`Prepared`]; [`train`] is the training loop (the eval and sampling commands are in
+//! [`crate::commands`] and [`crate::eval`]).
 
 pub mod data_order;
 pub mod models;
