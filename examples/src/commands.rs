@@ -8,13 +8,13 @@ use anyhow::{Context, Result, anyhow};
 use orz_core::backend::Backend;
 use orz_core::recipe::Preset;
 
-use crate::backend::{BackendJob, DeviceSpec, run_on};
+use crate::backend::{BackendJob, run_on};
 use crate::cli::Common;
 use crate::memory_plan::{MemoryPlan, device_memory, qwen25_shape};
 use crate::run::models::load_policy;
 use crate::run::train::{METRICS_FILE, PLOT_FILE, TrainJob};
 use crate::run::{Prepared, prepare};
-use crate::settings::{Overrides, Settings};
+use crate::settings::Settings;
 
 /// `orz train` (and `orz` without a command).
 pub fn train(common: &Common) -> Result<()> {
@@ -69,11 +69,7 @@ fn dry_run(common: &Common, p: &Prepared) -> Result<()> {
     for (name, set) in &p.eval_sets {
         println!("eval set {name}: {} problems", set.len());
     }
-    let cuda = match common.device {
-        DeviceSpec::Cpu => None,
-        DeviceSpec::Cuda(n) => Some(n),
-    };
-    let (bytes, source) = device_memory(cuda);
+    let (bytes, source) = device_memory(common.device.cuda_ordinal());
     let plan = MemoryPlan::new(m, &p.settings.train, p.dtype, bytes, &source);
     println!("\n{plan}");
     let gpus = p.settings.recipe.orz_gpus;
@@ -89,14 +85,7 @@ fn plan_without_model(common: &Common) -> Result<()> {
     let preset = common.preset;
     let shape = qwen25_shape(preset).ok_or_else(|| anyhow!("preset {preset} has no published base model"))?;
     crate::run::check_writable(&common.out)?;
-    let mut overrides = Vec::new();
-    if let Some(path) = &common.config {
-        overrides.push(Overrides::from_file(path)?);
-    }
-    if !common.set.is_empty() {
-        overrides.push(Overrides::from_assignments(&common.set)?);
-    }
-    let settings = Settings::resolve(preset, &overrides, shape.eos_token_ids.clone())?;
+    let settings = Settings::resolve(preset, &crate::run::overrides(common)?, shape.eos_token_ids.clone())?;
     println!(
         "# orz {preset} dry run without --model: the plan uses {}'s published shape\n",
         settings.recipe.base_model
@@ -105,11 +94,7 @@ fn plan_without_model(common: &Common) -> Result<()> {
     for path in common.data.iter().chain(&common.eval) {
         println!("{}: {} problems", path.display(), crate::data::load_any(path)?.len());
     }
-    let cuda = match common.device {
-        DeviceSpec::Cpu => None,
-        DeviceSpec::Cuda(n) => Some(n),
-    };
-    let (bytes, source) = device_memory(cuda);
+    let (bytes, source) = device_memory(common.device.cuda_ordinal());
     let dtype = crate::backend::parse_dtype(&common.dtype)?;
     println!("{}", MemoryPlan::new(&shape, &settings.train, dtype, bytes, &source));
     println!(

@@ -1,11 +1,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use orz_conformance::checks::iteration::{HasE, detok};
 use orz_core::backend::DType;
 use orz_core::generation::GenerationStats;
 use orz_core::model::{Critic, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
-use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
 use orz_core::train::{ModelKind, PromptItem, RolloutMetrics, TrainConfig, Trainer};
 use orz_reference::Reference;
@@ -179,27 +179,6 @@ fn errors_name_the_file_and_line() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// 1.0 (correct) when the completion contains an `e`.
-struct HasE;
-
-impl Reward for HasE {
-    fn score(&self, input: &RewardInput<'_>) -> RewardOutcome {
-        if input.completion.contains('e') {
-            RewardOutcome::new(1.0, label::CORRECT)
-        } else {
-            RewardOutcome::new(0.0, label::WRONG)
-        }
-    }
-
-    fn name(&self) -> &str {
-        "has_e"
-    }
-}
-
-fn letters(tokens: &[u32]) -> String {
-    tokens.iter().map(|&t| char::from(b'a' + (t % 26) as u8)).collect()
-}
-
 #[test]
 fn metrics_of_a_real_tiny_iteration() {
     let model = Qwen2Config::tiny_test();
@@ -216,7 +195,7 @@ fn metrics_of_a_real_tiny_iteration() {
     let prompts: Vec<PromptItem> = (0..3u32)
         .map(|i| {
             let tokens = vec![2 + i, 9 + i, 20 + i];
-            PromptItem { text: letters(&tokens), tokens, reference: String::new() }
+            PromptItem { text: detok(&tokens), tokens, reference: String::new() }
         })
         .collect();
     // A clock that advances 0.5 s per reading.
@@ -225,7 +204,7 @@ fn metrics_of_a_real_tiny_iteration() {
         clock.set(clock.get() + 0.5);
         clock.get()
     };
-    let report = trainer.iteration_timed(&prompts, &HasE, &letters, Some(&tick)).unwrap();
+    let report = trainer.iteration_timed(&prompts, &HasE, &detok, Some(&tick)).unwrap();
     let m = IterationMetrics::from_report(&report);
     let r = &report.rollout;
     assert_eq!((m.iteration, m.prompts, m.samples), (0, 3, r.samples));

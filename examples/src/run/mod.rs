@@ -87,14 +87,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         ),
     };
     let (model_config, tokenizer) = models::check_model_dir(&model_dir)?;
-    let mut overrides: Vec<Overrides> = common.task.overrides().into_iter().collect();
-    if let Some(path) = &common.config {
-        overrides.push(Overrides::from_file(path)?);
-    }
-    if !common.set.is_empty() {
-        overrides.push(Overrides::from_assignments(&common.set)?);
-    }
-    let settings = Settings::resolve(preset, &overrides, model_config.eos_token_ids.clone())?;
+    let settings = Settings::resolve(preset, &overrides(common)?, model_config.eos_token_ids.clone())?;
     let generated = common.task.generated(common.seed, TINY_TRAIN_PROBLEMS, TINY_EVAL_PROBLEMS)?;
     let train_data = if !needs_train_data {
         Vec::new()
@@ -140,6 +133,19 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         task: common.task,
         quiet: common.quiet,
     })
+}
+
+/// The overrides of a command line, in the order they apply: the task's (`--task`), the
+/// `--config` file, then `--set`.
+pub fn overrides(common: &Common) -> Result<Vec<Overrides>> {
+    let mut out: Vec<Overrides> = common.task.overrides().into_iter().collect();
+    if let Some(path) = &common.config {
+        out.push(Overrides::from_file(path)?);
+    }
+    if !common.set.is_empty() {
+        out.push(Overrides::from_assignments(&common.set)?);
+    }
+    Ok(out)
 }
 
 /// Creates `dir` and proves it writable by writing and removing a file in it.
