@@ -58,7 +58,8 @@ macro_rules! __with_checks {
             Model: [
                 model::check_model_logits, model::check_packed_equals_padded,
                 model::check_kv_decode_equals_forward, model::check_value_head,
-                training::check_model_ppo_gradients, training::check_adamw_step,
+                training::check_model_ppo_gradients, training::check_model_lean_gradients,
+                training::check_adamw_step,
             ],
             Sampling: [
                 sampling::check_sampling_same_tokens, sampling::check_top_p_mass,

@@ -45,7 +45,13 @@ fn rms_norm_that_drops_its_gradient_is_rejected() {
     // step sees the missing gradient too.
     assert_eq!(
         failing::<RmsNormDropsGradient>(),
-        ["rms_norm", "model_ppo_gradients", "ppo_iteration_updates", "ppo_iteration_rollout"]
+        [
+            "rms_norm",
+            "model_ppo_gradients",
+            "model_lean_gradients",
+            "ppo_iteration_updates",
+            "ppo_iteration_rollout"
+        ]
     );
 }
 
@@ -66,6 +72,7 @@ fn slightly_wrong_softmax_is_rejected_through_the_method_only() {
             "kv_decode_equals_forward",
             "value_head",
             "model_ppo_gradients",
+            "model_lean_gradients",
             "top_p_mass",
             "ppo_iteration_updates",
             "ppo_iteration_rollout"

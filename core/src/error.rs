@@ -77,6 +77,18 @@ pub enum Error {
         /// The backend's own message.
         message: String,
     },
+    /// The device ran out of memory during a training phase ([`Error::in_phase`] turns a
+    /// backend's out-of-memory error into this).
+    OutOfMemory {
+        /// The phase, e.g. `"policy step"`.
+        phase: &'static str,
+        /// The longest pack the phase works on (tokens).
+        pack_len: usize,
+        /// The knob to turn, e.g. `"lower packing_max_len"`.
+        knob: &'static str,
+        /// The backend's own message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -111,6 +123,34 @@ impl Error {
             | Error::DType { op, .. }
             | Error::IndexOutOfRange { op, .. }
             | Error::Backend { op, .. } => op,
+            Error::OutOfMemory { phase, .. } => phase,
+        }
+    }
+
+    /// Whether this is a device's out-of-memory error: [`Error::OutOfMemory`], or a backend
+    /// error whose message says so (libtorch: "CUDA out of memory", "DefaultCPUAllocator: can't
+    /// allocate memory"; CUDA driver: `CUDA_ERROR_OUT_OF_MEMORY`).
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            Error::OutOfMemory { .. } => true,
+            Error::Backend { message, .. } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("out of memory")
+                    || m.contains("out_of_memory")
+                    || m.contains("can't allocate memory")
+            }
+            _ => false,
+        }
+    }
+
+    /// This error, unless it is an out-of-memory error: then an [`Error::OutOfMemory`] naming
+    /// `phase`, the pack length and the knob to lower.
+    pub fn in_phase(self, phase: &'static str, pack_len: usize, knob: &'static str) -> Self {
+        match self {
+            Error::Backend { message, .. } if self.is_out_of_memory() => {
+                Error::OutOfMemory { phase, pack_len, knob, message }
+            }
+            other => other,
         }
     }
 }
@@ -134,6 +174,10 @@ impl fmt::Display for Error {
             Error::IndexOutOfRange { op, index, size, context } => {
                 write!(f, "{op}: index {index} is out of range for size {size} ({context})")
             }
+            Error::OutOfMemory { phase, pack_len, knob, message } => write!(
+                f,
+                "out of device memory in the {phase} (packs of up to {pack_len} tokens): {knob}; the backend said: {message}"
+            ),
         }
     }
 }
@@ -158,5 +202,30 @@ pub(crate) fn check_finite<F: num_traits::Float>(
     match xs.iter().position(|x| !x.is_finite()) {
         None => Ok(()),
         Some(index) => Err(Error::NonFinite { op, what, index }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn out_of_memory_is_named_with_its_phase_and_knob() {
+        let oom = Error::backend("matmul", "CUDA out of memory. Tried to allocate 2.00 GiB");
+        assert!(oom.is_out_of_memory());
+        let e = oom.in_phase("policy step", 10_048, "lower packing_max_len");
+        let text = e.to_string();
+        assert!(matches!(e, Error::OutOfMemory { pack_len: 10_048, .. }), "{text}");
+        assert!(
+            text.contains("policy step") && text.contains("10048") && text.contains("lower packing_max_len")
+        );
+        assert!(text.contains("Tried to allocate"), "{text}");
+        let cuda = Error::backend("alloc", "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")");
+        assert!(cuda.is_out_of_memory());
+        // Other errors pass through unchanged.
+        let other = Error::backend("matmul", "device-side assert triggered");
+        assert_eq!(other.clone().in_phase("policy step", 1, "x"), other);
+        assert!(!Error::invalid("x", "out of memory talk").is_out_of_memory());
     }
 }

@@ -236,13 +236,25 @@ impl<B: Backend> Optimizer<B> {
     /// Adds the gradients of one micro-batch (one [`Backend::backward`]) to the accumulation, in
     /// f32. A parameter the loss does not reach contributes nothing.
     pub fn accumulate(&mut self, b: &B, grads: &B::Grads) -> Result<()> {
+        let grads = self.params.iter().map(|p| b.grad(grads, p)).collect::<Result<Vec<_>>>()?;
+        self.accumulate_grads(b, &grads)
+    }
+
+    /// As [`Optimizer::accumulate`] from gradients already read out, one per parameter in the
+    /// optimizer's order (`None`: not reached), e.g. a [`crate::model::Backprop`]'s.
+    pub fn accumulate_grads(&mut self, b: &B, grads: &[Option<B::Tensor>]) -> Result<()> {
+        crate::error::check_len(
+            "optimizer accumulate",
+            ("params", self.params.len()),
+            ("grads", grads.len()),
+        )?;
         let sums = no_grad(b, || {
-            self.params
+            grads
                 .iter()
                 .zip(&self.accum)
-                .map(|(p, acc)| {
-                    let Some(g) = b.grad(grads, p)? else { return Ok(acc.clone()) };
-                    let g = b.cast(&g, DType::F32)?;
+                .map(|(g, acc)| {
+                    let Some(g) = g else { return Ok(acc.clone()) };
+                    let g = b.cast(g, DType::F32)?;
                     acc.as_ref().map_or(Ok(g.clone()), |a| b.add(a, &g)).map(Some)
                 })
                 .collect::<Result<Vec<_>>>()

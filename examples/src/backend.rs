@@ -20,6 +20,17 @@ pub enum BackendKind {
     Reference,
 }
 
+impl BackendKind {
+    /// What the memory plan needs to know about this backend: tch and candle fuse packed
+    /// attention (memory linear in the pack), the reference keeps the dense composition in f64.
+    pub fn plan(self) -> crate::memory_plan::PlanBackend {
+        match self {
+            BackendKind::Candle | BackendKind::Tch => crate::memory_plan::PlanBackend::FUSED,
+            BackendKind::Reference => crate::memory_plan::PlanBackend::REFERENCE,
+        }
+    }
+}
+
 /// Where the tensors live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSpec {

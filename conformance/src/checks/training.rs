@@ -1,12 +1,13 @@
 //! Level 4, training through the model: gradients of a PPO policy loss (policy) and of a value
 //! loss (critic) with respect to every parameter of the tiny 2-layer model, against the
-//! reference (itself spot-checked against finite differences in f32); and one [`Optimizer`]
+//! reference (itself spot-checked against finite differences in f32); the same through the
+//! memory-lean backward (activation checkpointing, chunked heads); and one [`Optimizer`]
 //! step (two accumulated micro-batches, global-norm clipping, AdamW with weight decay, f32
 //! masters for bf16/f16) against a hand computation in f64 and against the reference's
 //! optimizer, all fed the backend's own gradients.
 
 use orz_core::backend::{AdamWConfig, Backend, DType};
-use orz_core::model::{Critic, PackedBatch, Policy, Qwen2};
+use orz_core::model::{Critic, MemoryOptions, PackedBatch, Policy, Qwen2};
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::ppo::grad_clip::TORCH_CLIP_EPS;
 use orz_core::rng::Rng;
@@ -73,6 +74,33 @@ impl LossInputs {
             target.push(ret);
         }
         LossInputs { shape: batch.shape(), old, target, mask: token_mask(batch) }
+    }
+
+    /// The chunk `range` (positions of every row) of the masked mean of [`LossInputs::loss`]:
+    /// the masked sum of the chunk's per-token losses over the whole batch's mask count, so
+    /// that the chunks add up to the mean.
+    fn chunk_loss<C: Backend>(
+        &self,
+        b: &C,
+        x: &C::Tensor,
+        range: std::ops::Range<usize>,
+        policy: bool,
+        dtype: DType,
+    ) -> orz_core::Result<C::Tensor> {
+        let [rows, seq] = self.shape;
+        let at = |r: usize| r * seq + range.start..r * seq + range.end;
+        let pick = |v: &[f64]| (0..rows).flat_map(|r| v[at(r)].to_vec()).collect::<Vec<f64>>();
+        let shape = [rows, range.len()];
+        let old = b.tensor_f64(&pick(&self.old), &shape, dtype)?;
+        let target = b.tensor_f64(&pick(&self.target), &shape, dtype)?;
+        let mask: Vec<bool> = (0..rows).flat_map(|r| self.mask[at(r)].to_vec()).collect();
+        let count = self.mask.iter().filter(|&&m| m).count().max(1) as f64;
+        let per_token = if policy {
+            b.policy_loss(x, &old, &target, CLIP)?
+        } else {
+            b.value_loss(x, &old, &target, CLIP)?
+        };
+        b.affine(&b.masked_sum(&per_token, &b.tensor_bool(&mask, &shape)?, None)?, 1.0 / count, 0.0)
     }
 
     /// The masked mean of the per-token policy (or value) loss of `x` on `b`.
@@ -407,4 +435,75 @@ pub fn check_adamw_step<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
         let want = optimizer_state(r, &opt_r).map_err(kit)?;
         compare_states("backend vs reference", &names, &got, &want, dtype, stats)
     })
+}
+
+/// The memory-lean backward ([`orz_core::model::Qwen2::backprop`]) on the backend: activation
+/// checkpointing with the head in chunks of 3 positions (cutting samples and rows), for the PPO
+/// policy loss (tied and untied) and the value loss, against the reference's plain backward of
+/// the whole loss, every parameter.
+pub fn check_model_lean_gradients<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
+    let pair = Pair::new(backend, dtype);
+    let lean = MemoryOptions { activation_checkpointing: true, head_chunk_tokens: 3 };
+    let strategy = (seed(), any::<bool>(), vec(2..=6usize, 2..=4));
+    run_cases("model_lean_gradients", dtype, MODEL_CASES, strategy, |(seed, tied, lengths), stats| {
+        let c = config(*tied);
+        let (policies, critics) = (pair.policies(&c, *seed)?, pair.critics(&c, seed + 1)?);
+        let batch = batch(*seed, lengths, c.vocab_size)?;
+        let r = &*pair.reference;
+        let b = &*pair.backend;
+        let mut rng = Rng::seed_from_u64(seed ^ 0x1EA4);
+        let tol = Tolerance::for_dtype(dtype).scaled(GRADIENT_TOLERANCE_SCALE);
+        let context =
+            |e: String| format!("{e}\n  batch tokens {:?} of shape {:?}", batch.tokens(), batch.shape());
+
+        let logp =
+            r.to_host_f64(&policies.reference.next_token_log_probs(&batch).map_err(kit)?).map_err(kit)?;
+        let inputs = LossInputs::policy(&batch, &logp, dtype, &mut rng);
+        let n = sizes(policies.reference.model());
+        let loss_r = policy_loss(&policies.reference, &batch, &inputs).map_err(kit)?;
+        let want = or_zeros(
+            &host_grads(policies.reference.model(), &r.backward(&loss_r).map_err(kit)?).map_err(kit)?,
+            &n,
+        );
+        let targets = batch.next_token_tensor(b).map_err(failed("targets"))?;
+        let got = policies
+            .backend
+            .backprop_log_probs(&batch, &targets, lean, &mut |lp, range| {
+                inputs.chunk_loss(b, lp, range, true, dtype)
+            })
+            .map_err(failed("lean backprop of the policy loss"))?;
+        let got =
+            named_host_grads(policies.backend.model(), &got.grads).map_err(failed("policy gradients"))?;
+        compare_grads("lean policy loss", &or_zeros(&got, &n), &want, tol, stats).map_err(context)?;
+
+        let values = r.to_host_f64(&critics.reference.values(&batch).map_err(kit)?).map_err(kit)?;
+        let inputs = LossInputs::value(&batch, &values, dtype, &mut rng);
+        let n = sizes(critics.reference.model());
+        let loss_r = value_loss(&critics.reference, &batch, &inputs).map_err(kit)?;
+        let want = or_zeros(
+            &host_grads(critics.reference.model(), &r.backward(&loss_r).map_err(kit)?).map_err(kit)?,
+            &n,
+        );
+        let got = critics
+            .backend
+            .backprop_values(&batch, lean, &mut |v, range| inputs.chunk_loss(b, v, range, false, dtype))
+            .map_err(failed("lean backprop of the value loss"))?;
+        let got =
+            named_host_grads(critics.backend.model(), &got.grads).map_err(failed("critic gradients"))?;
+        compare_grads("lean value loss", &or_zeros(&got, &n), &want, tol, stats).map_err(context)
+    })
+}
+
+/// [`host_grads`] of gradients already read out in [`Qwen2::parameters`] order.
+fn named_host_grads<C: Backend>(
+    model: &Qwen2<C>,
+    grads: &[Option<C::Tensor>],
+) -> orz_core::Result<Vec<(String, Option<Vec<f64>>)>> {
+    let b = model.backend();
+    model
+        .named_tensors()
+        .into_iter()
+        .zip(grads)
+        .map(|((name, _), g)| Ok((name, g.as_ref().map(|g| b.to_host_f64(g)).transpose()?)))
+        .collect()
 }

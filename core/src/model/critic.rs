@@ -15,6 +15,9 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 
+use core::ops::Range;
+
+use super::backprop::{Backprop, ChunkLoss, MemoryOptions};
 use super::packing::PackedBatch;
 use super::qwen2::Qwen2;
 use super::weights::init_values;
@@ -96,5 +99,24 @@ impl<B: Backend> Critic<B> {
         let head =
             self.model.head_weight.as_ref().ok_or_else(|| Error::invalid("critic", "no value head"))?;
         b.squeeze(&b.linear(&hidden, head, None)?, 2)
+    }
+
+    /// The loss `Σ_chunks loss(values_chunk, positions)` of the values (as [`Critic::values`])
+    /// and every parameter's gradient, with the memory behaviour of `options`
+    /// ([`Qwen2::backprop`]): `loss` gets the values `[rows, len]` of the positions `range` and
+    /// returns their scalar loss.
+    pub fn backprop_values(
+        &self,
+        batch: &PackedBatch,
+        options: MemoryOptions,
+        loss: &mut ChunkLoss<'_, B>,
+    ) -> Result<Backprop<B>> {
+        let b = self.model.backend();
+        let head =
+            self.model.head_weight.as_ref().ok_or_else(|| Error::invalid("critic", "no value head"))?;
+        let mut head_loss = |hidden: &B::Tensor, range: Range<usize>| {
+            loss(&b.squeeze(&b.linear(hidden, head, None)?, 2)?, range)
+        };
+        self.model.backprop(batch, options, &mut head_loss)
     }
 }

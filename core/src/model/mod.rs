@@ -45,6 +45,7 @@
 //! # }
 //! ```
 
+pub mod backprop;
 pub mod config;
 pub mod critic;
 pub mod kv_cache;
@@ -54,6 +55,7 @@ pub mod qwen2;
 pub mod spec;
 pub mod weights;
 
+pub use backprop::{Backprop, ChunkLoss, MemoryOptions};
 pub use config::Qwen2Config;
 pub use critic::Critic;
 pub use kv_cache::KvCache;

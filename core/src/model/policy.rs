@@ -4,7 +4,11 @@ use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::vec::Vec;
 
+use core::ops::Range;
+
+use super::backprop::{Backprop, ChunkLoss, MemoryOptions};
 use super::packing::PackedBatch;
 use super::qwen2::Qwen2;
 use super::{Head, Qwen2Config};
@@ -81,7 +85,48 @@ impl<B: Backend> Policy<B> {
                 format!("targets have shape {ts:?}, the batch is {:?}", batch.shape()),
             ));
         }
-        b.selective_log_prob(&self.logits(batch)?, targets)
+        let hidden = self.model.hidden_states(batch)?;
+        let seq = batch.seq_len();
+        let chunk = MemoryOptions::DEFAULT_HEAD_CHUNK;
+        let piece = |start: usize, len: usize| {
+            let h = if len == seq { hidden.clone() } else { b.narrow(&hidden, 1, start, len)? };
+            let t = if len == seq { targets.clone() } else { b.narrow(targets, 1, start, len)? };
+            b.selective_log_prob(&b.linear(&h, self.model.lm_weight(), None)?, &t)
+        };
+        if seq <= chunk {
+            return piece(0, seq);
+        }
+        // Chunks of positions: at most `[rows, chunk, vocab]` logits at once.
+        let parts =
+            (0..seq).step_by(chunk).map(|s| piece(s, chunk.min(seq - s))).collect::<Result<Vec<_>>>()?;
+        b.cat(&parts, 1)
+    }
+
+    /// The loss `Σ_chunks loss(logp_chunk, positions)` of per-token log-probs of `targets` (as
+    /// [`Policy::selective_log_probs`]) and every parameter's gradient, with the memory
+    /// behaviour of `options` ([`Qwen2::backprop`]): `loss` gets the log-probs `[rows, len]` of
+    /// the positions `range` and returns their scalar loss.
+    pub fn backprop_log_probs(
+        &self,
+        batch: &PackedBatch,
+        targets: &B::Tensor,
+        options: MemoryOptions,
+        loss: &mut ChunkLoss<'_, B>,
+    ) -> Result<Backprop<B>> {
+        let b = self.model.backend();
+        let ts = b.shape(targets);
+        if ts[..] != batch.shape() {
+            return Err(Error::shape(
+                "policy backprop",
+                format!("targets have shape {ts:?}, the batch is {:?}", batch.shape()),
+            ));
+        }
+        let lm = self.model.lm_weight();
+        let mut head = |hidden: &B::Tensor, range: Range<usize>| {
+            let t = b.narrow(targets, 1, range.start, range.len())?;
+            loss(&b.selective_log_prob(&b.linear(hidden, lm, None)?, &t)?, range)
+        };
+        self.model.backprop(batch, options, &mut head)
     }
 
     /// [`Policy::selective_log_probs`] of the batch's own next tokens

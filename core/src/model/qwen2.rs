@@ -75,6 +75,13 @@ pub(crate) type Attend<'a, B> = dyn FnMut(
     ) -> Result<<B as Backend>::Tensor>
     + 'a;
 
+/// The rotary tables of one forward pass, `[rows, seq, head_dim]` each.
+#[derive(Debug)]
+pub(crate) struct Rope<B: Backend> {
+    pub(crate) cos: B::Tensor,
+    pub(crate) sin: B::Tensor,
+}
+
 /// A Qwen2 model: the backbone plus the weight of its head (an untied LM head or a value
 /// head). Parameters are [`Backend::param`] leaves; see [`super::weights`] for construction.
 /// The [`super::Policy`] and [`super::Critic`] wrap it.
@@ -187,28 +194,51 @@ impl<B: Backend> Qwen2<B> {
         [rows, seq]: [usize; 2],
         attend: &mut Attend<'_, B>,
     ) -> Result<B::Tensor> {
-        let b = &*self.backend;
-        let c = &self.config;
-        let d = c.head_dim();
-        let (cos, sin) = rope_tables(b, positions, [rows, seq], d, c.rope_theta, self.dtype)?;
-        let heads = |x: &B::Tensor, n: usize| b.transpose(&b.reshape(x, &[rows, seq, n, d])?, 1, 2);
-        let mut x = b.embedding(&self.embed, ids)?;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let h = b.rms_norm(&x, &layer.input_norm, c.rms_norm_eps)?;
-            let q = heads(&b.linear(&h, &layer.q_w, Some(&layer.q_b))?, c.num_attention_heads)?;
-            let k = heads(&b.linear(&h, &layer.k_w, Some(&layer.k_b))?, c.num_key_value_heads)?;
-            let v = heads(&b.linear(&h, &layer.v_w, Some(&layer.v_b))?, c.num_key_value_heads)?;
-            let q = b.rotary_embedding(&q, &cos, &sin)?;
-            let k = b.rotary_embedding(&k, &cos, &sin)?;
-            let a = attend(l, &q, &k, &v)?;
-            let a = b.reshape(&b.transpose(&a, 1, 2)?, &[rows, seq, c.num_attention_heads * d])?;
-            x = b.add(&x, &b.linear(&a, &layer.o_w, None)?)?;
-            let h = b.rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
-            let gated =
-                b.mul(&b.silu(&b.linear(&h, &layer.gate, None)?)?, &b.linear(&h, &layer.up, None)?)?;
-            x = b.add(&x, &b.linear(&gated, &layer.down, None)?)?;
+        let rope = self.rope(positions, [rows, seq])?;
+        let mut x = self.backend.embedding(&self.embed, ids)?;
+        for l in 0..self.layers.len() {
+            x = self.layer_forward(l, &x, &rope, attend)?;
         }
         Ok(x)
+    }
+
+    /// The rotary tables `(cos, sin)` of `positions` (row-major `[rows, seq]`) in the model's
+    /// dtype, shared by every layer.
+    pub(crate) fn rope(&self, positions: &[i64], [rows, seq]: [usize; 2]) -> Result<Rope<B>> {
+        let c = &self.config;
+        let (cos, sin) =
+            rope_tables(&*self.backend, positions, [rows, seq], c.head_dim(), c.rope_theta, self.dtype)?;
+        Ok(Rope { cos, sin })
+    }
+
+    /// Decoder layer `l` on the residual stream `x` `[rows, seq, hidden]`: the attention block
+    /// and the MLP block, each added to the stream. Returns the stream after the layer.
+    pub(crate) fn layer_forward(
+        &self,
+        l: usize,
+        x: &B::Tensor,
+        rope: &Rope<B>,
+        attend: &mut Attend<'_, B>,
+    ) -> Result<B::Tensor> {
+        let b = &*self.backend;
+        let c = &self.config;
+        let layer = &self.layers[l];
+        let d = c.head_dim();
+        let xs = b.shape(x);
+        let (rows, seq) = (xs[0], xs[1]);
+        let heads = |x: &B::Tensor, n: usize| b.transpose(&b.reshape(x, &[rows, seq, n, d])?, 1, 2);
+        let h = b.rms_norm(x, &layer.input_norm, c.rms_norm_eps)?;
+        let q = heads(&b.linear(&h, &layer.q_w, Some(&layer.q_b))?, c.num_attention_heads)?;
+        let k = heads(&b.linear(&h, &layer.k_w, Some(&layer.k_b))?, c.num_key_value_heads)?;
+        let v = heads(&b.linear(&h, &layer.v_w, Some(&layer.v_b))?, c.num_key_value_heads)?;
+        let q = b.rotary_embedding(&q, &rope.cos, &rope.sin)?;
+        let k = b.rotary_embedding(&k, &rope.cos, &rope.sin)?;
+        let a = attend(l, &q, &k, &v)?;
+        let a = b.reshape(&b.transpose(&a, 1, 2)?, &[rows, seq, c.num_attention_heads * d])?;
+        let x = b.add(x, &b.linear(&a, &layer.o_w, None)?)?;
+        let h = b.rms_norm(&x, &layer.post_norm, c.rms_norm_eps)?;
+        let gated = b.mul(&b.silu(&b.linear(&h, &layer.gate, None)?)?, &b.linear(&h, &layer.up, None)?)?;
+        b.add(&x, &b.linear(&gated, &layer.down, None)?)
     }
 
     /// The LM head's weight `[vocab, hidden]`: `lm_head.weight`, or the embeddings when tied.

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use crate::backend::AdamWConfig;
 use crate::generation::{EngineConfig, SamplingParams, StopCriteria};
+use crate::model::MemoryOptions;
 use crate::optimizer::OptimizerConfig;
 use crate::ppo::aggregation::Aggregation;
 use crate::ppo::grpo::GroupStd;
@@ -89,6 +90,10 @@ pub struct TrainConfig {
     pub policy_optimizer: OptimizerConfig,
     /// The critic's optimizer (ORZ: as the policy's with lr 5e-6).
     pub critic_optimizer: OptimizerConfig,
+    /// Activation checkpointing and the head's chunk length in the update steps (hardware, not
+    /// recipe: the values change memory and time, not the result beyond rounding).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub memory: MemoryOptions,
 }
 
 /// The engine limits [`TrainConfig::from_recipe`] starts from: 256 slots and 8 GiB of KV cache.
@@ -129,6 +134,7 @@ impl TrainConfig {
             estimator: AdvantageEstimator::Gae,
             policy_optimizer: optimizer(recipe.policy_lr),
             critic_optimizer: optimizer(recipe.critic_lr),
+            memory: MemoryOptions::for_pack_len(recipe.packing_max_len),
         };
         config.validate()?;
         Ok(config)
@@ -182,7 +188,8 @@ impl TrainConfig {
             }
         }
         self.policy_optimizer.validate()?;
-        self.critic_optimizer.validate()
+        self.critic_optimizer.validate()?;
+        self.memory.validate()
     }
 }
 
@@ -206,6 +213,7 @@ mod tests {
             assert_eq!(c.policy_optimizer, OptimizerConfig::ORZ_POLICY);
             assert_eq!(c.critic_optimizer, OptimizerConfig::ORZ_CRITIC);
             assert!(c.advantage_normalize && c.sampling == SamplingParams::default());
+            assert!(c.memory.activation_checkpointing, "{p}: real packs are checkpointed");
         }
         assert_eq!(
             TrainConfig::from_recipe(&Preset::Orz7b.config(), vec![0]).unwrap().packing_max_len,
@@ -229,5 +237,7 @@ mod tests {
         check(&|c| c.eps_clip = f64::NAN, "eps_clip");
         check(&|c| c.policy_update_steps = 0, "policy_update_steps");
         check(&|c| c.policy_optimizer.max_grad_norm = Some(0.0), "max_grad_norm");
+        check(&|c| c.memory.head_chunk_tokens = 0, "head_chunk_tokens");
+        assert!(!base.memory.activation_checkpointing, "tiny packs train without checkpointing");
     }
 }

@@ -161,13 +161,16 @@ impl<B: Backend> Trainer<B> {
 
         // Steps 2-4: truncate, sample n per prompt (fresh fork per iteration), score, drop empty.
         let gen_rng = iter_rng.fork(stream::GENERATION);
-        let out = no_grad(b, || rollout(b, &self.policy, &self.config, prompts, reward, detok, &gen_rng))?;
+        let out = no_grad(b, || rollout(b, &self.policy, &self.config, prompts, reward, detok, &gen_rng))
+            .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))?;
         let mut samples = out.samples;
         times.rollout = lap();
 
         // Steps 5-7: pack the shuffled samples; old log-probs and values per response token.
         let packs = build_packs(&samples, self.config.packing_max_len, self.config.pack_shuffle_seed)?;
-        old_log_probs_and_values(&self.policy, self.critic.as_ref(), &packs, &mut samples)?;
+        let pack_len = self.config.packing_max_len;
+        old_log_probs_and_values(&self.policy, self.critic.as_ref(), &packs, &mut samples)
+            .map_err(|e| e.in_phase("experience pass (old log-probs and values)", pack_len, KNOB_PACK))?;
         times.experience = lap();
 
         // Step 8: GAE (or GRPO) on the host in f64, whitening over the iteration.
@@ -178,7 +181,8 @@ impl<B: Backend> Trainer<B> {
         let critic_out = match (&self.critic, &mut self.critic_opt) {
             (Some(critic), Some(opt)) => {
                 let mut order = iter_rng.fork(stream::CRITIC_ORDER);
-                Some(critic_update(critic, opt, &packs, &samples, &self.config, &mut order)?)
+                let out = critic_update(critic, opt, &packs, &samples, &self.config, &mut order);
+                Some(out.map_err(|e| e.in_phase("critic step", pack_len, KNOB_TRAIN))?)
             }
             _ => None,
         };
@@ -187,7 +191,8 @@ impl<B: Backend> Trainer<B> {
         // Step 10: the policy's step(s).
         let mut order = iter_rng.fork(stream::POLICY_ORDER);
         let policy_out =
-            policy_update(&self.policy, &mut self.policy_opt, &packs, &samples, &self.config, &mut order)?;
+            policy_update(&self.policy, &mut self.policy_opt, &packs, &samples, &self.config, &mut order)
+                .map_err(|e| e.in_phase("policy step", pack_len, KNOB_TRAIN))?;
         times.policy_update = lap();
         times.total = now() - start;
 
@@ -214,6 +219,14 @@ impl<B: Backend> Trainer<B> {
         Ok(report)
     }
 }
+
+/// What to lower when generation runs out of memory.
+const KNOB_GENERATION: &str = "lower train.engine.max_batch_slots or train.engine.kv_budget_bytes";
+/// What to lower when the experience pass runs out of memory.
+const KNOB_PACK: &str = "lower packing_max_len";
+/// What to turn when a training step runs out of memory.
+const KNOB_TRAIN: &str = "turn on train.memory.activation_checkpointing, lower train.memory.head_chunk_tokens, \
+                          or lower packing_max_len";
 
 fn skipped(model: ModelKind, out: &UpdateOutcome) -> Vec<SkippedStep> {
     out.steps

@@ -11,6 +11,7 @@
 //! gradient accumulation over the rows).
 
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use num_traits::Float;
 
@@ -18,12 +19,12 @@ use super::config::TrainConfig;
 use super::experience::Pack;
 use super::grouping::step_groups;
 use super::rollout::Sample;
+use crate::Result;
 use crate::backend::{Backend, DType};
-use crate::model::{Critic, Policy};
+use crate::model::{Backprop, Critic, Policy};
 use crate::optimizer::{Optimizer, StepReport};
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
 use crate::rng::Rng;
-use crate::{Error, Result};
 
 /// What the steps of one model did.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -57,17 +58,25 @@ fn with_grad<B: Backend, R>(b: &B, f: impl FnOnce() -> Result<R>) -> Result<R> {
     out
 }
 
-/// `Σ w · loss` over the pack's response positions, a scalar; `loss` is `[1, seq_len]`.
-fn weighted_sum<B: Backend>(b: &B, loss: &B::Tensor, weights: &[f64], pack: &Pack) -> Result<B::Tensor> {
-    let shape = pack.batch.shape();
-    let w = b.tensor_f64(weights, &shape, DType::F32)?;
-    let mask = b.tensor_bool(&pack.response_mask, &shape)?;
+/// `Σ w · loss` over the pack's response positions `range` (a chunk of the pack), a scalar;
+/// `loss` is `[1, range.len()]`, `weights` and the response mask cover the whole pack.
+fn weighted_sum<B: Backend>(
+    b: &B,
+    loss: &B::Tensor,
+    weights: &[f64],
+    pack: &Pack,
+    range: Range<usize>,
+) -> Result<B::Tensor> {
+    let shape = [1, range.len()];
+    let w = b.tensor_f64(&weights[range.clone()], &shape, DType::F32)?;
+    let mask = b.tensor_bool(&pack.response_mask[range], &shape)?;
     b.masked_sum(&b.mul(loss, &w)?, &mask, None)
 }
 
 /// `steps` optimizer steps over `packs` visited in an order shuffled by `rng`: each step's
-/// packs get their token weights, `micro_loss(pack, weights)` gives each pack's scalar loss,
-/// whose gradients are accumulated; a non-finite loss makes the optimizer skip the step.
+/// packs get their token weights, `micro_step(pack, weights)` gives each pack's loss and
+/// gradients ([`crate::model::Qwen2::backprop`]), which are accumulated; a non-finite loss makes
+/// the optimizer skip the step.
 fn run_steps<B: Backend>(
     b: &B,
     opt: &mut Optimizer<B>,
@@ -75,7 +84,7 @@ fn run_steps<B: Backend>(
     steps: usize,
     aggregation: Aggregation,
     rng: &mut Rng,
-    mut micro_loss: impl FnMut(&Pack, &[f64]) -> Result<B::Tensor>,
+    mut micro_step: impl FnMut(&Pack, &[f64]) -> Result<Backprop<B>>,
 ) -> Result<UpdateOutcome> {
     let mut order: Vec<usize> = (0..packs.len()).collect();
     rng.shuffle(&mut order);
@@ -87,13 +96,10 @@ fn run_steps<B: Backend>(
             let weights = aggregation.token_weights::<f64>(&StepTotals::of(&layouts)?, &layouts)?;
             let mut step_loss = 0.0;
             for (pack, w) in group.iter().zip(&weights) {
-                let loss = micro_loss(pack, w)?;
-                let value = b.to_host_f64(&loss)?.first().copied().ok_or_else(|| {
-                    Error::backend("train update", "a pack's loss came back without a value")
-                })?;
-                opt.observe_loss(value);
-                opt.accumulate(b, &b.backward(&loss)?)?;
-                step_loss += value;
+                let Backprop { loss, grads } = micro_step(pack, w)?;
+                opt.observe_loss(loss);
+                opt.accumulate_grads(b, &grads)?;
+                step_loss += loss;
                 out.tokens += pack.response_tokens();
             }
             out.steps.push(opt.step(b)?);
@@ -116,11 +122,15 @@ pub fn critic_update<B: Backend>(
 ) -> Result<UpdateOutcome> {
     let b = critic.model().backend();
     run_steps(b, opt, packs, config.critic_update_steps, config.aggregation, rng, |pack, w| {
-        let shape = pack.batch.shape();
-        let v = b.cast(&critic.values(&pack.batch)?, DType::F32)?;
-        let v_old = b.tensor_f64(&pack.scatter(samples, |s| &s.values)?, &shape, DType::F32)?;
-        let returns = b.tensor_f64(&pack.scatter(samples, |s| &s.returns)?, &shape, DType::F32)?;
-        weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack)
+        let v_old = pack.scatter(samples, |s| &s.values)?;
+        let returns = pack.scatter(samples, |s| &s.returns)?;
+        critic.backprop_values(&pack.batch, config.memory, &mut |v, range| {
+            let shape = [1, range.len()];
+            let v = b.cast(v, DType::F32)?;
+            let v_old = b.tensor_f64(&v_old[range.clone()], &shape, DType::F32)?;
+            let returns = b.tensor_f64(&returns[range.clone()], &shape, DType::F32)?;
+            weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack, range)
+        })
     })
 }
 
@@ -141,21 +151,26 @@ pub fn policy_update<B: Backend>(
     let mut clipped = 0;
     let mut out =
         run_steps(b, opt, packs, config.policy_update_steps, config.aggregation, rng, |pack, w| {
-            let shape = pack.batch.shape();
-            let logp = b.cast(&policy.next_token_log_probs(&pack.batch)?, DType::F32)?;
             let (old, adv) =
                 (pack.scatter(samples, |s| &s.logp_old)?, pack.scatter(samples, |s| &s.advantages)?);
-            let now = b.to_host_f64(&logp)?;
-            clipped += (0..now.len())
-                .filter(|&t| pack.response_mask[t])
-                .filter(|&t| {
-                    let r = Float::exp(now[t] - old[t]);
-                    r.clamp(1.0 - eps, 1.0 + eps) * adv[t] < r * adv[t]
-                })
-                .count();
-            let old = b.tensor_f64(&old, &shape, DType::F32)?;
-            let adv = b.tensor_f64(&adv, &shape, DType::F32)?;
-            weighted_sum(b, &b.policy_loss(&logp, &old, &adv, eps)?, w, pack)
+            let targets = pack.batch.next_token_tensor(b)?;
+            policy.backprop_log_probs(&pack.batch, &targets, config.memory, &mut |logp, range| {
+                let shape = [1, range.len()];
+                let logp = b.cast(logp, DType::F32)?;
+                let now = b.to_host_f64(&logp)?;
+                clipped += range
+                    .clone()
+                    .zip(&now)
+                    .filter(|&(t, _)| pack.response_mask[t])
+                    .filter(|&(t, &lp)| {
+                        let r = Float::exp(lp - old[t]);
+                        r.clamp(1.0 - eps, 1.0 + eps) * adv[t] < r * adv[t]
+                    })
+                    .count();
+                let old = b.tensor_f64(&old[range.clone()], &shape, DType::F32)?;
+                let adv = b.tensor_f64(&adv[range.clone()], &shape, DType::F32)?;
+                weighted_sum(b, &b.policy_loss(&logp, &old, &adv, eps)?, w, pack, range)
+            })
         })?;
     out.clipped_tokens = clipped;
     Ok(out)

@@ -5,6 +5,7 @@
 // `allow-unwrap-in-tests` covers `#[test]` functions only, not the shared helpers.
 #![allow(clippy::unwrap_used, reason = "test helpers: a failed unwrap is a failed test")]
 
+mod backprop;
 mod decode;
 mod errors;
 mod golden;

@@ -1,0 +1,275 @@
+//! [`MemoryPlan`]: what a run needs in memory, per item, against what the devices have, printed
+//! by `orz train --dry-run` before any long work (ORZ_RECIPE.md, "Memory arithmetic").
+//!
+//! The plan is a model of what the code does (checked against measured peaks by
+//! `cargo bench -p orz-bench --bench memory`, table in BENCHMARKS.md):
+//!
+//! - **Model states**, resident all run: weights in the compute dtype; under a 16-bit dtype f32
+//!   master copies ([`orz_core::optimizer`]); AdamW's two f32 moments; for the model being
+//!   trained, the f32 gradient accumulator and one micro-batch's gradients. Policy and critic
+//!   are two full models (ORZ shares none).
+//! - **Generation**: the KV cache (every slot at `max_len`, capped by the engine budget) and one
+//!   decode step's `[slots, vocab]` f32 logits. The cache is freed before training starts.
+//! - **Training one pack** of `packing_max_len` tokens ([`orz_core::model::backprop`]): with
+//!   activation checkpointing, every layer's input plus one layer's recomputed activations and
+//!   their gradients; without, every layer's activations. Attention adds, per layer kept,
+//!   `heads × T × T` scores and probabilities where the backend's attention is dense (the
+//!   reference), or only `heads × T` log-sum-exps where it is fused (tch, candle). The head
+//!   adds a chunk's `[chunk, vocab]` logits, their f32 log-softmax and its gradient.
+//!
+//! The peak is the model states plus the larger of the generation and the training phase.
+
+mod devices;
+pub mod measure;
+mod report;
+#[cfg(test)]
+mod tests;
+
+pub use devices::{H100_BYTES, H200_BYTES, device_memory, dtype_bytes, qwen25_shape};
+
+use orz_core::backend::DType;
+use orz_core::model::{Head, MemoryOptions, Qwen2Config, parameter_specs};
+use orz_core::train::TrainConfig;
+
+/// How a backend computes attention, which decides whether a pack's attention memory is
+/// quadratic or linear in its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// Fused (flash-style) attention: only the output and one log-sum-exp per row and head are
+    /// kept for the backward pass (orz-tch, orz-candle).
+    Fused,
+    /// The default composition: `heads × T × T` scores and probabilities are kept (the
+    /// reference, and any backend without an override).
+    Dense,
+}
+
+/// What the plan needs to know about the backend: its attention and the bytes of an activation
+/// element (the reference computes in f64 whatever the dtype).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanBackend {
+    /// Its attention kernel.
+    pub attention: AttentionKernel,
+    /// Bytes per activation element, when it differs from the dtype's (the reference: 8).
+    pub element_bytes: Option<u64>,
+}
+
+impl PlanBackend {
+    /// tch and candle: fused attention, activations in the compute dtype.
+    pub const FUSED: PlanBackend = PlanBackend { attention: AttentionKernel::Fused, element_bytes: None };
+    /// The f64 reference: dense attention, 8-byte activations.
+    pub const REFERENCE: PlanBackend =
+        PlanBackend { attention: AttentionKernel::Dense, element_bytes: Some(8) };
+}
+
+/// Activations of one decoder layer kept for its backward pass, per token: `H_SAVED` hidden-sized
+/// and `I_SAVED` intermediate-sized tensors in the activation dtype, plus `F32_NORM` hidden-sized
+/// f32 tensors of the two RMSNorms (which compute in f32). Counted from `Qwen2::layer_forward`
+/// and calibrated against the measured peaks (BENCHMARKS.md).
+const H_SAVED: u64 = 12;
+/// See [`H_SAVED`].
+const I_SAVED: u64 = 5;
+/// See [`H_SAVED`].
+const F32_NORM: u64 = 4;
+
+/// The memory of one run, in bytes, and whether it fits a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryPlan {
+    /// Policy parameters (with the LM head unless tied).
+    pub policy_params: u64,
+    /// Critic parameters (backbone and value head); 0 under GRPO.
+    pub critic_params: u64,
+    /// Compute dtype of the weights.
+    pub dtype: DType,
+    /// The backend's attention and activation width.
+    pub backend: PlanBackend,
+    /// Checkpointing and head chunk of the update steps.
+    pub options: MemoryOptions,
+    /// Tokens per pack (`packing_max_len`).
+    pub pack_len: u64,
+    /// Weights of both models in the compute dtype.
+    pub weights: u64,
+    /// f32 master weights (only under a 16-bit dtype).
+    pub masters: u64,
+    /// AdamW's two f32 moments, both models.
+    pub optimizer: u64,
+    /// The f32 gradient accumulator and one micro-batch's gradients of the larger model.
+    pub gradients: u64,
+    /// KV cache of the generation engine: every slot at `max_len`, capped by the budget.
+    pub kv_cache: u64,
+    /// One decode step's f32 logits over every slot.
+    pub decode_logits: u64,
+    /// Activations kept to train on one pack (the larger of policy and critic).
+    pub activations: u64,
+    /// The part of `activations` that is attention beyond the layer's own tensors (dense
+    /// scores and probabilities, or fused log-sum-exps).
+    pub attention: u64,
+    /// The part of `activations` that is the head's chunk of logits.
+    pub head_logits: u64,
+    /// Memory of the device the run would use, if known.
+    pub device_bytes: Option<u64>,
+    /// Where `device_bytes` comes from (`/proc/meminfo`, `nvidia-smi`, an assumption).
+    pub device_source: String,
+    /// The model's shape, for replanning at another pack length.
+    shape: Shape,
+}
+
+/// The shape facts the activation model needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Shape {
+    layers: u64,
+    hidden: u64,
+    intermediate: u64,
+    heads: u64,
+    vocab: u64,
+}
+
+impl MemoryPlan {
+    /// The plan of `model` trained with `train` in `dtype` on `backend`, on a device of
+    /// `device_bytes`.
+    pub fn new(
+        model: &Qwen2Config,
+        train: &TrainConfig,
+        dtype: DType,
+        backend: PlanBackend,
+        device_bytes: Option<u64>,
+        device_source: &str,
+    ) -> MemoryPlan {
+        let count = |head| {
+            parameter_specs(model, head).iter().map(|s| s.shape.iter().product::<usize>() as u64).sum()
+        };
+        let policy_params: u64 = count(Head::Lm);
+        let critic_params: u64 = if train.estimator.uses_critic() { count(Head::Value) } else { 0 };
+        let params = policy_params + critic_params;
+        let width = dtype_bytes(dtype);
+        let (layers, kv_heads, head_dim) =
+            (model.num_hidden_layers as u64, model.num_key_value_heads as u64, model.head_dim() as u64);
+        let kv_per_token = 2 * layers * kv_heads * head_dim * width;
+        let slots = train.engine.max_batch_slots as u64;
+        let kv_need = slots * train.stop.max_total_len as u64 * kv_per_token;
+        let mut plan = MemoryPlan {
+            policy_params,
+            critic_params,
+            dtype,
+            backend,
+            options: train.memory,
+            pack_len: train.packing_max_len as u64,
+            weights: width * params,
+            masters: if dtype == DType::F32 { 0 } else { 4 * params },
+            optimizer: 8 * params,
+            gradients: 8 * policy_params.max(critic_params),
+            kv_cache: kv_need.min(train.engine.kv_budget_bytes as u64),
+            decode_logits: slots * model.vocab_size as u64 * 4,
+            activations: 0,
+            attention: 0,
+            head_logits: 0,
+            device_bytes,
+            device_source: device_source.to_string(),
+            shape: Shape {
+                layers,
+                hidden: model.hidden_size as u64,
+                intermediate: model.intermediate_size as u64,
+                heads: model.num_attention_heads as u64,
+                vocab: model.vocab_size as u64,
+            },
+        };
+        plan.set_pack_len(plan.pack_len);
+        plan
+    }
+
+    /// Recomputes the training activations for packs of `t` tokens.
+    fn set_pack_len(&mut self, t: u64) {
+        let s = self.shape;
+        let w = self.backend.element_bytes.unwrap_or(dtype_bytes(self.dtype));
+        let per_layer = t * ((H_SAVED * s.hidden + I_SAVED * s.intermediate) * w + F32_NORM * s.hidden * 4);
+        let attention_per_layer = match self.backend.attention {
+            // Scores in the dtype, their f32 copy and softmax, the probabilities cast back.
+            AttentionKernel::Dense => s.heads * t * t * (2 * w + 8),
+            AttentionKernel::Fused => s.heads * t * 4,
+        };
+        let layers_kept = if self.options.activation_checkpointing { 1 } else { s.layers };
+        // Checkpointing keeps every layer's input, and back-propagates one layer at a time (its
+        // activations and as much again for their gradients).
+        let checkpoints = if self.options.activation_checkpointing { s.layers * t * s.hidden * w } else { 0 };
+        let backward = per_layer + attention_per_layer;
+        let chunk = t.min(self.options.head_chunk_tokens as u64);
+        // Logits in the dtype, their f32 copy, log-softmax and its gradient.
+        let head_logits = chunk * s.vocab * (w + 12);
+        // The gradient with respect to the residual stream, and the chunk leaves' copy of it.
+        let stream = 2 * t * s.hidden * w;
+        self.pack_len = t;
+        self.attention = layers_kept * attention_per_layer;
+        self.head_logits = head_logits;
+        self.activations =
+            checkpoints + layers_kept * (per_layer + attention_per_layer) + backward + head_logits + stream;
+    }
+
+    /// Weights, masters, optimizer state and gradients: what must stay resident all run.
+    pub fn model_states(&self) -> u64 {
+        self.weights + self.masters + self.optimizer + self.gradients
+    }
+
+    /// The generation phase beyond the model states: the KV cache and a decode step's logits.
+    pub fn generation(&self) -> u64 {
+        self.kv_cache + self.decode_logits
+    }
+
+    /// Everything at the peak: the model states and the larger phase.
+    pub fn total(&self) -> u64 {
+        self.model_states() + self.generation().max(self.activations)
+    }
+
+    /// Whether the total fits the device (unknown device: `None`).
+    pub fn fits(&self) -> Option<bool> {
+        self.device_bytes.map(|d| self.total() <= d)
+    }
+
+    /// Devices of `device_bytes` needed if the model states were sharded evenly across them
+    /// (ZeRO-3 style) and each kept its own KV cache and activations; `None` if even one
+    /// device cannot hold its cache and activations.
+    pub fn devices_needed(&self, device_bytes: u64) -> Option<u64> {
+        let fixed = self.generation().max(self.activations);
+        let room = device_bytes.checked_sub(fixed).filter(|r| *r > 0)?;
+        Some(self.model_states().div_ceil(room).max(1))
+    }
+
+    /// The same plan for packs of `t` tokens.
+    pub fn with_pack_len(&self, t: u64) -> MemoryPlan {
+        let mut p = self.clone();
+        p.set_pack_len(t);
+        p
+    }
+
+    /// The same plan with other memory options.
+    pub fn with_options(&self, options: MemoryOptions) -> MemoryPlan {
+        let mut p = self.clone();
+        p.options = options;
+        p.set_pack_len(self.pack_len);
+        p
+    }
+
+    /// The largest pack length, a multiple of 256 up to [`MAX_PACK_LEN`], whose plan fits
+    /// `bytes` with everything else unchanged; `None` if not even 256 tokens fit.
+    pub fn largest_pack_len(&self, bytes: u64) -> Option<u64> {
+        let fits = |units: u64| self.with_pack_len(units * 256).total() <= bytes;
+        let (mut lo, mut hi) = (1u64, MAX_PACK_LEN / 256);
+        if !fits(lo) {
+            return None;
+        }
+        if fits(hi) {
+            return Some(MAX_PACK_LEN);
+        }
+        // `lo` fits, `hi` does not.
+        while lo + 1 < hi {
+            let mid = (lo + hi) / 2;
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(lo * 256)
+    }
+}
+
+/// The longest pack [`MemoryPlan::largest_pack_len`] considers (Qwen2.5's context window).
+pub const MAX_PACK_LEN: u64 = 131_072;

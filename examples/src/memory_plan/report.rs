@@ -1,0 +1,142 @@
+//! How a [`MemoryPlan`] reads: the table, and per device whether it fits, the largest
+//! `packing_max_len` that would, and which knob to turn.
+
+use std::fmt;
+
+use orz_core::model::MemoryOptions;
+
+use super::{AttentionKernel, H100_BYTES, H200_BYTES, MemoryPlan};
+
+const GB: f64 = 1e9;
+
+fn gb(bytes: u64) -> f64 {
+    bytes as f64 / GB
+}
+
+impl MemoryPlan {
+    /// One line saying whether the run fits a device of `bytes` called `name`, and if not what
+    /// would make it fit.
+    pub fn verdict(&self, bytes: u64, name: &str) -> String {
+        let largest = match self.largest_pack_len(bytes) {
+            Some(t) => format!("largest packing_max_len that fits: {t}"),
+            None => "no packing_max_len fits".to_string(),
+        };
+        if self.total() <= bytes {
+            return format!("fits {name} ({:.0} GB of {:.0} GB; {largest})", gb(self.total()), gb(bytes));
+        }
+        format!(
+            "does NOT fit {name}: {:.0} GB needed at the peak; {largest}; to fit: {}",
+            gb(self.total()),
+            self.advice(bytes)
+        )
+    }
+
+    /// The first knob that makes the plan fit `bytes`, in the order a user would turn them.
+    pub fn advice(&self, bytes: u64) -> String {
+        if self.model_states() > bytes {
+            return format!(
+                "the model states alone ({:.0} GB) need {} such devices sharded (ZeRO-3 style) or \
+                 offloaded optimizer state",
+                gb(self.model_states()),
+                self.model_states().div_ceil(bytes)
+            );
+        }
+        let o = self.options;
+        if !o.activation_checkpointing {
+            let on = self.with_options(MemoryOptions { activation_checkpointing: true, ..o });
+            if on.total() <= bytes {
+                return "turn on activation checkpointing (--set train.memory.activation_checkpointing=true)"
+                    .to_string();
+            }
+        }
+        if self.backend.attention == AttentionKernel::Dense {
+            return "use a backend with fused attention (--backend tch or candle): dense attention \
+                    probabilities grow with the square of the pack"
+                .to_string();
+        }
+        if o.head_chunk_tokens > MemoryOptions::DEFAULT_HEAD_CHUNK {
+            let chunked = self
+                .with_options(MemoryOptions { head_chunk_tokens: MemoryOptions::DEFAULT_HEAD_CHUNK, ..o });
+            if chunked.total() <= bytes {
+                return format!(
+                    "lower the head chunk (--set train.memory.head_chunk_tokens={})",
+                    MemoryOptions::DEFAULT_HEAD_CHUNK
+                );
+            }
+        }
+        if self.generation() > bytes - self.model_states() {
+            return "lower the engine's KV-cache budget (--set train.engine.kv_budget_bytes=...) or \
+                    max_batch_slots"
+                .to_string();
+        }
+        match self.largest_pack_len(bytes) {
+            Some(t) => {
+                format!("lower packing_max_len to {t} (--set packing_max_len={t}; max_len must stay below)")
+            }
+            None => "shard the model states across devices (ZeRO-3 style)".to_string(),
+        }
+    }
+
+    /// The devices a dry run reports on: an 80 GB H100, a 141 GB H200 and the local device.
+    fn devices(&self) -> Vec<(String, Option<u64>)> {
+        vec![
+            ("one 80 GB H100".to_string(), Some(H100_BYTES)),
+            ("one 141 GB H200".to_string(), Some(H200_BYTES)),
+            (format!("this device ({})", self.device_source), self.device_bytes),
+        ]
+    }
+}
+
+impl fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let attention = match self.backend.attention {
+            AttentionKernel::Fused => "fused attention",
+            AttentionKernel::Dense => "dense attention",
+        };
+        let o = self.options;
+        let chunk = if o.head_chunk_tokens as u64 >= self.pack_len {
+            "the head in one piece".to_string()
+        } else {
+            format!("head chunks of {} tokens", o.head_chunk_tokens)
+        };
+        writeln!(
+            f,
+            "memory plan ({:?} compute, {attention}, activation checkpointing {}, {chunk}; packs of {} tokens)",
+            self.dtype,
+            if o.activation_checkpointing { "on" } else { "off" },
+            self.pack_len
+        )?;
+        writeln!(
+            f,
+            "  policy {:.3} B parameters, critic {:.3} B",
+            self.policy_params as f64 / 1e9,
+            self.critic_params as f64 / 1e9
+        )?;
+        let attention_row = match self.backend.attention {
+            AttentionKernel::Fused => "  of which attention (fused: log-sum-exps only)",
+            AttentionKernel::Dense => "  of which dense attention scores and probabilities",
+        };
+        let rows = [
+            ("weights, both models", self.weights),
+            ("f32 master weights", self.masters),
+            ("AdamW moments (f32, 2 per parameter)", self.optimizer),
+            ("gradients (f32: accumulator + one micro-batch)", self.gradients),
+            ("generation: KV cache (slots at max_len, budget-capped)", self.kv_cache),
+            ("generation: one decode step's logits", self.decode_logits),
+            ("training: activations of one pack", self.activations),
+            (attention_row, self.attention),
+            ("  of which the head's logits", self.head_logits),
+        ];
+        for (name, bytes) in rows {
+            writeln!(f, "  {name:<56} {:>10.2} GB", gb(bytes))?;
+        }
+        writeln!(f, "  {:<56} {:>10.2} GB", "total at the peak (states + larger phase)", gb(self.total()))?;
+        for (name, bytes) in self.devices() {
+            match bytes {
+                Some(b) => writeln!(f, "  {}", self.verdict(b, &name))?,
+                None => writeln!(f, "  {name}: memory unknown, cannot say whether it fits")?,
+            }
+        }
+        Ok(())
+    }
+}
