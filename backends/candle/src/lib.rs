@@ -62,7 +62,11 @@ pub const DEFAULT_ATTENTION_BLOCK: usize = 64;
 impl Candle {
     /// A backend on the host CPU, with graph recording on.
     pub fn cpu() -> Self {
-        Candle { device: Device::Cpu, grad_enabled: Cell::new(true), attention_block: DEFAULT_ATTENTION_BLOCK }
+        Candle {
+            device: Device::Cpu,
+            grad_enabled: Cell::new(true),
+            attention_block: DEFAULT_ATTENTION_BLOCK,
+        }
     }
 
     /// A backend on CUDA device `ordinal`. Errors (never panics) when the driver, the CUDA

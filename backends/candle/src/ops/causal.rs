@@ -111,7 +111,13 @@ impl CustomOp3 for FlashCausal {
 
 /// Override of [`Backend::causal_attention`] (see the module docs): the default's argument
 /// checks and errors, then the blockwise op.
-pub fn causal_attention(b: &Candle, q: &Tensor, k: &Tensor, v: &Tensor, segment_ids: &Tensor) -> Result<Tensor> {
+pub fn causal_attention(
+    b: &Candle,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    segment_ids: &Tensor,
+) -> Result<Tensor> {
     let (qs, ks, vs, ss) = (q.dims(), k.dims(), v.dims(), segment_ids.dims());
     if qs.len() != 4 || ks.len() != 4 || ss.len() != 2 || ss[..] != [qs[0], qs[2]] || ks[2] != qs[2] {
         return Err(Error::shape(
@@ -137,11 +143,18 @@ pub fn causal_attention(b: &Candle, q: &Tensor, k: &Tensor, v: &Tensor, segment_
     }
     let seg: Vec<i64> = segment_ids.flatten_all().and_then(|t| t.to_vec1()).or_backend(OP)?;
     let records = b.records(&[q, k, v]);
-    let op = FlashCausal { dims, seg: Arc::new(seg), block: b.attention_block(), keep_lse: records, lse: Mutex::new(None) };
+    let op = FlashCausal {
+        dims,
+        seg: Arc::new(seg),
+        block: b.attention_block(),
+        keep_lse: records,
+        lse: Mutex::new(None),
+    };
     let run = || -> candle_core::Result<Tensor> {
         let on_host = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(CDType::F32)?.contiguous();
         let (q32, k32, v32) = (on_host(q)?, on_host(k)?, on_host(v)?);
-        let out = if records { q32.apply_op3(&k32, &v32, op)? } else { q32.apply_op3_no_bwd(&k32, &v32, &op)? };
+        let out =
+            if records { q32.apply_op3(&k32, &v32, op)? } else { q32.apply_op3_no_bwd(&k32, &v32, &op)? };
         out.to_dtype(q.dtype())?.to_device(q.device())
     };
     Ok(b.out(run().or_backend(OP)?))

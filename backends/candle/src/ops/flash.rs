@@ -195,7 +195,11 @@ fn for_units<const N: usize>(
                 }
             };
             u0 += n;
-            if u0 < units { scope.spawn(run); } else { run() }
+            if u0 < units {
+                scope.spawn(run);
+            } else {
+                run()
+            }
         }
     });
 }

@@ -43,7 +43,8 @@ fn dense(p: &Problem<'_>, d_o: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64
                 for c in 0..dv {
                     out[(u * s + i) * dv + c] = allowed.iter().zip(&probs).map(|(&j, pr)| pr * v(j, c)).sum();
                 }
-                let dp: Vec<f64> = allowed.iter().map(|&j| (0..dv).map(|c| go(i, c) * v(j, c)).sum()).collect();
+                let dp: Vec<f64> =
+                    allowed.iter().map(|&j| (0..dv).map(|c| go(i, c) * v(j, c)).sum()).collect();
                 let mean: f64 = probs.iter().zip(&dp).map(|(a, b)| a * b).sum();
                 for ((&j, pr), dpj) in allowed.iter().zip(&probs).zip(&dp) {
                     let ds = pr * (dpj - mean) * scale;
@@ -72,7 +73,8 @@ fn assert_close(what: &str, got: &[f32], want: &[f64]) {
 /// Runs the kernel at each block size against the dense version.
 fn agrees(dims: Dims, seg: &[i64], blocks: &[usize]) {
     let Dims { batch, hq, hkv, s, d, dv } = dims;
-    let (q, k, v) = (values(batch * hq * s * d, 1), values(batch * hkv * s * d, 2), values(batch * hkv * s * dv, 3));
+    let (q, k, v) =
+        (values(batch * hq * s * d, 1), values(batch * hkv * s * d, 2), values(batch * hkv * s * dv, 3));
     let d_o = values(batch * hq * s * dv, 4);
     let mut p = Problem { dims, q: &q, k: &k, v: &v, seg, block: 1 };
     let (out, dq, dk, dvv) = dense(&p, &d_o);
