@@ -1,6 +1,7 @@
 //! The blockwise causal attention at pack lengths where a `T × T` buffer cannot exist: a pack of
 //! 131,072 positions (a dense f32 score matrix would take 68 GB, and visiting every key block
-//! would take minutes) runs forward and backward, and each sample in it equals that sample alone.
+//! would take minutes) runs forward and backward, and each sample in it equals that sample alone;
+//! with recording off (generation prefill) the op gives the same values and records nothing.
 
 use orz_candle::Candle;
 use orz_core::Error;
@@ -44,5 +45,29 @@ fn a_pack_of_131072_positions_runs_in_linear_memory_and_equals_its_samples_alone
             }
         }
     }
+    Ok(())
+}
+
+#[test]
+fn recording_off_gives_the_same_values_and_no_graph() -> R {
+    let (s, d) = (50, 8);
+    let seg: Vec<i64> = (0..s).map(|i| [0, 0, 0, 1, 2, 2][i * 6 / s]).collect();
+    let shape = [1, 2, s, d];
+    let b = Candle::cpu().with_attention_block(8);
+    let q = b.param(&b.tensor_f32(&values(2 * s * d, 1), &shape, DType::BF16)?)?;
+    let k = b.param(&b.tensor_f32(&values(s * d, 2), &[1, 1, s, d], DType::BF16)?)?;
+    let v = b.tensor_f32(&values(s * d, 3), &[1, 1, s, d], DType::BF16)?;
+    let seg = b.tensor_i64(&seg, &[1, s])?;
+    let recorded = b.causal_attention(&q, &k, &v, &seg)?;
+    let previous = b.set_grad_enabled(false);
+    let plain = b.causal_attention(&q, &k, &v, &seg)?;
+    b.set_grad_enabled(previous);
+    assert_eq!(b.dtype(&plain), DType::BF16);
+    assert_eq!(b.to_host_f32(&plain)?, b.to_host_f32(&recorded)?);
+    let grads = b.backward(&b.sum_all(&b.cast(&plain, DType::F32)?)?)?;
+    assert!(b.grad(&grads, &q)?.is_none(), "recording was off: no gradient may reach q");
+    let grads = b.backward(&b.sum_all(&b.cast(&recorded, DType::F32)?)?)?;
+    let gq = b.grad(&grads, &q)?.ok_or(Error::backend("test", "no gradient"))?;
+    assert_eq!((b.dtype(&gq), b.shape(&gq)), (DType::BF16, shape.to_vec()));
     Ok(())
 }
