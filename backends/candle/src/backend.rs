@@ -8,7 +8,7 @@ use orz_core::backend::{Backend, DType, optim};
 use orz_core::{Error, Result};
 
 use crate::ops::elementwise::{Binary, Compare};
-use crate::ops::fused;
+use crate::ops::{causal, fused};
 use crate::{Candle, OrBackend, candle_dtype, orz_dtype};
 
 /// The largest magnitude an f64 holds every integer up to (the limit of `full`'s I64 values).
@@ -262,6 +262,9 @@ impl Backend for Candle {
     }
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
         fused::attention(self, q, k, v, mask)
+    }
+    fn causal_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, segment_ids: &Tensor) -> Result<Tensor> {
+        causal::causal_attention(self, q, k, v, segment_ids)
     }
     fn adamw_update(
         &self,

@@ -28,6 +28,8 @@
 //!   used only when nothing is recorded (recording off, or no input requires a gradient):
 //!   sampling and rollout values. Everything that trains goes through differentiable
 //!   compositions. See [`ops::fused`] for the overrides.
+//! - **Causal attention** over packed rows runs a blockwise (FlashAttention-2 style) op with
+//!   its own backward ([`ops::causal`]): memory linear in the pack length, forward and backward.
 //! - **Checkpoints**: [`load_safetensors`] memory-maps (sharded) Hugging Face safetensors.
 
 use std::cell::Cell;
@@ -50,12 +52,21 @@ pub use safetensors::load_safetensors;
 pub struct Candle {
     device: Device,
     grad_enabled: Cell<bool>,
+    attention_block: usize,
 }
+
+/// The default tile size of the blockwise causal attention ([`ops::causal`]): rows per query
+/// block and keys per key block.
+pub const DEFAULT_ATTENTION_BLOCK: usize = 64;
 
 impl Candle {
     /// A backend on the host CPU, with graph recording on.
     pub fn cpu() -> Self {
-        Candle { device: Device::Cpu, grad_enabled: Cell::new(true) }
+        Candle {
+            device: Device::Cpu,
+            grad_enabled: Cell::new(true),
+            attention_block: DEFAULT_ATTENTION_BLOCK,
+        }
     }
 
     /// A backend on CUDA device `ordinal`. Errors (never panics) when the driver, the CUDA
@@ -67,12 +78,25 @@ impl Candle {
                 Error::backend("cuda", format!("initializing CUDA device {ordinal} panicked (no driver?)"))
             })?
             .map_err(|e| Error::backend("cuda", format!("no CUDA device {ordinal}: {e}")))?;
-        Ok(Candle { device, grad_enabled: Cell::new(true) })
+        Ok(Candle { device, grad_enabled: Cell::new(true), attention_block: DEFAULT_ATTENTION_BLOCK })
     }
 
     /// A backend on an existing candle device.
     pub fn on(device: Device) -> Self {
-        Candle { device, grad_enabled: Cell::new(true) }
+        Candle { device, grad_enabled: Cell::new(true), attention_block: DEFAULT_ATTENTION_BLOCK }
+    }
+
+    /// This backend with tile size `block` (at least 1) for the blockwise causal attention
+    /// (the default is [`DEFAULT_ATTENTION_BLOCK`]; small tiles let tests exercise the
+    /// multi-block paths on short rows).
+    pub fn with_attention_block(mut self, block: usize) -> Self {
+        self.attention_block = block.max(1);
+        self
+    }
+
+    /// The tile size of the blockwise causal attention.
+    pub fn attention_block(&self) -> usize {
+        self.attention_block
     }
 
     /// The candle device.

@@ -20,3 +20,21 @@ fn cuda0() -> orz_candle::Candle {
 
 #[cfg(feature = "cuda")]
 orz_conformance::conformance_tests!(candle_cuda, cuda0, [F32, BF16]);
+
+/// The blockwise causal attention with tiles much shorter than the conformance rows (up to 40
+/// positions), so that its multi-block paths (online softmax across key blocks, skipped blocks,
+/// blocks straddling segments) are held to the reference too.
+mod small_attention_blocks {
+    use orz_candle::Candle;
+    use orz_conformance::checks::composites::check_causal_attention;
+    use orz_core::backend::DType;
+
+    #[test]
+    fn causal_attention_with_tiles_of_4_and_7() {
+        for block in [4, 7] {
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                check_causal_attention(&Candle::cpu().with_attention_block(block), dtype).assert_passed();
+            }
+        }
+    }
+}

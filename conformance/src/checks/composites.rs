@@ -299,24 +299,32 @@ pub fn check_attention<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     })
 }
 
-/// `causal_attention` over packed rows: segment ids of consecutive samples per row.
+/// `causal_attention` over packed rows: segment ids of consecutive samples per row, rows of up
+/// to 40 positions (so that blockwise overrides with small tiles cross several blocks), sparse or
+/// dense sample starts (long segments, or many single-token ones), grouped kv heads (`hq / hkv` up
+/// to 3), and sometimes a last segment of padding (id -1, as packing writes it).
 pub fn check_causal_attention<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     let h = Harness::new(backend, dtype);
-    let dims = (1..=2usize, 1..=2usize, 1..=2usize, 1..=5usize, 1..=4usize);
-    let strategy = dims.prop_flat_map(|(b, hkv, rep, s, d)| {
+    let dims = (1..=2usize, 1..=2usize, 1..=3usize, 1..=40usize, 1..=4usize, 0..3usize, 0..=4usize);
+    let strategy = dims.prop_flat_map(|(b, hkv, rep, s, d, density, pad)| {
         let hq = hkv * rep;
         let (nq, nk) = (b * hq * s * d, b * hkv * s * d);
         let shapes = (vec![b, hq, s, d], vec![b, hkv, s, d], vec![b, s]);
-        // A new sample starts where the flag is set; segment ids count them per row.
-        (Just(shapes), values(nq, -2.0, 2.0), values(nk, -2.0, 2.0), values(nk, -2.0, 2.0), mask(b * s))
+        // The chance that a position starts a new sample: long segments, mixed, single tokens.
+        let p_start = [0.05, 0.25, 0.6][density];
+        let starts = vec(proptest::bool::weighted(p_start), b * s);
+        (Just(shapes), values(nq, -2.0, 2.0), values(nk, -2.0, 2.0), values(nk, -2.0, 2.0), starts, Just(pad))
     });
-    h.run("causal_attention", strategy, |((qs, ks, ss), q, k, v, starts), stats| {
+    h.run("causal_attention", strategy, |((qs, ks, ss), q, k, v, starts, pad), stats| {
+        let s = ss[1];
+        // The last `pad` positions (at most s - 1) of every row are padding.
+        let pad = (*pad).min(s - 1);
         let mut seg = Vec::with_capacity(starts.len());
-        for row in starts.chunks(ss[1]) {
+        for row in starts.chunks(s) {
             let mut id = 0i64;
             for (i, &start) in row.iter().enumerate() {
                 id += i64::from(start && i > 0);
-                seg.push(id);
+                seg.push(if i >= s - pad { -1 } else { id });
             }
         }
         let inputs = [h.float(qs, q), h.float(ks, k), h.float(ks, v), Input::index(ss, &seg)];
