@@ -163,13 +163,13 @@ fn main() {
     }
     for (config, lens) in [(shape(8192, 256, 4), [1024, 4096]), (shape(16384, 512, 4), [1024, 4096])] {
         for t in lens {
-            measure(Rc::new(orz_candle::Candle::cpu()), PlanBackend::FUSED, &config, t, &heap_meter);
+            measure(Rc::new(orz_candle::Candle::cpu()), PlanBackend::CANDLE, &config, t, &heap_meter);
         }
     }
     #[cfg(feature = "tch")]
     for (config, lens) in [(shape(8192, 256, 4), [1024, 4096]), (shape(16384, 512, 4), [1024, 4096])] {
         for t in lens {
-            measure(Rc::new(orz_tch::Tch::cpu()), PlanBackend::FUSED, &config, t, &rss_meter);
+            measure(Rc::new(orz_tch::Tch::cpu()), PlanBackend::TCH, &config, t, &rss_meter);
         }
     }
 }

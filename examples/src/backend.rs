@@ -25,7 +25,8 @@ impl BackendKind {
     /// attention (memory linear in the pack), the reference keeps the dense composition in f64.
     pub fn plan(self) -> crate::memory_plan::PlanBackend {
         match self {
-            BackendKind::Candle | BackendKind::Tch => crate::memory_plan::PlanBackend::FUSED,
+            BackendKind::Candle => crate::memory_plan::PlanBackend::CANDLE,
+            BackendKind::Tch => crate::memory_plan::PlanBackend::TCH,
             BackendKind::Reference => crate::memory_plan::PlanBackend::REFERENCE,
         }
     }

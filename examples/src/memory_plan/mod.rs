@@ -43,22 +43,32 @@ pub enum AttentionKernel {
     Dense,
 }
 
-/// What the plan needs to know about the backend: its attention and the bytes of an activation
-/// element (the reference computes in f64 whatever the dtype).
+/// What the plan needs to know about the backend: its attention, the bytes of an activation
+/// element (the reference computes in f64 whatever the dtype), and whether its backward keeps
+/// the gradient of every node of the graph until it returns (candle's `GradStore` does, so a
+/// plain backward holds about twice the forward's activations; libtorch frees them as it goes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanBackend {
     /// Its attention kernel.
     pub attention: AttentionKernel,
     /// Bytes per activation element, when it differs from the dtype's (the reference: 8).
     pub element_bytes: Option<u64>,
+    /// Whether a backward keeps every intermediate gradient until it returns.
+    pub keeps_node_grads: bool,
 }
 
 impl PlanBackend {
-    /// tch and candle: fused attention, activations in the compute dtype.
-    pub const FUSED: PlanBackend = PlanBackend { attention: AttentionKernel::Fused, element_bytes: None };
-    /// The f64 reference: dense attention, 8-byte activations.
+    /// candle: fused attention, activations in the compute dtype, node gradients kept.
+    pub const CANDLE: PlanBackend =
+        PlanBackend { attention: AttentionKernel::Fused, element_bytes: None, keeps_node_grads: true };
+    /// tch: fused attention, activations in the compute dtype, gradients freed as they are used.
+    pub const TCH: PlanBackend =
+        PlanBackend { attention: AttentionKernel::Fused, element_bytes: None, keeps_node_grads: false };
+    /// The f64 reference: dense attention, 8-byte activations, node gradients kept. (It also
+    /// copies where other backends take views, which the plan does not model: it measures at
+    /// 2.3-3.8 times its plan, BENCHMARKS.md; it is an oracle, not a backend to train on.)
     pub const REFERENCE: PlanBackend =
-        PlanBackend { attention: AttentionKernel::Dense, element_bytes: Some(8) };
+        PlanBackend { attention: AttentionKernel::Dense, element_bytes: Some(8), keeps_node_grads: true };
 }
 
 /// Activations of one decoder layer kept for its backward pass, per token: `H_SAVED` hidden-sized
@@ -187,20 +197,27 @@ impl MemoryPlan {
             AttentionKernel::Fused => s.heads * t * 4,
         };
         let layers_kept = if self.options.activation_checkpointing { 1 } else { s.layers };
+        // A backward that keeps every node's gradient holds as much again as the graph it runs.
+        let node_grads = if self.backend.keeps_node_grads { layers_kept * per_layer } else { 0 };
         // Checkpointing keeps every layer's input, and back-propagates one layer at a time (its
         // activations and as much again for their gradients).
         let checkpoints = if self.options.activation_checkpointing { s.layers * t * s.hidden * w } else { 0 };
         let backward = per_layer + attention_per_layer;
         let chunk = t.min(self.options.head_chunk_tokens as u64);
-        // Logits in the dtype, their f32 copy, log-softmax and its gradient.
-        let head_logits = chunk * s.vocab * (w + 12);
+        // Logits in the dtype and their gradient, the f32 log-softmax's pieces and their
+        // gradients (counted, then calibrated against the measured peaks: BENCHMARKS.md).
+        let head_logits = chunk * s.vocab * (2 * w + 16);
         // The gradient with respect to the residual stream, and the chunk leaves' copy of it.
         let stream = 2 * t * s.hidden * w;
         self.pack_len = t;
         self.attention = layers_kept * attention_per_layer;
         self.head_logits = head_logits;
-        self.activations =
-            checkpoints + layers_kept * (per_layer + attention_per_layer) + backward + head_logits + stream;
+        self.activations = checkpoints
+            + layers_kept * (per_layer + attention_per_layer)
+            + node_grads
+            + backward
+            + head_logits
+            + stream;
     }
 
     /// Weights, masters, optimizer state and gradients: what must stay resident all run.

@@ -18,8 +18,12 @@ impl MemoryPlan {
     /// would make it fit.
     pub fn verdict(&self, bytes: u64, name: &str) -> String {
         let largest = match self.largest_pack_len(bytes) {
+            Some(t) if t >= super::MAX_PACK_LEN => format!("packs up to {t} tokens fit"),
             Some(t) => format!("largest packing_max_len that fits: {t}"),
-            None => "no packing_max_len fits".to_string(),
+            None if self.model_states() + self.generation() > bytes => {
+                "the generation phase alone does not fit, whatever the pack length".to_string()
+            }
+            None => "not even a pack of 256 tokens fits".to_string(),
         };
         if self.total() <= bytes {
             return format!("fits {name} ({:.0} GB of {:.0} GB; {largest})", gb(self.total()), gb(bytes));

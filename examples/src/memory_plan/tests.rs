@@ -16,7 +16,7 @@ fn parameter_counts_are_the_published_ones() {
     for (p, billions) in
         [(Preset::Orz0p5b, 0.494), (Preset::Orz1p5b, 1.544), (Preset::Orz7b, 7.616), (Preset::Orz32b, 32.76)]
     {
-        let n = plan(p, DType::BF16, PlanBackend::FUSED).policy_params as f64 / 1e9;
+        let n = plan(p, DType::BF16, PlanBackend::TCH).policy_params as f64 / 1e9;
         assert!((n - billions).abs() / billions < 0.01, "{p}: {n} B");
     }
 }
@@ -25,7 +25,7 @@ fn parameter_counts_are_the_published_ones() {
 fn small_orz_presets_fit_one_h100_with_fused_attention_and_checkpointing() {
     // The targets: ORZ-0.5B at most 60 GB, ORZ-1.5B at most 80 GB, both fit an H100.
     for (p, limit) in [(Preset::Orz0p5b, 60e9), (Preset::Orz1p5b, 80e9)] {
-        let plan = plan(p, DType::BF16, PlanBackend::FUSED);
+        let plan = plan(p, DType::BF16, PlanBackend::TCH);
         assert!(plan.options.activation_checkpointing, "{p}");
         assert!((plan.total() as f64) <= limit, "{p}: {plan}");
         let text = plan.to_string();
@@ -37,7 +37,7 @@ fn small_orz_presets_fit_one_h100_with_fused_attention_and_checkpointing() {
             assert!(off.advice(H100_BYTES).contains("activation_checkpointing=true"), "{p}");
         }
     }
-    let off = plan(Preset::Orz1p5b, DType::BF16, PlanBackend::FUSED)
+    let off = plan(Preset::Orz1p5b, DType::BF16, PlanBackend::TCH)
         .with_options(MemoryOptions { activation_checkpointing: false, head_chunk_tokens: 1024 });
     assert!(off.total() > H100_BYTES, "{off}");
 }
@@ -45,7 +45,7 @@ fn small_orz_presets_fit_one_h100_with_fused_attention_and_checkpointing() {
 #[test]
 fn dense_attention_is_quadratic_and_fused_linear() {
     let dense = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::REFERENCE);
-    let fused = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::FUSED);
+    let fused = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::TCH);
     let (d1, d2) = (dense.with_pack_len(4096).attention, dense.with_pack_len(8192).attention);
     let (f1, f2) = (fused.with_pack_len(4096).attention, fused.with_pack_len(8192).attention);
     assert_eq!(d2, 4 * d1, "dense attention quadruples");
@@ -58,7 +58,7 @@ fn dense_attention_is_quadratic_and_fused_linear() {
 
 #[test]
 fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
-    let p = plan(Preset::Orz7b, DType::BF16, PlanBackend::FUSED);
+    let p = plan(Preset::Orz7b, DType::BF16, PlanBackend::TCH);
     // 2 (bf16) + 4 (master) + 8 (moments) per parameter of both models, and 8 bytes of f32
     // gradients (accumulator + one micro-batch) per parameter of the larger one.
     let states = 14 * (p.policy_params + p.critic_params) + 8 * p.policy_params;
@@ -67,7 +67,7 @@ fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
     let v = p.verdict(H200_BYTES, "one H200");
     assert!(v.contains("does NOT fit") && v.contains("need 2 such devices"), "{v}");
     // 0.5B on an H100: the largest pack fits, the next 256 tokens do not.
-    let small = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::FUSED);
+    let small = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::TCH);
     let t = small.largest_pack_len(H100_BYTES).unwrap();
     assert!(t >= 10_048, "{t}");
     if t < MAX_PACK_LEN {
@@ -83,7 +83,7 @@ fn the_kv_cache_is_capped_by_the_budget() {
     let model = qwen25_shape(Preset::Orz0p5b).unwrap();
     let mut train = TrainConfig::from_recipe(&Preset::Orz0p5b.config(), vec![0]).unwrap();
     train.engine.kv_budget_bytes = 1000;
-    let plan = |t: &TrainConfig| MemoryPlan::new(&model, t, DType::BF16, PlanBackend::FUSED, None, "x");
+    let plan = |t: &TrainConfig| MemoryPlan::new(&model, t, DType::BF16, PlanBackend::TCH, None, "x");
     assert_eq!(plan(&train).kv_cache, 1000);
     train.engine.kv_budget_bytes = usize::MAX;
     train.engine.max_batch_slots = 1;
