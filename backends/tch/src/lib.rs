@@ -24,10 +24,12 @@
 //! dependency of every binary and CUDA is visible on a GPU machine; an rpath to libtorch) and
 //! `scripts/setup-libtorch.sh`.
 
+mod attention;
 mod backend;
 mod composites;
 mod convert;
 pub mod safetensors;
+mod scalar;
 mod validate;
 
 use std::cell::{Cell, RefCell};
@@ -159,9 +161,46 @@ impl Tch {
     }
 }
 
-/// A libtorch error as an orz error naming the operation.
+/// A libtorch error as an orz error naming the operation; an allocation failure (CUDA's
+/// `c10::OutOfMemoryError`, the CPU allocator's "not enough memory") gets a message that starts
+/// with [`OUT_OF_MEMORY`] (see [`is_out_of_memory`]) and keeps only libtorch's first line (the
+/// CPU allocator's error carries a C++ backtrace of dozens of frames).
 pub(crate) fn tch_err(op: &'static str, e: TchError) -> Error {
-    Error::backend(op, e.to_string())
+    let message = e.to_string();
+    if is_oom_message(&message) {
+        return out_of_memory(op, message.lines().next().unwrap_or_default());
+    }
+    Error::backend(op, message)
+}
+
+/// The prefix of the message of an [`Error::Backend`] that reports an allocation failure.
+pub const OUT_OF_MEMORY: &str = "out of memory: ";
+
+/// Whether `e` is an allocation failure of this backend (device or host memory): an
+/// [`Error::Backend`] whose message starts with [`OUT_OF_MEMORY`]. A caller can then retry with
+/// smaller batches instead of failing the run.
+pub fn is_out_of_memory(e: &Error) -> bool {
+    matches!(e, Error::Backend { message, .. } if message.starts_with(OUT_OF_MEMORY))
+}
+
+/// An [`Error::Backend`] for an allocation failure during `op`, with `detail` after the prefix.
+pub(crate) fn out_of_memory(op: &'static str, detail: &str) -> Error {
+    Error::backend(op, format!("{OUT_OF_MEMORY}{detail}"))
+}
+
+/// Whether a libtorch message reports an allocation failure: "CUDA out of memory" (CUDA's
+/// caching allocator), "not enough memory" (`DefaultCPUAllocator`), or the exception's type name.
+fn is_oom_message(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    [
+        "out of memory",
+        "not enough memory",
+        "can't allocate memory",
+        "cannot allocate memory",
+        "outofmemoryerror",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
 }
 
 /// A dimension or size as libtorch's `i64`.
