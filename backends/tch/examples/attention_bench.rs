@@ -5,11 +5,12 @@
 //! ```console
 //! $ eval "$(./scripts/setup-libtorch.sh)"
 //! $ cargo run --release -p orz-tch --example attention_bench -- [--s 512,2048] [--segs 1,4]
-//!       [--dtype f32,bf16] [--path new,old] [--reps 3]
+//!       [--dtype f32,bf16] [--path new,old] [--reps 3] [--threads 2]
 //! ```
 //!
-//! Each line gives the best wall time of `--reps` runs and the process's peak resident memory so
-//! far (`VmHWM`); run one configuration per process (`--s 8192 --segs 4 --dtype f32 --path new
+//! Each line gives the best wall time and the best process CPU time (all threads, 10 ms ticks;
+//! the steadier figure on a busy machine) of `--reps` runs, and the process's peak resident
+//! memory so far (`VmHWM`); run one configuration per process (`--s 8192 --segs 4 --dtype f32 --path new
 //! --reps 1`) to read its peak memory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark program, not a library")]
@@ -36,9 +37,19 @@ fn mem_mib(key: &str) -> f64 {
     kib.unwrap_or(f64::NAN) / 1024.0
 }
 
+/// The CPU time of this process so far (all threads, user + system; `/proc/self/stat`), in ms.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 =
+        fields.get(11..13).map_or(0.0, |f| f.iter().map(|t| t.parse::<f64>().unwrap_or(0.0)).sum());
+    ticks * 10.0
+}
+
 fn main() {
     let (hq, hkv, d) = (14, 2, 64);
     let reps: usize = list("--reps", "3")[0].parse().unwrap();
+    tch::set_num_threads(list("--threads", "2")[0].parse().unwrap());
     let b = Tch::cpu();
     println!("hq {hq}, hkv {hkv}, d {d}, best of {reps}, {} threads", tch::get_num_threads());
     for s in list("--s", "512,2048") {
@@ -59,9 +70,9 @@ fn main() {
                 let (q, k, v) = (rand(&[1, hq, s, d], 1), rand(&[1, hkv, s, d], 2), rand(&[1, hkv, s, d], 3));
                 for path in list("--path", "new,old") {
                     let before = mem_mib("VmRSS");
-                    let mut best = f64::MAX;
+                    let (mut best, mut cpu) = (f64::MAX, f64::MAX);
                     for _ in 0..reps {
-                        let start = Instant::now();
+                        let (start, c0) = (Instant::now(), cpu_ms());
                         let out = if path == "old" {
                             b.causal_attention_masked(&q, &k, &v, &seg).unwrap()
                         } else {
@@ -71,9 +82,10 @@ fn main() {
                         let grads = b.backward(&loss).unwrap();
                         assert!(b.grad(&grads, &q).unwrap().is_some());
                         best = best.min(start.elapsed().as_secs_f64());
+                        cpu = cpu.min(cpu_ms() - c0);
                     }
                     println!(
-                        "s {s:5} {dtype:?} segs {segs} {path}: {:8.1} ms fwd+bwd; RSS before {before:.0} MiB, peak {:.0} MiB",
+                        "s {s:5} {dtype:?} segs {segs} {path}: wall {:8.1} ms, cpu {cpu:8.0} ms fwd+bwd; RSS before {before:.0} MiB, peak {:.0} MiB",
                         best * 1e3,
                         mem_mib("VmHWM")
                     );

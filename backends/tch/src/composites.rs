@@ -68,10 +68,11 @@ impl Tch {
     }
 
     /// AdamW (the formula of [`orz_core::backend::optim::adamw_update`]) in f32 under no-grad,
-    /// on PyTorch's single-tensor kernel sequence: `lerp` for both moments (fresh buffers: the
-    /// moments passed in are not modified), `sqrt` and two scalar kernels for the denominator,
-    /// and an in-place `mul_` (weight decay) and `addcdiv_` on an f32 parameter (on an f32 copy,
-    /// then copied back, for another dtype). The step size `-lr / (1 - β1^t)` is folded into the
+    /// on PyTorch's single-tensor kernel sequence, with three fresh buffers (the new moments and
+    /// the denominator; the moments passed in are not modified): `lerp` for the first moment,
+    /// `g * g` lerped in place towards `v` for the second, `sqrt` and two in-place scalar kernels
+    /// for the denominator, and an in-place `mul_` (weight decay) and `addcdiv_` on an f32
+    /// parameter (on an f32 copy, then copied back, for another dtype). The step size `-lr / (1 - β1^t)` is folded into the
     /// denominator, as tch's `addcdiv_` has no `value` argument. libtorch's `_fused_adamw_` (one
     /// kernel) is not exposed by tch 0.24.
     pub(crate) fn native_adamw(
@@ -113,20 +114,31 @@ impl Tch {
         let update = || {
             let g = grad.t.f_detach()?.f_to_kind(Kind::Float)?;
             let m_new = m.t.f_lerp_tensor(&g, &scalar::scalar_for(&g, 1.0 - beta1)?)?;
-            let v_new = v.t.f_lerp_tensor(&g.f_mul(&g)?, &scalar::scalar_for(&g, 1.0 - beta2)?)?;
+            // v_new = g² lerped towards v by β2 in place: β2 v + (1 - β2) g², one fresh buffer.
+            let mut v_new = g.f_mul(&g)?;
+            let _ = v_new.f_lerp_tensor_(&v.t, &scalar::scalar_for(&g, beta2)?)?;
             let f32_param = param.t.f_kind()? == Kind::Float;
             let mut p = if f32_param { param.t.shallow_clone() } else { param.t.f_to_kind(Kind::Float)? };
             if weight_decay != 0.0 {
                 scalar::mul_(&mut p, 1.0 - lr * weight_decay)?;
             }
             if lr != 0.0 {
-                // p += m / denom' with denom' = (sqrt(v) / sqrt(bc2) + eps) * -(bc1 / lr), that is
-                // p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
-                let step = -bc1 / lr;
                 let mut denom = v_new.f_sqrt()?;
-                scalar::mul_(&mut denom, step / bc2.sqrt())?;
-                scalar::add_(&mut denom, eps * step)?;
-                let _ = p.f_addcdiv_(&m_new, &denom)?;
+                let fold = -bc1 / lr;
+                if fold.abs() / bc2.sqrt() < 1e30 {
+                    // p += m / denom' with denom' = (sqrt(v) / sqrt(bc2) + eps) * -(bc1 / lr),
+                    // that is p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
+                    scalar::mul_(&mut denom, fold / bc2.sqrt())?;
+                    scalar::add_(&mut denom, eps * fold)?;
+                    let _ = p.f_addcdiv_(&m_new, &denom)?;
+                } else {
+                    // A learning rate so small that the folded factor could overflow f32.
+                    scalar::mul_(&mut denom, 1.0 / bc2.sqrt())?;
+                    scalar::add_(&mut denom, eps)?;
+                    let mut update = m_new.f_div(&denom)?;
+                    scalar::mul_(&mut update, -lr / bc1)?;
+                    let _ = p.f_add_(&update)?;
+                }
             }
             if !f32_param {
                 param.t.shallow_clone().f_copy_(&p)?;

@@ -14,9 +14,14 @@
 //!   nothing accumulates into `.grad`) and keeps the graph, so a loss can be differentiated twice.
 //! - **Native overrides** (each checked by the conformance suite against the default body on this
 //!   backend): `softmax`, `log_softmax`, `logsumexp`, `silu`, `selective_log_prob` (gather minus
-//!   logsumexp: no full log-softmax is materialized), `attention` and `causal_attention` on
-//!   `scaled_dot_product_attention` with an explicit mask (packed rows with several segments are
-//!   exact), and `adamw_update` with in-place f32 kernels on fresh buffers.
+//!   logsumexp: no full log-softmax is materialized), `attention` on
+//!   `scaled_dot_product_attention` with an explicit mask, `causal_attention` with one
+//!   `is_causal` SDPA per packed segment (fused kernels, memory linear in the sequence length;
+//!   the explicit block-diagonal mask when segment ids are not contiguous runs), `adamw_update`
+//!   on PyTorch's single-tensor kernels, and `clip_grad_norm` with one `dot` per gradient.
+//! - **Out of memory is an error**: an allocation failure is an `Error::Backend` whose message
+//!   starts with [`OUT_OF_MEMORY`] ([`is_out_of_memory`]); no tch call that can panic on a
+//!   libtorch error is used (see `scalar.rs`).
 //! - **Checkpoints**: [`safetensors::load_tensors`] reads sharded Hugging Face safetensors one
 //!   tensor at a time (no second copy of a shard in host memory) and checks names and shapes.
 //!
