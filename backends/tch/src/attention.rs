@@ -135,7 +135,7 @@ impl Tch {
         }
         let ids: Vec<i64> = self.download(CAUSAL, &segment_ids.t)?;
         match ids.chunks(s).map(contiguous_runs).collect::<Option<Vec<_>>>() {
-            Some(rows) => self.segmented_causal(q, k, v, &rows),
+            Some(rows) => self.segmented_causal(q, k, v, &rows, self.native_gqa(q)),
             None => self.masked_causal(q, k, v, segment_ids),
         }
     }
@@ -179,27 +179,41 @@ impl Tch {
         self.sdpa_masked(q, k, v, &mask, false)
     }
 
+    /// Whether the per-segment calls hand grouped kv heads to the kernel as they are
+    /// (`enable_gqa`) rather than repeating them first: on the CPU (libtorch 2.11's flash kernel
+    /// takes them; measured against repeating, 2-20% less time and half the extra memory at
+    /// s = 2048 and 8192), and on CUDA only for f16 / bf16, where the flash kernel runs. On CUDA
+    /// `enable_gqa` works only with the flash and math kernels (PyTorch's SDPA documentation), so
+    /// f32, which flash does not take, would fall to the quadratic math kernel; repeated heads go
+    /// to the memory-efficient kernel instead. The CUDA rule is NOT verified on a GPU.
+    fn native_gqa(&self, q: &TchTensor) -> bool {
+        self.device == tch::Device::Cpu || matches!(dtype_of(&q.t), DType::BF16 | DType::F16)
+    }
+
     /// One `is_causal` SDPA per segment (`rows[b]` lists the `(start, len)` runs of batch row
     /// `b`), concatenated along the sequence and the batch. The splits are `split_with_sizes`
     /// (skipped for a single part), whose backward is one `cat` (not a zero-filled full-size
-    /// gradient per segment as with `narrow`). Grouped kv heads go to the kernel as they are
-    /// (`enable_gqa`: kv head `h / (hq / hkv)`, as `repeat_kv`): libtorch 2.11 runs its CPU flash
-    /// kernel with it, and measured against repeating the kv heads first it took 2-20% less
-    /// time and half the extra memory (s = 2048 and 8192, 14 / 2 heads, one thread).
+    /// gradient per segment as with `narrow`). Grouped kv heads (kv head `h / (hq / hkv)`, as
+    /// `repeat_kv`) go to the kernel through `enable_gqa` when `native_gqa`, else repeated.
     fn segmented_causal(
         &self,
         q: &TchTensor,
         k: &TchTensor,
         v: &TchTensor,
         rows: &[Vec<(usize, usize)>],
+        native_gqa: bool,
     ) -> Result<TchTensor> {
         let qs = shape_of(&q.t);
         let scale = 1.0 / (qs[3].max(1) as f64).sqrt();
-        let gqa = qs[1] != shape_of(&k.t)[1];
+        let gqa = native_gqa && qs[1] != shape_of(&k.t)[1];
         self.run(CAUSAL, || {
-            let (k, v) = (&k.t, &v.t);
+            let (k, v) = if native_gqa {
+                (k.t.shallow_clone(), v.t.shallow_clone())
+            } else {
+                (repeat_kv(&k.t, qs[1])?, repeat_kv(&v.t, qs[1])?)
+            };
             let batch = vec![1; rows.len()];
-            let (qr, kr, vr) = (split(&q.t, &batch, 0)?, split(k, &batch, 0)?, split(v, &batch, 0)?);
+            let (qr, kr, vr) = (split(&q.t, &batch, 0)?, split(&k, &batch, 0)?, split(&v, &batch, 0)?);
             let mut outs = Vec::with_capacity(rows.len());
             for (((q, k), v), runs) in qr.iter().zip(&kr).zip(&vr).zip(rows) {
                 let lens: Vec<i64> = runs.iter().map(|&(_, len)| i64_of(len)).collect();
@@ -278,6 +292,17 @@ pub(crate) fn contiguous_runs(row: &[i64]) -> Option<Vec<(usize, usize)>> {
     Some(runs)
 }
 
+/// `kv` (`[b, hkv, s, d]`) with each head repeated to `hq` heads, head `h` being kv head
+/// `h / (hq / hkv)` (Hugging Face's `repeat_kv`); the tensor itself when `hkv == hq`.
+fn repeat_kv(kv: &Tensor, hq: usize) -> std::result::Result<Tensor, tch::TchError> {
+    let [b, hkv, s, d] = kv.size()[..] else { return Ok(kv.shallow_clone()) };
+    let hq = i64_of(hq);
+    if hkv == hq {
+        return Ok(kv.shallow_clone());
+    }
+    kv.f_unsqueeze(2)?.f_expand([b, hkv, hq / hkv, s, d], false)?.f_reshape([b, hq, s, d])
+}
+
 /// `t` split along `dim` into parts of `sizes` (`split_with_sizes`), or `t` itself for one part
 /// (no copy of its gradient in the backward pass).
 fn split(t: &Tensor, sizes: &[i64], dim: i64) -> std::result::Result<Vec<Tensor>, tch::TchError> {
@@ -311,6 +336,16 @@ mod tests {
         assert_eq!(contiguous_runs(&[0, 0, 1, 1, 2, 1]), None, "id 1 comes back");
     }
 
+    #[test]
+    fn kv_heads_repeat_as_repeat_kv() {
+        let kv = Tensor::arange(2 * 2 * 3, (Kind::Float, tch::Device::Cpu)).reshape([1, 2, 2, 3]);
+        let r = repeat_kv(&kv, 6).unwrap();
+        assert_eq!(r.size(), [1, 6, 2, 3]);
+        for h in 0..6 {
+            assert!(r.get(0).get(h).equal(&kv.get(0).get(h / 3)), "head {h} is kv head {}", h / 3);
+        }
+    }
+
     /// `sdpa_causal` takes the per-segment path exactly when every row's ids are contiguous.
     #[test]
     fn contiguous_ids_take_the_per_segment_path() {
@@ -323,7 +358,10 @@ mod tests {
         let contiguous = ids([[0, 0, 0, 1, 1, 2, 2, 2, 2], [5, 5, 5, 5, 5, 5, 5, 5, 3]]);
         let rows = vec![vec![(0, 3), (3, 2), (5, 4)], vec![(0, 8), (8, 1)]];
         let got = b.sdpa_causal(&q, &k, &v, &contiguous).unwrap();
-        assert!(same(&got, &b.segmented_causal(&q, &k, &v, &rows).unwrap()));
+        assert!(same(&got, &b.segmented_causal(&q, &k, &v, &rows, true).unwrap()));
+        // The repeated-heads variant (CUDA f32) agrees with `enable_gqa`.
+        let repeated = b.segmented_causal(&q, &k, &v, &rows, false).unwrap();
+        assert!(repeated.t.allclose(&got.t, 1e-5, 1e-6, false));
         let scattered = ids([[0, 0, 0, 1, 1, 2, 2, 2, 2], [0, 0, 1, 1, 0, 0, 1, 1, 1]]);
         let got = b.sdpa_causal(&q, &k, &v, &scattered).unwrap();
         assert!(same(&got, &b.masked_causal(&q, &k, &v, &scattered).unwrap()));
