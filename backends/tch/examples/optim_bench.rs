@@ -56,19 +56,20 @@ fn main() {
     };
     let params: Vec<_> = (0..n).map(|i| b.param(&rand(i as i64)).unwrap()).collect();
     let grads: Vec<_> = (0..n).map(|i| rand(1000 + i as i64)).collect();
-    let m: Vec<_> = (0..n).map(|_| b.zeros(&shape, DType::F32).unwrap()).collect();
-    let v: Vec<_> = (0..n).map(|_| b.zeros(&shape, DType::F32).unwrap()).collect();
+    let mut m: Vec<_> = (0..n).map(|_| b.zeros(&shape, DType::F32).unwrap()).collect();
+    let mut v: Vec<_> = (0..n).map(|_| b.zeros(&shape, DType::F32).unwrap()).collect();
     let hp =
         AdamWStep { lr: 1e-6, config: AdamWConfig { weight_decay: 0.01, ..AdamWConfig::default() }, step: 3 };
     println!("{n} f32 parameters of {shape:?}, best of {reps}, {} threads", tch::get_num_threads());
+    // As `AdamW::step`: the new moments replace the old ones (which are then freed).
     let method = best(reps, || {
         for i in 0..n {
-            b.adamw_update(&params[i], &grads[i], &m[i], &v[i], &hp).unwrap();
+            (m[i], v[i]) = b.adamw_update(&params[i], &grads[i], &m[i], &v[i], &hp).unwrap();
         }
     });
     let default = best(reps, || {
         for i in 0..n {
-            optim::adamw_update(&b, &params[i], &grads[i], &m[i], &v[i], &hp).unwrap();
+            (m[i], v[i]) = optim::adamw_update(&b, &params[i], &grads[i], &m[i], &v[i], &hp).unwrap();
         }
     });
     println!("adamw_update: Tch override {method}; core default {default}");
