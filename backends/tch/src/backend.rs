@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::convert::{dtype_of, kind, shape_of};
 use crate::validate::{binary, compare, fits_except, select, unary};
-use crate::{Tch, TchGrads, TchTensor, dims, i64_of, tch_err};
+use crate::{Tch, TchGrads, TchTensor, dims, i64_of, scalar, tch_err};
 
 /// The largest magnitude up to which every integer is exact in f64 (`full` for I64).
 const EXACT_INT: f64 = 9_007_199_254_740_992.0;
@@ -80,9 +80,9 @@ impl Backend for Tch {
         let options = (kind(dtype), self.device);
         if dtype == DType::I64 {
             // Through i64, so that large integers are not rounded by an f64 scalar.
-            self.run("full", || Tensor::f_full(dims(shape), value as i64, options))
+            self.run("full", || scalar::full_i64(&dims(shape), value as i64, options))
         } else {
-            self.run("full", || Tensor::f_full(dims(shape), value, options))
+            self.run("full", || scalar::full(&dims(shape), value, options))
         }
     }
 
@@ -138,11 +138,11 @@ impl Backend for Tch {
     }
     fn powf(&self, x: &TchTensor, p: f64) -> Result<TchTensor> {
         unary("powf", x)?;
-        self.run("powf", || x.t.f_pow_tensor_scalar(p))
+        self.run("powf", || scalar::with_scalar(&x.t, p, |x, p| x.f_pow(p)))
     }
     fn affine(&self, x: &TchTensor, mul: f64, add: f64) -> Result<TchTensor> {
         unary("affine", x)?;
-        self.run("affine", || x.t.f_mul_scalar(mul)?.f_add_scalar(add))
+        self.run("affine", || scalar::add(&scalar::mul(&x.t, mul)?, add))
     }
     fn clamp(&self, x: &TchTensor, lo: f64, hi: f64) -> Result<TchTensor> {
         if lo.is_nan() || hi.is_nan() || lo > hi {
@@ -150,7 +150,10 @@ impl Backend for Tch {
         }
         unary("clamp", x)?;
         // torch.clamp passes the gradient on lo <= x <= hi (inclusive), as the trait states.
-        self.run("clamp", || x.t.f_clamp(lo, hi))
+        self.run("clamp", || {
+            let lo = scalar::scalar_for(&x.t, lo)?;
+            scalar::with_scalar(&x.t, hi, |x, hi| x.f_clamp_tensor(Some(&lo), Some(hi)))
+        })
     }
 
     fn eq(&self, a: &TchTensor, b: &TchTensor) -> Result<TchTensor> {
@@ -414,5 +417,8 @@ impl Backend for Tch {
         hp: &AdamWStep,
     ) -> Result<(TchTensor, TchTensor)> {
         self.native_adamw(param, grad, m, v, hp)
+    }
+    fn clip_grad_norm(&self, grads: &[TchTensor], max_norm: f64) -> Result<(Vec<TchTensor>, f64)> {
+        self.native_clip_grad_norm(grads, max_norm)
     }
 }

@@ -79,7 +79,10 @@ impl Tch {
             .f_to_device_(Device::Cpu, T::KIND, false, false)
             .and_then(|h| h.f_contiguous())
             .map_err(|e| tch_err(op, e))?;
-        let mut out = vec![T::default(); n];
+        let mut out = Vec::new();
+        out.try_reserve_exact(n)
+            .map_err(|e| crate::out_of_memory(op, &format!("host buffer of {n} elements: {e}")))?;
+        out.resize(n, T::default());
         host.f_copy_data(&mut out, n).map_err(|e| tch_err(op, e))?;
         Ok(out)
     }

@@ -14,9 +14,14 @@
 //!   nothing accumulates into `.grad`) and keeps the graph, so a loss can be differentiated twice.
 //! - **Native overrides** (each checked by the conformance suite against the default body on this
 //!   backend): `softmax`, `log_softmax`, `logsumexp`, `silu`, `selective_log_prob` (gather minus
-//!   logsumexp: no full log-softmax is materialized), `attention` and `causal_attention` on
-//!   `scaled_dot_product_attention` with an explicit mask (packed rows with several segments are
-//!   exact), and `adamw_update` with in-place f32 kernels on fresh buffers.
+//!   logsumexp: no full log-softmax is materialized), `attention` on
+//!   `scaled_dot_product_attention` with an explicit mask, `causal_attention` with one
+//!   `is_causal` SDPA per packed segment (fused kernels, memory linear in the sequence length;
+//!   the explicit block-diagonal mask when segment ids are not contiguous runs), `adamw_update`
+//!   on PyTorch's single-tensor kernels, and `clip_grad_norm` with one `dot` per gradient.
+//! - **Out of memory is an error**: an allocation failure is an `Error::Backend` whose message
+//!   starts with [`OUT_OF_MEMORY`] ([`is_out_of_memory`]); no tch call that can panic on a
+//!   libtorch error is used (see `scalar.rs`).
 //! - **Checkpoints**: [`safetensors::load_tensors`] reads sharded Hugging Face safetensors one
 //!   tensor at a time (no second copy of a shard in host memory) and checks names and shapes.
 //!
@@ -24,10 +29,12 @@
 //! dependency of every binary and CUDA is visible on a GPU machine; an rpath to libtorch) and
 //! `scripts/setup-libtorch.sh`.
 
+mod attention;
 mod backend;
 mod composites;
 mod convert;
 pub mod safetensors;
+mod scalar;
 mod validate;
 
 use std::cell::{Cell, RefCell};
@@ -159,9 +166,46 @@ impl Tch {
     }
 }
 
-/// A libtorch error as an orz error naming the operation.
+/// A libtorch error as an orz error naming the operation; an allocation failure (CUDA's
+/// `c10::OutOfMemoryError`, the CPU allocator's "not enough memory") gets a message that starts
+/// with [`OUT_OF_MEMORY`] (see [`is_out_of_memory`]) and keeps only libtorch's first line (the
+/// CPU allocator's error carries a C++ backtrace of dozens of frames).
 pub(crate) fn tch_err(op: &'static str, e: TchError) -> Error {
-    Error::backend(op, e.to_string())
+    let message = e.to_string();
+    if is_oom_message(&message) {
+        return out_of_memory(op, message.lines().next().unwrap_or_default());
+    }
+    Error::backend(op, message)
+}
+
+/// The prefix of the message of an [`Error::Backend`] that reports an allocation failure.
+pub const OUT_OF_MEMORY: &str = "out of memory: ";
+
+/// Whether `e` is an allocation failure of this backend (device or host memory): an
+/// [`Error::Backend`] whose message starts with [`OUT_OF_MEMORY`]. A caller can then retry with
+/// smaller batches instead of failing the run.
+pub fn is_out_of_memory(e: &Error) -> bool {
+    matches!(e, Error::Backend { message, .. } if message.starts_with(OUT_OF_MEMORY))
+}
+
+/// An [`Error::Backend`] for an allocation failure during `op`, with `detail` after the prefix.
+pub(crate) fn out_of_memory(op: &'static str, detail: &str) -> Error {
+    Error::backend(op, format!("{OUT_OF_MEMORY}{detail}"))
+}
+
+/// Whether a libtorch message reports an allocation failure: "CUDA out of memory" (CUDA's
+/// caching allocator), "not enough memory" (`DefaultCPUAllocator`), or the exception's type name.
+fn is_oom_message(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    [
+        "out of memory",
+        "not enough memory",
+        "can't allocate memory",
+        "cannot allocate memory",
+        "outofmemoryerror",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
 }
 
 /// A dimension or size as libtorch's `i64`.

@@ -7,7 +7,7 @@ use orz_core::{Error, Result};
 use tch::Tensor;
 
 use crate::convert::{dtype_of, shape_of};
-use crate::{Tch, TchTensor, i64_of, tch_err};
+use crate::{Tch, TchTensor, i64_of, scalar, tch_err};
 
 /// Float operands of one dtype that broadcast together; returns the broadcast shape.
 pub(crate) fn binary(op: &'static str, a: &TchTensor, b: &TchTensor) -> Result<Vec<usize>> {
@@ -96,8 +96,9 @@ impl Tch {
         }
         let bad = {
             let _guard = tch::no_grad_guard();
-            idx.f_lt(0)
-                .and_then(|lo| lo.f_logical_or(&idx.f_ge(i64_of(size))?))
+            scalar::scalar_for(idx, 0.0)
+                .and_then(|zero| idx.f_lt_tensor(&zero))
+                .and_then(|lo| lo.f_logical_or(&idx.f_ge_tensor(&scalar::scalar_for(idx, size as f64)?)?))
                 .and_then(|bad| bad.f_any())
                 .and_then(|any| any.f_int64_value(&[]))
                 .map_err(|e| tch_err(op, e))?

@@ -38,3 +38,23 @@ fn bad_indices_are_errors_not_aborts() {
     let err = b.index_select(&w, 0, &idx).expect_err("index 3 of 3 rows").to_string();
     assert!(err.contains('3'), "{err}");
 }
+
+#[test]
+fn out_of_memory_is_a_recognisable_error_not_an_abort() {
+    let b = Tch::cpu();
+    // 2^60 f32 elements are 2^62 bytes: libtorch's allocator throws `c10::OutOfMemoryError`.
+    let err = b.full(&[1 << 60], 1.0, DType::F32).expect_err("an allocation of 2^62 bytes fails");
+    assert!(orz_tch::is_out_of_memory(&err), "{err}");
+    assert_eq!(err.op(), "full");
+    assert!(err.to_string().starts_with("full: out of memory: "), "{err}");
+    // The same inside an op: a [2^30, 2^30] product (2^62 bytes) of two broadcast scalars.
+    let x = b.tensor_f32(&[1.0], &[1, 1], DType::F32).unwrap();
+    let (rows, cols) =
+        (b.broadcast_to(&x, &[1 << 30, 1]).unwrap(), b.broadcast_to(&x, &[1, 1 << 30]).unwrap());
+    let err = b.mul(&rows, &cols).expect_err("a 2^62-element result");
+    assert!(orz_tch::is_out_of_memory(&err), "{err}");
+    // Other libtorch errors are not out-of-memory errors.
+    let w = b.tensor_f32(&[0.0; 6], &[3, 2], DType::F32).unwrap();
+    let err = b.index_select(&w, 0, &b.tensor_i64(&[3], &[1]).unwrap()).unwrap_err();
+    assert!(!orz_tch::is_out_of_memory(&err), "{err}");
+}
