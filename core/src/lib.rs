@@ -28,6 +28,7 @@
 //! | learning rate | linear warmup from 0 over 50 steps (multiplier k/50 at step k, counting from 0), then constant ([`schedule`]) | PyTorch/HF warmup usually starts at step 1 |
 //! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`) ([`ppo::grad_clip`]) | tch's `backward_step_clip` clamps values; candle has none |
 //! | one iteration | prompts cut to their first `prompt_max_len` tokens (HF `truncation_side = "right"`); samples shuffled with the fixed seed 42 each iteration, packed greedily; each pack is one micro-batch; critic steps of `max(1, N / 12)` packs, leftovers unused; one policy step over all packs ([`train`]) | — |
+//! | memory-lean backward | one pack's loss is the sum of its chunks' losses; each stage's parameter gradients are summed in f32; activation checkpointing recomputes a layer from its saved input with the forward's own kernels ([`model::backprop`]); on from 1024-token packs ([`model::MemoryOptions::for_pack_len`]) | DeepSpeed and FSDP also checkpoint per decoder layer; veRL offers a fused head + log-prob kernel that avoids the full logits |
 //! | reward | 1.0 iff the completion stopped (`stop`, not `length`) and its answer is equivalent to the reference, else 0.0; placed on the last response token ([`reward`]) | no format reward, no length penalty in ORZ |
 //!
 //! ## Modules
@@ -42,7 +43,8 @@
 //! - [`reward`]: the reward abstraction, combinators, ORZ math, Countdown and format rewards.
 //! - [`checker`]: answer extraction and equivalence (ORZ's string normalization, then a bounded
 //!   LaTeX parser and evaluator).
-//! - [`model`]: the Qwen2 model (configuration, Hugging Face parameter names, policy, critic).
+//! - [`model`]: the Qwen2 model (configuration, Hugging Face parameter names, policy, critic),
+//!   and its memory-lean backward ([`model::backprop`]: activation checkpointing, chunked heads).
 //! - [`generation`]: the generation engine (sampling, stop handling, batched KV-cache decoding).
 //! - [`rng`]: the seeded random generator every draw comes from.
 //! - [`recipe`]: the ORZ recipe presets.

@@ -34,7 +34,7 @@ fn heap_meter(f: &mut dyn FnMut()) -> u64 {
     HEAP.peak_during(f).0 as u64
 }
 
-#[allow(dead_code, reason = "used with --features tch")]
+#[cfg_attr(not(feature = "tch"), allow(dead_code, reason = "used with --features tch"))]
 fn rss_meter(f: &mut dyn FnMut()) -> u64 {
     let before = rss().unwrap_or(0);
     if reset_peak_rss().is_err() {
@@ -88,14 +88,18 @@ fn row(backend: &str, config: &Qwen2Config, t: usize, what: &str, planned: u64, 
     );
 }
 
-/// Measures one backend at one shape and pack length: a training pack with and without
+/// The cases measured at each shape and pack length: a training pack with and without
 /// checkpointing, and a generation step.
+const CASES: [&str; 3] = ["checkpointed", "plain", "generation"];
+
+/// Measures one backend at one shape and pack length, the cases in `cases`.
 fn measure<B: Backend>(
     b: Rc<B>,
     plan_backend: PlanBackend,
     config: &Qwen2Config,
     t: usize,
     meter: Meter<'_>,
+    cases: &[&str],
 ) {
     let name = b.name();
     let mut rng = Rng::seed_from_u64(7);
@@ -109,10 +113,11 @@ fn measure<B: Backend>(
     let targets = batch.next_token_tensor(&*b).expect("targets");
     let p =
         policy.model().parameters().iter().map(|p| b.shape(p).iter().product::<usize>() as u64).sum::<u64>();
-    for options in [
-        MemoryOptions { activation_checkpointing: true, head_chunk_tokens: 512 },
-        MemoryOptions { activation_checkpointing: false, head_chunk_tokens: usize::MAX },
-    ] {
+    let options = [
+        ("checkpointed", MemoryOptions { activation_checkpointing: true, head_chunk_tokens: 512 }),
+        ("plain", MemoryOptions { activation_checkpointing: false, head_chunk_tokens: usize::MAX }),
+    ];
+    for (_, options) in options.into_iter().filter(|(c, _)| cases.contains(c)) {
         let plan =
             MemoryPlan::new(config, &train_config(t, options, 1, t), DType::F32, plan_backend, None, "");
         let measured = meter(&mut || {
@@ -129,6 +134,9 @@ fn measure<B: Backend>(
             "train pack, plain"
         };
         row(name, config, t, what, plan.activations + 4 * p, measured);
+    }
+    if !cases.contains(&"generation") {
+        return;
     }
     let (slots, max_len) = (16, t);
     let plan = MemoryPlan::new(
@@ -154,22 +162,76 @@ fn measure<B: Backend>(
     row(name, config, t, "generation: 16 slots, KV cache + decode", plan.generation(), measured);
 }
 
+/// The candle and tch shapes: `(vocab, hidden, layers)` and pack lengths.
+const SHAPES: [((usize, usize, usize), [usize; 2]); 2] =
+    [((8192, 256, 4), [1024, 4096]), ((16384, 512, 4), [1024, 4096])];
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // A child process measuring one tch case: `memory tch-case SHAPE_INDEX T CASE`.
+    if let Some(i) = args.iter().position(|a| a == "tch-case") {
+        tch_case(&args[i + 1..]);
+        return;
+    }
     println!("| backend | shape | pack T | phase | planned MB | measured MB | measured / planned |");
     println!("|---|---|---|---|---|---|---|");
     let reference = shape(512, 128, 2);
     for t in [128, 256] {
-        measure(Rc::new(orz_reference::Reference::new()), PlanBackend::REFERENCE, &reference, t, &heap_meter);
+        measure(
+            Rc::new(orz_reference::Reference::new()),
+            PlanBackend::REFERENCE,
+            &reference,
+            t,
+            &heap_meter,
+            &CASES,
+        );
     }
-    for (config, lens) in [(shape(8192, 256, 4), [1024, 4096]), (shape(16384, 512, 4), [1024, 4096])] {
+    for ((v, h, l), lens) in SHAPES {
         for t in lens {
-            measure(Rc::new(orz_candle::Candle::cpu()), PlanBackend::CANDLE, &config, t, &heap_meter);
+            measure(
+                Rc::new(orz_candle::Candle::cpu()),
+                PlanBackend::CANDLE,
+                &shape(v, h, l),
+                t,
+                &heap_meter,
+                &CASES,
+            );
         }
     }
-    #[cfg(feature = "tch")]
-    for (config, lens) in [(shape(8192, 256, 4), [1024, 4096]), (shape(16384, 512, 4), [1024, 4096])] {
-        for t in lens {
-            measure(Rc::new(orz_tch::Tch::cpu()), PlanBackend::TCH, &config, t, &rss_meter);
+    // libtorch's memory is not on the Rust heap: each case runs in a fresh process, measured by
+    // its peak resident set (a process that already freed memory would reuse it unseen).
+    if cfg!(feature = "tch") {
+        let exe = std::env::current_exe().expect("the bench's own path");
+        for (i, (_, lens)) in SHAPES.iter().enumerate() {
+            for t in lens {
+                for case in CASES {
+                    let out = std::process::Command::new(&exe)
+                        .args(["tch-case", &i.to_string(), &t.to_string(), case])
+                        .output()
+                        .expect("run a tch case");
+                    print!("{}", String::from_utf8_lossy(&out.stdout));
+                }
+            }
         }
     }
+}
+
+/// Runs one tch case in this (fresh) process.
+#[cfg(feature = "tch")]
+fn tch_case(args: &[String]) {
+    let ((v, h, l), _) = SHAPES[args[0].parse::<usize>().expect("shape index")];
+    let t = args[1].parse().expect("pack length");
+    measure(
+        Rc::new(orz_tch::Tch::cpu()),
+        PlanBackend::TCH,
+        &shape(v, h, l),
+        t,
+        &rss_meter,
+        &[args[2].as_str()],
+    );
+}
+
+#[cfg(not(feature = "tch"))]
+fn tch_case(_: &[String]) {
+    eprintln!("built without --features tch");
 }

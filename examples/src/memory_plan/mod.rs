@@ -55,20 +55,36 @@ pub struct PlanBackend {
     pub element_bytes: Option<u64>,
     /// Whether a backward keeps every intermediate gradient until it returns.
     pub keeps_node_grads: bool,
+    /// Per logit of a head chunk: `(buffers in the activation dtype, f32 buffers)` alive at
+    /// the chunk's peak (candle composes the log-softmax from several kernels; libtorch's
+    /// gather-minus-logsumexp keeps fewer).
+    pub head_buffers: (u64, u64),
 }
 
 impl PlanBackend {
     /// candle: fused attention, activations in the compute dtype, node gradients kept.
-    pub const CANDLE: PlanBackend =
-        PlanBackend { attention: AttentionKernel::Fused, element_bytes: None, keeps_node_grads: true };
+    pub const CANDLE: PlanBackend = PlanBackend {
+        attention: AttentionKernel::Fused,
+        element_bytes: None,
+        keeps_node_grads: true,
+        head_buffers: (2, 4),
+    };
     /// tch: fused attention, activations in the compute dtype, gradients freed as they are used.
-    pub const TCH: PlanBackend =
-        PlanBackend { attention: AttentionKernel::Fused, element_bytes: None, keeps_node_grads: false };
+    pub const TCH: PlanBackend = PlanBackend {
+        attention: AttentionKernel::Fused,
+        element_bytes: None,
+        keeps_node_grads: false,
+        head_buffers: (1, 3),
+    };
     /// The f64 reference: dense attention, 8-byte activations, node gradients kept. (It also
     /// copies where other backends take views, which the plan does not model: it measures at
     /// 2.3-3.8 times its plan, BENCHMARKS.md; it is an oracle, not a backend to train on.)
-    pub const REFERENCE: PlanBackend =
-        PlanBackend { attention: AttentionKernel::Dense, element_bytes: Some(8), keeps_node_grads: true };
+    pub const REFERENCE: PlanBackend = PlanBackend {
+        attention: AttentionKernel::Dense,
+        element_bytes: Some(8),
+        keeps_node_grads: true,
+        head_buffers: (2, 4),
+    };
 }
 
 /// Activations of one decoder layer kept for its backward pass, per token: `H_SAVED` hidden-sized
@@ -197,27 +213,23 @@ impl MemoryPlan {
             AttentionKernel::Fused => s.heads * t * 4,
         };
         let layers_kept = if self.options.activation_checkpointing { 1 } else { s.layers };
-        // A backward that keeps every node's gradient holds as much again as the graph it runs.
-        let node_grads = if self.backend.keeps_node_grads { layers_kept * per_layer } else { 0 };
-        // Checkpointing keeps every layer's input, and back-propagates one layer at a time (its
-        // activations and as much again for their gradients).
+        // The gradients in flight: a backward that keeps every node's gradient holds as much
+        // again as the graph it runs; one that frees them as it goes, about one layer's worth.
+        let node_grads = if self.backend.keeps_node_grads { layers_kept * per_layer } else { per_layer };
+        // Checkpointing keeps every layer's input and back-propagates one layer at a time.
         let checkpoints = if self.options.activation_checkpointing { s.layers * t * s.hidden * w } else { 0 };
-        let backward = per_layer + attention_per_layer;
         let chunk = t.min(self.options.head_chunk_tokens as u64);
-        // Logits in the dtype and their gradient, the f32 log-softmax's pieces and their
+        // Logits in the dtype (and their gradient), the f32 log-softmax's pieces and their
         // gradients (counted, then calibrated against the measured peaks: BENCHMARKS.md).
-        let head_logits = chunk * s.vocab * (2 * w + 16);
+        let (copies, f32_buffers) = self.backend.head_buffers;
+        let head_logits = chunk * s.vocab * (copies * w + f32_buffers * 4);
         // The gradient with respect to the residual stream, and the chunk leaves' copy of it.
         let stream = 2 * t * s.hidden * w;
         self.pack_len = t;
         self.attention = layers_kept * attention_per_layer;
         self.head_logits = head_logits;
-        self.activations = checkpoints
-            + layers_kept * (per_layer + attention_per_layer)
-            + node_grads
-            + backward
-            + head_logits
-            + stream;
+        self.activations =
+            checkpoints + layers_kept * (per_layer + attention_per_layer) + node_grads + head_logits + stream;
     }
 
     /// Weights, masters, optimizer state and gradients: what must stay resident all run.

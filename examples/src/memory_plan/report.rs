@@ -20,6 +20,7 @@ impl MemoryPlan {
         let largest = match self.largest_pack_len(bytes) {
             Some(t) if t >= super::MAX_PACK_LEN => format!("packs up to {t} tokens fit"),
             Some(t) => format!("largest packing_max_len that fits: {t}"),
+            None if self.model_states() > bytes => "the model states alone do not fit".to_string(),
             None if self.model_states() + self.generation() > bytes => {
                 "the generation phase alone does not fit, whatever the pack length".to_string()
             }
@@ -49,7 +50,7 @@ impl MemoryPlan {
         if !o.activation_checkpointing {
             let on = self.with_options(MemoryOptions { activation_checkpointing: true, ..o });
             if on.total() <= bytes {
-                return "turn on activation checkpointing (--set train.memory.activation_checkpointing=true)"
+                return "turn on activation checkpointing (--set 'train.memory={activation_checkpointing=true}')"
                     .to_string();
             }
         }
@@ -63,14 +64,13 @@ impl MemoryPlan {
                 .with_options(MemoryOptions { head_chunk_tokens: MemoryOptions::DEFAULT_HEAD_CHUNK, ..o });
             if chunked.total() <= bytes {
                 return format!(
-                    "lower the head chunk (--set train.memory.head_chunk_tokens={})",
+                    "lower the head chunk (--set 'train.memory={{head_chunk_tokens={}}}')",
                     MemoryOptions::DEFAULT_HEAD_CHUNK
                 );
             }
         }
         if self.generation() > bytes - self.model_states() {
-            return "lower the engine's KV-cache budget (--set train.engine.kv_budget_bytes=...) or \
-                    max_batch_slots"
+            return "lower the engine's KV-cache budget or slots (--set 'train.engine={kv_budget_bytes=...}')"
                 .to_string();
         }
         match self.largest_pack_len(bytes) {
