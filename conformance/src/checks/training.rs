@@ -150,11 +150,19 @@ fn host_grads<C: Backend>(
     grads: &C::Grads,
 ) -> orz_core::Result<Vec<(String, Option<Vec<f64>>)>> {
     let b = model.backend();
-    model
-        .named_tensors()
-        .into_iter()
-        .map(|(name, p)| Ok((name, b.grad(grads, &p)?.map(|g| b.to_host_f64(&g)).transpose()?)))
-        .collect()
+    let read = model.parameters().iter().map(|p| b.grad(grads, p)).collect::<orz_core::Result<Vec<_>>>()?;
+    named_host_grads(model, &read)
+}
+
+/// The reference's plain-backward gradient of `loss` for every parameter of `model`, zeros
+/// where the loss does not reach it.
+fn reference_grads(
+    model: &Qwen2<Reference>,
+    loss: &orz_reference::Tensor,
+) -> Result<Vec<(String, Vec<f64>)>, String> {
+    let r = model.backend();
+    let grads = host_grads(model, &r.backward(loss).map_err(kit)?).map_err(kit)?;
+    Ok(or_zeros(&grads, &sizes(model)))
 }
 
 /// The gradients with zeros for missing ones (`n` the parameter sizes).
@@ -247,9 +255,7 @@ pub fn check_model_ppo_gradients<B: Backend>(backend: &B, dtype: DType) -> Check
         let inputs = LossInputs::policy(&batch, &logp, dtype, &mut rng);
         let loss_r = || policy_loss(&policies.reference, &batch, &inputs);
         let n = sizes(policies.reference.model());
-        let want = host_grads(policies.reference.model(), &r.backward(&loss_r().map_err(kit)?).map_err(kit)?)
-            .map_err(kit)?;
-        let want = or_zeros(&want, &n);
+        let want = reference_grads(policies.reference.model(), &loss_r().map_err(kit)?)?;
         let loss_b = policy_loss(&policies.backend, &batch, &inputs).map_err(failed("policy loss"))?;
         let grads = b.backward(&loss_b).map_err(failed("backward of the policy loss"))?;
         let got = host_grads(policies.backend.model(), &grads).map_err(failed("policy gradients"))?;
@@ -263,9 +269,7 @@ pub fn check_model_ppo_gradients<B: Backend>(backend: &B, dtype: DType) -> Check
         let inputs = LossInputs::value(&batch, &values, dtype, &mut rng);
         let loss_r = || value_loss(&critics.reference, &batch, &inputs);
         let n = sizes(critics.reference.model());
-        let want = host_grads(critics.reference.model(), &r.backward(&loss_r().map_err(kit)?).map_err(kit)?)
-            .map_err(kit)?;
-        let want = or_zeros(&want, &n);
+        let want = reference_grads(critics.reference.model(), &loss_r().map_err(kit)?)?;
         let loss_b = value_loss(&critics.backend, &batch, &inputs).map_err(failed("value loss"))?;
         let grads = b.backward(&loss_b).map_err(failed("backward of the value loss"))?;
         let got = host_grads(critics.backend.model(), &grads).map_err(failed("critic gradients"))?;
@@ -461,10 +465,7 @@ pub fn check_model_lean_gradients<B: Backend>(backend: &B, dtype: DType) -> Chec
         let inputs = LossInputs::policy(&batch, &logp, dtype, &mut rng);
         let n = sizes(policies.reference.model());
         let loss_r = policy_loss(&policies.reference, &batch, &inputs).map_err(kit)?;
-        let want = or_zeros(
-            &host_grads(policies.reference.model(), &r.backward(&loss_r).map_err(kit)?).map_err(kit)?,
-            &n,
-        );
+        let want = reference_grads(policies.reference.model(), &loss_r)?;
         let targets = batch.next_token_tensor(b).map_err(failed("targets"))?;
         let got = policies
             .backend
@@ -480,10 +481,7 @@ pub fn check_model_lean_gradients<B: Backend>(backend: &B, dtype: DType) -> Chec
         let inputs = LossInputs::value(&batch, &values, dtype, &mut rng);
         let n = sizes(critics.reference.model());
         let loss_r = value_loss(&critics.reference, &batch, &inputs).map_err(kit)?;
-        let want = or_zeros(
-            &host_grads(critics.reference.model(), &r.backward(&loss_r).map_err(kit)?).map_err(kit)?,
-            &n,
-        );
+        let want = reference_grads(critics.reference.model(), &loss_r)?;
         let got = critics
             .backend
             .backprop_values(&batch, lean, &mut |v, range| inputs.chunk_loss(b, v, range, false, dtype))

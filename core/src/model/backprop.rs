@@ -194,6 +194,8 @@ impl<B: Backend> Qwen2<B> {
             }
             // Stage 2: the final norm and the head, chunk by chunk.
             let stream = b.detach(&x)?;
+            // With checkpointing nothing upstream needs the last layer's graph: free it now.
+            let graph = if options.activation_checkpointing { None } else { Some(x) };
             let (head_params, chunk) =
                 (n - 1 - usize::from(self.head_weight.is_some())..n, options.head_chunk_tokens);
             let mut loss = 0.0;
@@ -217,11 +219,10 @@ impl<B: Backend> Qwen2<B> {
             drop(chunk_grads);
             // Stage 3: the backbone.
             let push_back = |y: &B::Tensor, g: &B::Tensor| b.backward(&b.sum_all(&b.mul(y, g)?)?);
-            if !options.activation_checkpointing {
+            if let Some(x) = graph {
                 sums.add(&push_back(&x, &g)?, 0..n)?;
                 return Ok(Backprop { loss, grads: sums.sums });
             }
-            drop(x);
             let per = Layer::<B::Tensor>::TENSORS;
             for (l, input) in inputs.into_iter().enumerate().rev() {
                 let leaf = b.param(&input)?;
