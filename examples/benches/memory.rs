@@ -22,7 +22,7 @@ use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::ppo::grpo::GroupStd;
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
-use orz_core::train::{AdvantageEstimator, TrainConfig};
+use orz_core::train::{EstimatorChoice, TrainConfig};
 
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc::new();
@@ -70,7 +70,7 @@ fn train_config(t: usize, options: MemoryOptions, slots: usize, max_len: usize) 
     c.engine.max_batch_slots = slots;
     c.engine.kv_budget_bytes = usize::MAX;
     c.stop.max_total_len = max_len;
-    c.estimator = AdvantageEstimator::Grpo(GroupStd::Unbiased); // the policy alone
+    c.estimator = EstimatorChoice::Grpo(GroupStd::Unbiased); // the policy alone
     c
 }
 

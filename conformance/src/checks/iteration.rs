@@ -40,15 +40,14 @@ use orz_core::backend::ops::no_grad;
 use orz_core::backend::{Backend, DType};
 use orz_core::generation::{Completion, Generator, Request, nucleus_host};
 use orz_core::model::{Critic, Head, PackedBatch, Policy, Qwen2Config, parameter_specs};
-use orz_core::optimizer::{Optimizer, StepReport};
+use orz_core::optimizer::StepReport;
 use orz_core::recipe::Preset;
 use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
-use orz_core::train::experience::{build_packs, compute_advantages, old_log_probs_and_values};
 use orz_core::train::rollout::rollout;
 use orz_core::train::trainer::stream;
-use orz_core::train::update::{UpdateOutcome, critic_update, policy_update};
-use orz_core::train::{IterationReport, PromptItem, Sample, TrainConfig, Trainer};
+use orz_core::train::update::{UpdateOutcome, Updates};
+use orz_core::train::{Advantages, Experience, IterationReport, PromptItem, Sample, TrainConfig, Trainer};
 use orz_reference::Reference;
 use proptest::strategy::Just;
 
@@ -148,8 +147,8 @@ pub fn prompts() -> Vec<PromptItem> {
         .collect()
 }
 
-/// One per-token field of a [`Sample`].
-type SampleField = fn(&Sample) -> &[f64];
+/// One per-sample, per-token list of the experience or the advantages.
+type SampleField = fn(&Updated) -> Option<&Vec<Vec<f64>>>;
 
 /// A named tensor on the host: name, shape, values.
 pub type HostTensor = (String, Vec<usize>, Vec<f64>);
@@ -237,7 +236,8 @@ fn failed(side: &str, e: orz_core::Error) -> String {
 
 /// What the phases after the rollout produced on one side.
 struct Updated {
-    samples: Vec<Sample>,
+    experience: Experience,
+    advantages: Advantages,
     critic: UpdateOutcome,
     policy: UpdateOutcome,
     critic_params: Vec<HostTensor>,
@@ -246,27 +246,25 @@ struct Updated {
     value_drift: f64,
 }
 
-/// Recipe steps 6 to 10 on `b` over `samples` (a rollout's, without experience), as
-/// [`Trainer::iteration`] runs them at iteration 0.
-fn updates<C: Backend>(b: &C, dtype: DType, mut samples: Vec<Sample>) -> orz_core::Result<Updated> {
-    let config = tiny_config()?;
+/// The phases after the rollout (experience, advantages, update) on `b` over `samples` (a
+/// rollout's), through the trainer's public phase methods at iteration 0.
+fn updates<C: Backend>(b: &C, dtype: DType, samples: Vec<Sample>) -> orz_core::Result<Updated> {
     let (policy, critic) = setup(b, dtype)?;
-    let packs = build_packs(&samples, config.packing_max_len, config.pack_shuffle_seed)?;
-    old_log_probs_and_values(&policy, Some(&critic), &packs, &mut samples)?;
-    compute_advantages(&mut samples, &config)?;
-    let rng = Rng::seed_from_u64(TRAINER_SEED).fork(0);
-    let bb = &b;
-    let mut opt = Optimizer::new(bb, critic.model().parameters(), config.critic_optimizer)?;
-    let critic_out =
-        critic_update(&critic, &mut opt, &packs, &samples, &config, &mut rng.fork(stream::CRITIC_ORDER))?;
-    let mut opt = Optimizer::new(bb, policy.model().parameters(), config.policy_optimizer)?;
-    let policy_out =
-        policy_update(&policy, &mut opt, &packs, &samples, &config, &mut rng.fork(stream::POLICY_ORDER))?;
+    let mut trainer = Trainer::new(tiny_config()?, policy, Some(critic), Rng::seed_from_u64(TRAINER_SEED))?;
+    let experience = trainer.experience(samples)?;
+    let advantages = trainer.advantages(&experience)?;
+    let Updates { critic: critic_out, policy: policy_out } = trainer.update(&experience, &advantages)?;
+    let missing =
+        |what: &str| orz_core::Error::invalid("conformance", format!("the GAE trainer has no {what}"));
+    let critic_out = critic_out.ok_or_else(|| missing("critic update"))?;
+    let critic = trainer.critic().ok_or_else(|| missing("critic"))?;
+    let old_values = experience.values.as_ref().ok_or_else(|| missing("values"))?;
     let mut value_drift: f64 = 0.0;
+    let bb = &b;
     no_grad(bb, || {
-        for pack in &packs {
+        for pack in &experience.packs {
             let now = b.to_host_f64(&critic.values(&pack.batch)?)?;
-            let old = pack.scatter(&samples, |s| &s.values)?;
+            let old = pack.scatter(old_values)?;
             for (t, _) in pack.response_mask.iter().enumerate().filter(|(_, m)| **m) {
                 value_drift = value_drift.max((now[t] - old[t]).abs());
             }
@@ -275,8 +273,9 @@ fn updates<C: Backend>(b: &C, dtype: DType, mut samples: Vec<Sample>) -> orz_cor
     })?;
     Ok(Updated {
         critic_params: snapshot(b, critic.model().named_tensors())?,
-        policy_params: snapshot(b, policy.model().named_tensors())?,
-        samples,
+        policy_params: snapshot(b, trainer.policy().model().named_tensors())?,
+        experience,
+        advantages,
         critic: critic_out,
         policy: policy_out,
         value_drift,
@@ -357,15 +356,18 @@ pub fn check_ppo_iteration_updates<B: Backend>(backend: &B, dtype: DType) -> Che
             ));
         }
         let mut bad = Disagreements::default();
-        for (i, (g, w)) in got.samples.iter().zip(&want.samples).enumerate() {
-            let fields: [(&str, SampleField); 4] = [
-                ("old log-probs", |s| &s.logp_old),
-                ("values", |s| &s.values),
-                ("advantages", |s| &s.advantages),
-                ("returns", |s| &s.returns),
-            ];
-            for (what, field) in fields {
-                let (g, w) = (field(g), field(w));
+        let fields: [(&str, SampleField); 4] = [
+            ("old log-probs", |u| Some(&u.experience.logp_old)),
+            ("values", |u| u.experience.values.as_ref()),
+            ("advantages", |u| Some(&u.advantages.advantages)),
+            ("returns", |u| u.advantages.returns.as_ref()),
+        ];
+        for (what, field) in fields {
+            let (Some(g), Some(w)) = (field(&got), field(&want)) else {
+                bad.note(Err(format!("{what}: missing on one side")));
+                continue;
+            };
+            for (i, (g, w)) in g.iter().zip(w).enumerate() {
                 bad.note(compare(&format!("sample {i} {what}"), &[w.len()], g, w, tol, stats));
             }
         }

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 
 use alloc::string::String;
 
-use crate::reward::FinishReason;
+use super::finish::FinishReason;
 
 /// One prompt to sample `n` completions of.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@
 //! ```
 //! use orz_core::backend::{Backend, DType};
 //! use orz_core::generation::*;
-//! use orz_core::reward::FinishReason;
+//! use orz_core::generation::FinishReason;
 //! use orz_core::rng::Rng;
 //! use orz_core::{Error, Result};
 //! use orz_reference::Reference;

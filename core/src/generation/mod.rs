@@ -22,6 +22,7 @@ pub mod completion;
 pub mod decoder;
 pub mod detok;
 pub mod engine;
+pub mod finish;
 pub mod sampling;
 pub mod stop;
 
@@ -29,6 +30,7 @@ pub use completion::{Completion, GenerationOutput, GenerationStats, Request};
 pub use decoder::SlotDecoder;
 pub use detok::{Detokenize, IncrementalText};
 pub use engine::{EngineConfig, Generator, generate};
+pub use finish::FinishReason;
 pub use sampling::{
     Nucleus, SamplingParams, nucleus_device, nucleus_host, sample_device, sample_host, top_p_kept_mass,
 };

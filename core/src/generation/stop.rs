@@ -21,8 +21,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::detok::{Detokenize, IncrementalText};
+use super::finish::FinishReason;
 use crate::recipe::RecipeConfig;
-use crate::reward::FinishReason;
 use crate::{Error, Result};
 
 /// When a completion stops: EOS ids, stop strings, and two length limits.

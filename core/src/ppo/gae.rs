@@ -12,7 +12,9 @@ use alloc::vec::Vec;
 use num_traits::Float;
 
 use crate::error::{Result, check_len};
+use crate::ppo::estimator::{AdvantageEstimator, Estimate, EstimatorInput};
 use crate::ppo::layout::{check_finite_valid, check_mask, check_param, is_valid, sample_ranges};
+use crate::reward::placement::place_on_last_tokens;
 
 /// ORZ's discount γ (every ORZ preset): 1.
 pub const ORZ_GAMMA: f64 = 1.0;
@@ -106,6 +108,35 @@ fn gae_impl<F: Float>(
     Ok(Gae { advantages, returns })
 }
 
+/// GAE as an [`AdvantageEstimator`] (ORZ's, with a critic): each sample's score placed on its
+/// last response token ([`place_on_last_tokens`], recipe step 5), then [`gae`] per sample with
+/// the critic's values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaeEstimator {
+    /// Discount γ (ORZ: [`ORZ_GAMMA`]).
+    pub gamma: f64,
+    /// λ (ORZ: [`ORZ_LAMBDA`]).
+    pub lambda: f64,
+}
+
+impl AdvantageEstimator for GaeEstimator {
+    fn name(&self) -> &str {
+        "gae"
+    }
+
+    fn uses_critic(&self) -> bool {
+        true
+    }
+
+    fn estimate(&self, input: &EstimatorInput<'_>) -> Result<Estimate> {
+        input.validate()?;
+        let values = input.require_values(self.name())?;
+        let rewards = place_on_last_tokens(input.scores, input.response_lengths)?;
+        let g = gae(&rewards, values, input.response_lengths, self.gamma, self.lambda)?;
+        Ok(Estimate { advantages: g.advantages, returns: Some(g.returns) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +192,22 @@ mod tests {
         assert!(gae(&[0.0; 3], &[0.0; 3], &[3], 1.5, 1.0).is_err());
         let e = gae(&[0.0, f64::INFINITY], &[0.0; 2], &[2], 1.0, 1.0).unwrap_err();
         assert_eq!(e, Error::NonFinite { op: "gae", what: "rewards", index: 1 });
+    }
+
+    #[test]
+    fn the_estimator_places_scores_on_last_tokens_and_needs_values() {
+        let values = [0.25, 0.5, 0.75];
+        let input = EstimatorInput {
+            scores: &[1.0, 0.0],
+            prompts: &[0, 0],
+            response_lengths: &[2, 1],
+            values: Some(&values),
+        };
+        let e = GaeEstimator { gamma: ORZ_GAMMA, lambda: ORZ_LAMBDA }.estimate(&input).unwrap();
+        // γ = λ = 1: A_t = score − V_t, return_t = score.
+        assert!(close(&e.advantages, &[0.75, 0.5, -0.75], 1e-12), "{:?}", e.advantages);
+        assert_eq!(e.returns, Some(vec![1.0, 1.0, 0.0]));
+        let without = EstimatorInput { values: None, ..input };
+        assert!(GaeEstimator { gamma: 1.0, lambda: 1.0 }.estimate(&without).is_err());
     }
 }

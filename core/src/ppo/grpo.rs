@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 use num_traits::Float;
 
 use crate::error::{Error, Result, check_finite, check_len};
+use crate::ppo::estimator::{AdvantageEstimator, Estimate, EstimatorInput};
 use crate::ppo::layout::sample_ranges;
 use crate::ppo::sum::{compensated_sum, count};
 
@@ -74,6 +75,30 @@ pub fn spread_to_tokens<F: Float>(per_sample: &[F], sample_lengths: &[usize]) ->
     Ok(per_sample.iter().zip(sample_lengths).flat_map(|(&v, &len)| core::iter::repeat_n(v, len)).collect())
 }
 
+/// GRPO as an [`AdvantageEstimator`] (no critic): [`grpo_advantages`] over the prompt groups
+/// ([`EstimatorInput::prompt_groups`]), spread over each sample's response tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpoEstimator {
+    /// The standard deviation that divides a group's centred scores.
+    pub std: GroupStd,
+}
+
+impl AdvantageEstimator for GrpoEstimator {
+    fn name(&self) -> &str {
+        "grpo"
+    }
+
+    fn uses_critic(&self) -> bool {
+        false
+    }
+
+    fn estimate(&self, input: &EstimatorInput<'_>) -> Result<Estimate> {
+        input.validate()?;
+        let groups = input.prompt_groups()?;
+        Estimate::spread(&grpo_advantages(input.scores, &groups, self.std)?, input.response_lengths)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +126,20 @@ mod tests {
         assert!(grpo_advantages(&[1.0, 0.0], &[3], GroupStd::Unbiased).is_err());
         assert!(grpo_advantages(&[1.0, f64::NAN], &[2], GroupStd::Unbiased).is_err());
         assert!(grpo_advantages::<f64>(&[], &[], GroupStd::Unbiased).is_err());
+    }
+
+    #[test]
+    fn the_estimator_groups_by_prompt_and_spreads() {
+        let input = EstimatorInput {
+            scores: &[1.0, 0.0, 1.0],
+            prompts: &[0, 0, 3],
+            response_lengths: &[1, 2, 1],
+            values: None,
+        };
+        let e = GrpoEstimator { std: GroupStd::Population }.estimate(&input).unwrap();
+        assert_eq!(e.advantages, [1.0, -1.0, -1.0, 0.0]);
+        assert_eq!(e.returns, None);
+        let unordered = EstimatorInput { prompts: &[1, 0, 3], ..input };
+        assert!(GrpoEstimator { std: GroupStd::Unbiased }.estimate(&unordered).is_err());
     }
 }

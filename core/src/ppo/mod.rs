@@ -1,4 +1,4 @@
-//! PPO math on host slices: GAE, advantage whitening, the clipped policy and value losses and
+//! PPO math on host slices: the advantage-estimator extension point ([`estimator`]), GAE, advantage whitening, the clipped policy and value losses and
 //! their gradients, loss aggregation, GRPO group advantages and the global-norm clip factor.
 //! Learning-rate schedules.
 //!
@@ -9,6 +9,7 @@
 
 pub mod aggregation;
 pub mod autograd;
+pub mod estimator;
 pub mod gae;
 pub mod grad_clip;
 pub mod grpo;

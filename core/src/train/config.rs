@@ -1,6 +1,7 @@
 //! [`TrainConfig`]: every knob of one ORZ iteration, with ORZ's values from a
 //! [`RecipeConfig`] ([`TrainConfig::from_recipe`]).
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
 
@@ -9,27 +10,40 @@ use crate::generation::{EngineConfig, SamplingParams, StopCriteria};
 use crate::model::MemoryOptions;
 use crate::optimizer::OptimizerConfig;
 use crate::ppo::aggregation::Aggregation;
-use crate::ppo::grpo::GroupStd;
+use crate::ppo::estimator::AdvantageEstimator;
+use crate::ppo::gae::GaeEstimator;
+use crate::ppo::grpo::{GroupStd, GrpoEstimator};
 use crate::recipe::RecipeConfig;
 use crate::schedule::LrSchedule;
 use crate::{Error, Result};
 
-/// How advantages are estimated (recipe step 8).
+/// Which of core's advantage estimators a config names (recipe step 8). A custom
+/// [`AdvantageEstimator`] is handed to [`Trainer::with_estimator`](super::Trainer::with_estimator)
+/// instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum AdvantageEstimator {
-    /// ORZ: GAE per sample with the critic's values (recipe "Math": GAE), the default.
+pub enum EstimatorChoice {
+    /// ORZ: GAE per sample with the critic's values (recipe "Math": GAE), the default
+    /// ([`GaeEstimator`] with the config's `gamma` and `lambda`).
     Gae,
-    /// Option: GRPO group advantages without a critic ([`crate::ppo::grpo`]): per prompt group
+    /// Option: GRPO group advantages without a critic ([`GrpoEstimator`]): per prompt group
     /// `score − mean`, divided by the group's std ([`GroupStd`]; the recipe's option uses
     /// [`GroupStd::Unbiased`], ORZ's own flag effectively [`GroupStd::OrzDividesByOne`]).
     Grpo(GroupStd),
 }
 
-impl AdvantageEstimator {
+impl EstimatorChoice {
     /// Whether this estimator needs a critic.
     pub fn uses_critic(self) -> bool {
-        self == AdvantageEstimator::Gae
+        self == EstimatorChoice::Gae
+    }
+
+    /// The estimator, with GAE's `gamma` and `lambda`.
+    pub fn build(self, gamma: f64, lambda: f64) -> Box<dyn AdvantageEstimator> {
+        match self {
+            EstimatorChoice::Gae => Box::new(GaeEstimator { gamma, lambda }),
+            EstimatorChoice::Grpo(std) => Box::new(GrpoEstimator { std }),
+        }
     }
 }
 
@@ -85,7 +99,7 @@ pub struct TrainConfig {
     /// How per-token losses become a step's loss (ORZ: [`Aggregation::OrzPackMean`]).
     pub aggregation: Aggregation,
     /// GAE with a critic (ORZ) or GRPO without one.
-    pub estimator: AdvantageEstimator,
+    pub estimator: EstimatorChoice,
     /// The policy's optimizer (ORZ: AdamW (0.9, 0.95), lr 1e-6 after 50 warmup steps, clip 1).
     pub policy_optimizer: OptimizerConfig,
     /// The critic's optimizer (ORZ: as the policy's with lr 5e-6).
@@ -131,7 +145,7 @@ impl TrainConfig {
             critic_update_steps: recipe.critic_update_steps,
             policy_update_steps: recipe.policy_update_steps,
             aggregation: Aggregation::OrzPackMean,
-            estimator: AdvantageEstimator::Gae,
+            estimator: EstimatorChoice::Gae,
             policy_optimizer: optimizer(recipe.policy_lr),
             critic_optimizer: optimizer(recipe.critic_lr),
             memory: MemoryOptions::for_pack_len(recipe.packing_max_len),
@@ -208,7 +222,7 @@ mod tests {
             assert_eq!((c.stop.max_new_tokens, c.stop.max_total_len), (8000, 8192));
             assert_eq!((c.critic_update_steps, c.policy_update_steps, c.pack_shuffle_seed), (12, 1, 42));
             assert_eq!((c.gamma, c.lambda, c.eps_clip, c.value_clip), (1.0, 1.0, 0.2, 0.2));
-            assert_eq!((c.aggregation, c.estimator), (Aggregation::OrzPackMean, AdvantageEstimator::Gae));
+            assert_eq!((c.aggregation, c.estimator), (Aggregation::OrzPackMean, EstimatorChoice::Gae));
             assert_eq!(c.prompt_overflow, PromptOverflow::KeepFirst);
             assert_eq!(c.policy_optimizer, OptimizerConfig::ORZ_POLICY);
             assert_eq!(c.critic_optimizer, OptimizerConfig::ORZ_CRITIC);

@@ -1,21 +1,17 @@
-//! Recipe steps 5 to 8: packs (step 6), old log-probs and values (step 7), and advantages and
-//! returns from the scores placed on the last response tokens (steps 5 and 8).
+//! Recipe steps 6 and 7, the experience phase: the rollout's samples packed (step 6), and the
+//! old log-probs and values of every response token (step 7), as an [`Experience`].
 
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Range;
 
-use super::config::{AdvantageEstimator, TrainConfig};
 use super::grouping::{greedy_packs, shuffled_order};
 use super::rollout::Sample;
 use crate::backend::Backend;
 use crate::backend::ops::no_grad;
 use crate::model::{Critic, PackedBatch, Policy, response_positions};
 use crate::ppo::aggregation::PackLayout;
-use crate::ppo::gae::gae;
-use crate::ppo::grpo::{grpo_advantages, spread_to_tokens};
-use crate::ppo::whitening::{WhiteningConvention, whiten};
-use crate::reward::placement::place_on_last_tokens;
 use crate::{Error, Result};
 
 /// One pack (ORZ: one packed row of at most `packing_max_len` tokens, a micro-batch of its own):
@@ -32,6 +28,8 @@ pub struct Pack {
     pub response_mask: Vec<bool>,
     /// Tokens of each sample, in row order.
     pub sample_lengths: Vec<usize>,
+    /// Positions of each sample's response log-probs and values in the row, in row order.
+    pub response_ranges: Vec<Range<usize>>,
 }
 
 impl Pack {
@@ -40,13 +38,15 @@ impl Pack {
         let seqs: Vec<Vec<u32>> = members.iter().map(|&i| samples[i].sequence()).collect();
         let batch = PackedBatch::pack(&[seqs])?;
         let mut response_mask = vec![false; batch.seq_len()];
+        let mut response_ranges = Vec::with_capacity(members.len());
         for (span, &i) in batch.samples().iter().zip(&members) {
             let s = &samples[i];
-            response_mask[response_positions(span.start, s.prompt_tokens.len(), s.response.len())?]
-                .fill(true);
+            let range = response_positions(span.start, s.prompt_tokens.len(), s.response.len())?;
+            response_mask[range.clone()].fill(true);
+            response_ranges.push(range);
         }
         let sample_lengths = batch.samples().iter().map(|s| s.len).collect();
-        Ok(Pack { batch, samples: members, response_mask, sample_lengths })
+        Ok(Pack { batch, samples: members, response_mask, sample_lengths, response_ranges })
     }
 
     /// The layout [`crate::ppo::aggregation`] weighs tokens by.
@@ -59,28 +59,39 @@ impl Pack {
         self.response_mask.iter().filter(|&&m| m).count()
     }
 
-    /// A per-position array of the pack: each sample's per-response-token `field` at the
-    /// positions of its response tokens' log-probs, 0 elsewhere. Errors if a field does not hold
-    /// one entry per response token.
-    pub fn scatter(&self, samples: &[Sample], field: impl Fn(&Sample) -> &[f64]) -> Result<Vec<f64>> {
+    /// A per-position array of the pack: each member's per-response-token entries
+    /// (`per_sample[i]` for sample `i` of the iteration) at the positions of its response
+    /// tokens' log-probs, 0 elsewhere. Errors if an entry does not hold one value per response
+    /// token.
+    pub fn scatter(&self, per_sample: &[Vec<f64>]) -> Result<Vec<f64>> {
         let mut out = vec![0.0; self.batch.seq_len()];
-        for (span, &i) in self.batch.samples().iter().zip(&self.samples) {
-            let s = &samples[i];
-            let values = field(s);
-            if values.len() != s.response.len() {
+        for (range, &i) in self.response_ranges.iter().zip(&self.samples) {
+            let values = per_sample.get(i).ok_or_else(|| {
+                Error::invalid(
+                    "pack scatter",
+                    format!("no entries for sample {i} ({} given)", per_sample.len()),
+                )
+            })?;
+            if values.len() != range.len() {
                 return Err(Error::invalid(
                     "pack scatter",
-                    format!(
-                        "sample {i} has {} entries for {} response tokens",
-                        values.len(),
-                        s.response.len()
-                    ),
+                    format!("sample {i} has {} entries for {} response tokens", values.len(), range.len()),
                 ));
             }
-            out[response_positions(span.start, s.prompt_tokens.len(), s.response.len())?]
-                .copy_from_slice(values);
+            out[range.clone()].copy_from_slice(values);
         }
         Ok(out)
+    }
+
+    /// The inverse of [`Pack::scatter`]: each member's entries of a per-position array of the
+    /// pack, in row order.
+    pub fn gather(&self, per_position: &[f64]) -> Result<Vec<Vec<f64>>> {
+        crate::error::check_len(
+            "pack gather",
+            ("per_position", per_position.len()),
+            ("seq_len", self.batch.seq_len()),
+        )?;
+        Ok(self.response_ranges.iter().map(|r| per_position[r.clone()].to_vec()).collect())
     }
 }
 
@@ -92,74 +103,71 @@ pub fn build_packs(samples: &[Sample], packing_max_len: usize, seed: u64) -> Res
     greedy_packs(&lengths, &order, packing_max_len)?.into_iter().map(|m| Pack::new(samples, m)).collect()
 }
 
-/// Recipe step 7: the old log-probs (policy) and, with a critic, the values of every response
-/// token, pack by pack, without recording gradients. ORZ's alignment: both are read at the
-/// position before each response token ([`PackedBatch::response_entries`]).
-pub fn old_log_probs_and_values<B: Backend>(
+/// The experience phase's output (recipe steps 6 and 7): the rollout's samples, their packs,
+/// and what the policy and the critic said of every response token before the update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experience {
+    /// The kept samples of the rollout, in (prompt, sample) order.
+    pub samples: Vec<Sample>,
+    /// The packs, in packing order.
+    pub packs: Vec<Pack>,
+    /// Per sample, the old log-prob of each response token (recipe step 7).
+    pub logp_old: Vec<Vec<f64>>,
+    /// Per sample, the critic's value of each response token (`None` without a critic).
+    pub values: Option<Vec<Vec<f64>>>,
+}
+
+impl Experience {
+    /// Each sample's response length in tokens.
+    pub fn response_lengths(&self) -> Vec<usize> {
+        self.samples.iter().map(|s| s.response.len()).collect()
+    }
+
+    /// Each sample's score.
+    pub fn scores(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.score).collect()
+    }
+
+    /// Each sample's prompt index.
+    pub fn prompts(&self) -> Vec<usize> {
+        self.samples.iter().map(|s| s.prompt).collect()
+    }
+
+    /// Prompt plus response tokens over all samples (what the update trains on).
+    pub fn training_tokens(&self) -> usize {
+        self.samples.iter().map(Sample::len).sum()
+    }
+}
+
+/// Recipe steps 6 and 7: packs `samples` ([`build_packs`]), then reads the old log-prob
+/// (policy) and, with a critic, the value of every response token, pack by pack, without
+/// recording gradients. ORZ's alignment: both are read at the position before each response
+/// token ([`response_positions`]).
+pub fn make_experience<B: Backend>(
     policy: &Policy<B>,
     critic: Option<&Critic<B>>,
-    packs: &[Pack],
-    samples: &mut [Sample],
-) -> Result<()> {
+    samples: Vec<Sample>,
+    packing_max_len: usize,
+    pack_shuffle_seed: u64,
+) -> Result<Experience> {
+    let packs = build_packs(&samples, packing_max_len, pack_shuffle_seed)?;
     let b = policy.model().backend();
+    let mut logp_old = vec![Vec::new(); samples.len()];
+    let mut values = critic.map(|_| vec![Vec::new(); samples.len()]);
     no_grad(b, || {
-        for pack in packs {
-            let logp = b.to_host_f64(&policy.next_token_log_probs(&pack.batch)?)?;
-            let values = critic.map(|c| b.to_host_f64(&c.values(&pack.batch)?)).transpose()?;
-            for (k, &i) in pack.samples.iter().enumerate() {
-                let prompt_len = samples[i].prompt_tokens.len();
-                samples[i].logp_old = pack.batch.response_entries(&logp, k, prompt_len)?;
-                if let Some(v) = &values {
-                    samples[i].values = pack.batch.response_entries(v, k, prompt_len)?;
+        for pack in &packs {
+            let logp = pack.gather(&b.to_host_f64(&policy.next_token_log_probs(&pack.batch)?)?)?;
+            for (&i, entries) in pack.samples.iter().zip(logp) {
+                logp_old[i] = entries;
+            }
+            if let (Some(c), Some(values)) = (critic, values.as_mut()) {
+                let v = pack.gather(&b.to_host_f64(&c.values(&pack.batch)?)?)?;
+                for (&i, entries) in pack.samples.iter().zip(v) {
+                    values[i] = entries;
                 }
             }
         }
         Ok(())
-    })
-}
-
-/// Recipe steps 5 and 8: each sample's score on its last response token, GAE per sample on the
-/// host in f64 (or GRPO group advantages spread over the tokens), then, when
-/// `advantage_normalize`, whitening over every response token of the iteration with ORZ's
-/// biased convention ([`WhiteningConvention::OrzBiased`]). Returns are not whitened. Fills
-/// `advantages` (and `returns` under GAE) of every sample. `samples` must be in (prompt,
-/// sample) order for GRPO's groups.
-pub fn compute_advantages(samples: &mut [Sample], config: &TrainConfig) -> Result<()> {
-    let lens: Vec<usize> = samples.iter().map(|s| s.response.len()).collect();
-    let scores: Vec<f64> = samples.iter().map(|s| s.score).collect();
-    let (advantages, returns) = match config.estimator {
-        AdvantageEstimator::Gae => {
-            let rewards = place_on_last_tokens(&scores, &lens)?;
-            let values: Vec<f64> = samples.iter().flat_map(|s| s.values.iter().copied()).collect();
-            let g = gae(&rewards, &values, &lens, config.gamma, config.lambda)?;
-            (g.advantages, Some(g.returns))
-        }
-        AdvantageEstimator::Grpo(std) => {
-            // Prompt groups: runs of consecutive samples of one prompt (the kept samples of
-            // each prompt; a prompt whose samples were all dropped has no group).
-            if samples.windows(2).any(|w| w[0].prompt > w[1].prompt) {
-                return Err(Error::invalid("grpo", "samples are not in prompt order"));
-            }
-            let mut groups: Vec<usize> = Vec::new();
-            for (k, s) in samples.iter().enumerate() {
-                match groups.last_mut() {
-                    Some(n) if samples[k - 1].prompt == s.prompt => *n += 1,
-                    _ => groups.push(1),
-                }
-            }
-            (spread_to_tokens(&grpo_advantages(&scores, &groups, std)?, &lens)?, None)
-        }
-    };
-    let advantages = if config.advantage_normalize {
-        whiten(&advantages, WhiteningConvention::OrzBiased, true)?
-    } else {
-        advantages
-    };
-    let mut start = 0;
-    for (s, &len) in samples.iter_mut().zip(&lens) {
-        s.advantages = advantages[start..start + len].to_vec();
-        s.returns = returns.as_ref().map_or_else(Vec::new, |r| r[start..start + len].to_vec());
-        start += len;
-    }
-    Ok(())
+    })?;
+    Ok(Experience { samples, packs, logp_old, values })
 }

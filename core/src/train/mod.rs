@@ -1,19 +1,18 @@
 //! The ORZ trainer: one iteration of ORZ_RECIPE.md ("One iteration", steps 2 to 10), generic over
 //! [`Backend`](crate::backend::Backend).
 //!
-//! | recipe step | where |
-//! |---|---|
-//! | 2. truncate prompts to `prompt_max_len` (ORZ keeps the first tokens) | [`rollout::truncate_prompt`], [`PromptOverflow`] |
-//! | 3. `n` samples per prompt, the policy as [`SlotDecoder`](crate::generation::SlotDecoder), a fresh fork of the seed per iteration | [`rollout::rollout`] |
-//! | 4. score (prompt text, completion text, finish reason, reference); drop empty texts | [`rollout::rollout`] |
-//! | 5. score on the last response token | [`experience::compute_advantages`] ([`crate::reward::placement`]) |
-//! | 6. shuffle with the fixed seed (ORZ: 42), pack greedily into rows of at most `packing_max_len` | [`experience::build_packs`], [`grouping`] |
-//! | 7. old log-probs and values per response token, no gradients, ORZ alignment | [`experience::old_log_probs_and_values`] |
-//! | 8. GAE per sample (host, f64), whitening over the iteration (biased); returns unwhitened | [`experience::compute_advantages`] |
-//! | 9. `critic_update_steps` critic steps of `max(1, N / steps)` shuffled packs each | [`update::critic_update`], [`grouping::step_groups`] |
-//! | 10. `policy_update_steps` (1) policy step(s) over all packs | [`update::policy_update`] |
+//! An iteration is four typed phases, each a [`Trainer`] method whose output is the next one's
+//! input (nothing is filled in later):
 //!
-//! [`Trainer::iteration`] runs them in order and returns an [`IterationReport`] (rewards,
+//! | phase | recipe steps | output | where |
+//! |---|---|---|---|
+//! | [`Trainer::rollout`] | 2. truncate prompts to `prompt_max_len` (ORZ keeps the first tokens); 3. `n` samples per prompt, the policy as [`SlotDecoder`](crate::generation::SlotDecoder), a fresh fork of the seed per iteration; 4. score (prompt text, completion text, finish reason, reference), drop empty texts | [`Rollout`] of [`Sample`]s | [`rollout`] ([`rollout::truncate_prompt`], [`PromptOverflow`]) |
+//! | [`Trainer::experience`] | 6. shuffle with the fixed seed (ORZ: 42), pack greedily into rows of at most `packing_max_len`; 7. old log-probs and values per response token, no gradients, ORZ alignment | [`Experience`] ([`Pack`]s, old log-probs, values) | [`experience`], [`grouping`] |
+//! | [`Trainer::advantages`] | 5. score on the last response token; 8. the [`AdvantageEstimator`] (GAE per sample on the host in f64, or GRPO), whitening over the iteration (biased); returns unwhitened | [`Advantages`] | [`advantages`], [`crate::ppo::estimator`] |
+//! | [`Trainer::update`] | 9. `critic_update_steps` critic steps of `max(1, N / steps)` shuffled packs each; 10. `policy_update_steps` (1) policy step(s) over all packs | [`Updates`] | [`update`], [`grouping::step_groups`] |
+//!
+//! [`Trainer::iteration`] runs them in order ([`Trainer::iteration_from_rollout`] the last three,
+//! on completions sampled elsewhere) and returns an [`IterationReport`] (rewards,
 //! pass@n, lengths, stop ratio, clip fraction, losses, gradient norms, learning rates, skipped
 //! steps with their reasons, reflection-word counts, generation counters, and per-phase seconds
 //! when given a clock). Evaluation and checkpoints (recipe step 11) belong to the caller: core
@@ -24,7 +23,8 @@
 //! ([`crate::ppo::aggregation`]), so that the step's loss is exactly ORZ's pack mean (default),
 //! the global token mean or the sequence-mean-token-mean, however the packs are grouped.
 //!
-//! **Options.** GRPO without a critic ([`AdvantageEstimator::Grpo`]), other aggregations, more
+//! **Options.** GRPO without a critic ([`EstimatorChoice::Grpo`]), any other
+//! [`AdvantageEstimator`] ([`Trainer::with_estimator`]), other aggregations, more
 //! than one policy step (the packs are split by the critic's rule, [`grouping::step_groups`]),
 //! any [`LrSchedule`](crate::schedule::LrSchedule) (the 32B annealing one included) in the
 //! optimizer configs.
@@ -74,6 +74,7 @@
 //! # }
 //! ```
 
+pub mod advantages;
 pub mod config;
 pub mod experience;
 pub mod grouping;
@@ -84,10 +85,13 @@ pub mod trainer;
 pub mod update;
 
 pub use crate::ppo::aggregation::Aggregation;
-pub use config::{AdvantageEstimator, DEFAULT_ENGINE, PromptOverflow, TrainConfig};
-pub use experience::Pack;
+pub use crate::ppo::estimator::AdvantageEstimator;
+pub use advantages::Advantages;
+pub use config::{DEFAULT_ENGINE, EstimatorChoice, PromptOverflow, TrainConfig};
+pub use experience::{Experience, Pack};
 pub use grouping::step_groups;
 pub use report::{IterationReport, ModelKind, PhaseTimes, ReflectionCounts, RolloutMetrics, SkippedStep};
 pub use resume::TrainerState;
-pub use rollout::{PromptItem, Sample};
+pub use rollout::{PromptItem, Rollout, Sample};
 pub use trainer::Trainer;
+pub use update::{UpdateOutcome, Updates};

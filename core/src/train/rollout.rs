@@ -25,7 +25,8 @@ pub struct PromptItem {
     pub reference: String,
 }
 
-/// One scored completion kept for training, with what the iteration computes for it.
+/// One scored completion kept for training (the rollout phase's unit; what the later phases
+/// compute for it lives in their own outputs, [`super::Experience`] and [`super::Advantages`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Index of its prompt in the iteration's prompt list.
@@ -43,14 +44,6 @@ pub struct Sample {
     pub score: f64,
     /// The reward's label (e.g. [`label::CORRECT`]).
     pub label: &'static str,
-    /// Old log-probs of the response tokens (recipe step 7), filled by the experience phase.
-    pub logp_old: Vec<f64>,
-    /// Critic values of the response tokens (recipe step 7; empty without a critic).
-    pub values: Vec<f64>,
-    /// Advantages per response token after whitening (recipe step 8).
-    pub advantages: Vec<f64>,
-    /// Returns per response token, not whitened (recipe step 8; empty without a critic).
-    pub returns: Vec<f64>,
 }
 
 impl Sample {
@@ -167,10 +160,6 @@ pub fn rollout<B: Backend, M: SlotDecoder<B>>(
             finish_reason: c.finish_reason,
             score: outcome.score,
             label: outcome.label,
-            logp_old: Vec::new(),
-            values: Vec::new(),
-            advantages: Vec::new(),
-            returns: Vec::new(),
         });
     }
     if samples.is_empty() {

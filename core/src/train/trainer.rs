@@ -1,19 +1,22 @@
 //! [`Trainer`]: the policy, the critic, their optimizers and the seeded generator, and one ORZ
 //! iteration over them ([`Trainer::iteration`]).
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec::Vec;
 
+use super::advantages::{Advantages, compute_advantages};
 use super::config::TrainConfig;
-use super::experience::{build_packs, compute_advantages, old_log_probs_and_values};
+use super::experience::{Experience, make_experience};
 use super::report::{IterationReport, ModelKind, PhaseTimes, RolloutMetrics, SkippedStep};
-use super::rollout::{PromptItem, rollout};
-use super::update::{UpdateOutcome, critic_update, policy_update};
+use super::rollout::{PromptItem, Rollout, Sample, rollout};
+use super::update::{UpdateOutcome, Updates, critic_update, policy_update};
 use crate::backend::Backend;
 use crate::backend::ops::no_grad;
 use crate::generation::Detokenize;
 use crate::model::{Critic, Policy};
 use crate::optimizer::Optimizer;
+use crate::ppo::estimator::AdvantageEstimator;
 use crate::reward::Reward;
 use crate::rng::Rng;
 use crate::{Error, Result};
@@ -30,7 +33,12 @@ pub mod stream {
 }
 
 /// Everything an ORZ run updates: the policy, the critic (none under GRPO), their optimizers,
-/// the seeded generator and the iteration counter.
+/// the seeded generator and the iteration counter; and the advantage estimator.
+///
+/// An iteration is four phases, each a public method whose output is the next one's input:
+/// [`Trainer::rollout`] -> [`Trainer::experience`] -> [`Trainer::advantages`] ->
+/// [`Trainer::update`]; [`Trainer::iteration`] is their composition (and
+/// [`Trainer::iteration_from_rollout`] the last three, for completions sampled elsewhere).
 ///
 /// Randomness: iteration `k` draws only from `rng.fork(k)` (sampling, and the order the packs
 /// are visited in), and the pre-packing shuffle uses the fixed `pack_shuffle_seed`; so a run is
@@ -43,22 +51,46 @@ pub struct Trainer<B: Backend> {
     critic: Option<Critic<B>>,
     policy_opt: Optimizer<B>,
     critic_opt: Option<Optimizer<B>>,
+    estimator: Box<dyn AdvantageEstimator>,
     rng: Rng,
     iteration: u64,
 }
 
 impl<B: Backend> Trainer<B> {
-    /// A trainer starting at iteration 0. Errors: an invalid config; a critic missing under GAE
-    /// or given under GRPO; models on different backends cannot be detected and are the
-    /// caller's responsibility.
+    /// A trainer starting at iteration 0, with the config's estimator
+    /// ([`TrainConfig::estimator`]). Errors: an invalid config; a critic missing under GAE or
+    /// given under GRPO; models on different backends cannot be detected and are the caller's
+    /// responsibility.
     pub fn new(config: TrainConfig, policy: Policy<B>, critic: Option<Critic<B>>, rng: Rng) -> Result<Self> {
+        let estimator = config.estimator.build(config.gamma, config.lambda);
+        Self::with_estimator(config, policy, critic, rng, estimator)
+    }
+
+    /// A trainer with a custom advantage estimator (the config's `estimator` is then unused).
+    /// Errors: as [`Trainer::new`], the critic judged by `estimator.uses_critic()`.
+    pub fn with_estimator(
+        config: TrainConfig,
+        policy: Policy<B>,
+        critic: Option<Critic<B>>,
+        rng: Rng,
+        estimator: Box<dyn AdvantageEstimator>,
+    ) -> Result<Self> {
         const OP: &str = "trainer";
         config.validate()?;
-        match (config.estimator.uses_critic(), critic.is_some()) {
+        let name = estimator.name();
+        match (estimator.uses_critic(), critic.is_some()) {
             (true, false) => {
-                return Err(Error::invalid(OP, "the GAE estimator needs a critic, none was given"));
+                return Err(Error::invalid(
+                    OP,
+                    format!("the `{name}` estimator needs a critic, none was given"),
+                ));
             }
-            (false, true) => return Err(Error::invalid(OP, "GRPO uses no critic, but one was given")),
+            (false, true) => {
+                return Err(Error::invalid(
+                    OP,
+                    format!("the `{name}` estimator uses no critic, but one was given"),
+                ));
+            }
             _ => {}
         }
         let b = policy.model().backend();
@@ -67,7 +99,12 @@ impl<B: Backend> Trainer<B> {
             .as_ref()
             .map(|c| Optimizer::new(c.model().backend(), c.model().parameters(), config.critic_optimizer))
             .transpose()?;
-        Ok(Trainer { config, policy, critic, policy_opt, critic_opt, rng, iteration: 0 })
+        Ok(Trainer { config, policy, critic, policy_opt, critic_opt, estimator, rng, iteration: 0 })
+    }
+
+    /// The advantage estimator.
+    pub fn estimator(&self) -> &dyn AdvantageEstimator {
+        self.estimator.as_ref()
     }
 
     /// The configuration.
@@ -147,76 +184,166 @@ impl<B: Backend> Trainer<B> {
         detok: &dyn Detokenize,
         clock: Option<&dyn Fn() -> f64>,
     ) -> Result<IterationReport> {
-        let now = || clock.map_or(0.0, |c| c());
-        let (start, mut mark) = (now(), now());
-        let mut lap = || {
-            let t = now();
-            let d = t - mark;
-            mark = t;
-            d
-        };
-        let mut times = PhaseTimes::default();
-        let iter_rng = self.rng.fork(self.iteration);
+        let mut laps = Laps::new(clock);
+        let rollout = self.rollout(prompts, reward, detok)?;
+        let rollout_seconds = laps.lap();
+        self.train_on(prompts.len(), rollout, laps, rollout_seconds)
+    }
+
+    /// The last three phases of an iteration (experience, advantages, update) on completions
+    /// sampled elsewhere (`rollout`, over `prompts` prompts), then the report; as
+    /// [`Trainer::iteration`] otherwise.
+    pub fn iteration_from_rollout(&mut self, prompts: usize, rollout: Rollout) -> Result<IterationReport> {
+        self.train_on(prompts, rollout, Laps::new(None), 0.0)
+    }
+
+    /// Phase 1 (recipe steps 2 to 4) of the current iteration: truncate `prompts`, sample
+    /// `n_samples_per_prompt` of each with the policy (a fresh fork of the seed per iteration,
+    /// [`stream::GENERATION`]), score them with `reward` and drop the empty ones.
+    pub fn rollout(
+        &self,
+        prompts: &[PromptItem],
+        reward: &dyn Reward,
+        detok: &dyn Detokenize,
+    ) -> Result<Rollout> {
         let b = self.policy.model().backend();
+        let gen_rng = self.iteration_rng().fork(stream::GENERATION);
+        no_grad(b, || rollout(b, &self.policy, &self.config, prompts, reward, detok, &gen_rng))
+            .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))
+    }
 
-        // Steps 2-4: truncate, sample n per prompt (fresh fork per iteration), score, drop empty.
-        let gen_rng = iter_rng.fork(stream::GENERATION);
-        let out = no_grad(b, || rollout(b, &self.policy, &self.config, prompts, reward, detok, &gen_rng))
-            .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))?;
-        let mut samples = out.samples;
-        times.rollout = lap();
+    /// Phase 2 (recipe steps 6 and 7): pack the shuffled samples, read the old log-probs and the
+    /// values of every response token.
+    pub fn experience(&self, samples: Vec<Sample>) -> Result<Experience> {
+        let c = &self.config;
+        make_experience(&self.policy, self.critic.as_ref(), samples, c.packing_max_len, c.pack_shuffle_seed)
+            .map_err(|e| {
+                e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK)
+            })
+    }
 
-        // Steps 5-7: pack the shuffled samples; old log-probs and values per response token.
-        let packs = build_packs(&samples, self.config.packing_max_len, self.config.pack_shuffle_seed)?;
+    /// Phase 3 (recipe steps 5 and 8): the estimator on the host in f64, whitening over the
+    /// iteration when configured.
+    pub fn advantages(&self, experience: &Experience) -> Result<Advantages> {
+        compute_advantages(experience, self.estimator.as_ref(), self.config.advantage_normalize)
+    }
+
+    /// Phase 4 (recipe steps 9 and 10): the critic's steps, then the policy's, visiting the
+    /// packs in the current iteration's orders ([`stream::CRITIC_ORDER`],
+    /// [`stream::POLICY_ORDER`]). Does not advance the iteration counter.
+    pub fn update(&mut self, experience: &Experience, advantages: &Advantages) -> Result<Updates> {
+        let mut laps = Laps::new(None);
+        self.update_timed(experience, advantages, &mut laps, &mut PhaseTimes::default())
+    }
+
+    fn update_timed(
+        &mut self,
+        experience: &Experience,
+        advantages: &Advantages,
+        laps: &mut Laps<'_>,
+        times: &mut PhaseTimes,
+    ) -> Result<Updates> {
+        let iter_rng = self.iteration_rng();
         let pack_len = self.config.packing_max_len;
-        old_log_probs_and_values(&self.policy, self.critic.as_ref(), &packs, &mut samples)
-            .map_err(|e| e.in_phase("experience pass (old log-probs and values)", pack_len, KNOB_PACK))?;
-        times.experience = lap();
-
-        // Step 8: GAE (or GRPO) on the host in f64, whitening over the iteration.
-        compute_advantages(&mut samples, &self.config)?;
-        times.advantages = lap();
-
-        // Step 9: the critic's steps.
-        let critic_out = match (&self.critic, &mut self.critic_opt) {
+        let critic = match (&self.critic, &mut self.critic_opt) {
             (Some(critic), Some(opt)) => {
                 let mut order = iter_rng.fork(stream::CRITIC_ORDER);
-                let out = critic_update(critic, opt, &packs, &samples, &self.config, &mut order);
+                let out = critic_update(critic, opt, experience, advantages, &self.config, &mut order);
                 Some(out.map_err(|e| e.in_phase("critic step", pack_len, KNOB_TRAIN))?)
             }
             _ => None,
         };
-        times.critic_update = lap();
-
-        // Step 10: the policy's step(s).
+        times.critic_update = laps.lap();
         let mut order = iter_rng.fork(stream::POLICY_ORDER);
-        let policy_out =
-            policy_update(&self.policy, &mut self.policy_opt, &packs, &samples, &self.config, &mut order)
-                .map_err(|e| e.in_phase("policy step", pack_len, KNOB_TRAIN))?;
-        times.policy_update = lap();
-        times.total = now() - start;
+        let policy = policy_update(
+            &self.policy,
+            &mut self.policy_opt,
+            experience,
+            advantages,
+            &self.config,
+            &mut order,
+        )
+        .map_err(|e| e.in_phase("policy step", pack_len, KNOB_TRAIN))?;
+        times.policy_update = laps.lap();
+        Ok(Updates { critic, policy })
+    }
 
-        let mut skipped_steps = skipped(ModelKind::Policy, &policy_out);
-        if let Some(c) = &critic_out {
+    /// The generator of the current iteration (`rng.fork(iteration)`).
+    fn iteration_rng(&self) -> Rng {
+        self.rng.fork(self.iteration)
+    }
+
+    /// Phases 2 to 4 on `rollout`, the report, and the counter advanced.
+    fn train_on(
+        &mut self,
+        prompts: usize,
+        rollout: Rollout,
+        mut laps: Laps<'_>,
+        rollout_seconds: f64,
+    ) -> Result<IterationReport> {
+        let mut times = PhaseTimes { rollout: rollout_seconds, ..PhaseTimes::default() };
+        let Rollout { samples, generated, stats, .. } = rollout;
+        let metrics = RolloutMetrics::of(prompts, generated, &samples);
+        let experience = self.experience(samples)?;
+        times.experience = laps.lap();
+        let advantages = self.advantages(&experience)?;
+        times.advantages = laps.lap();
+        let Updates { critic, policy } =
+            self.update_timed(&experience, &advantages, &mut laps, &mut times)?;
+        times.total = laps.total();
+
+        let mut skipped_steps = skipped(ModelKind::Policy, &policy);
+        if let Some(c) = &critic {
             skipped_steps.extend(skipped(ModelKind::Critic, c));
         }
         let report = IterationReport {
             iteration: self.iteration,
-            rollout: RolloutMetrics::of(prompts.len(), out.generated, &samples),
-            packs: packs.len(),
-            tokens_generated: out.stats.tokens_generated,
-            training_tokens: samples.iter().map(|s| s.len()).sum(),
-            generation: out.stats,
-            clip_fraction: policy_out.clipped_tokens as f64 / policy_out.tokens.max(1) as f64,
-            policy_loss: policy_out.mean_loss(),
-            value_loss: critic_out.as_ref().map(UpdateOutcome::mean_loss),
+            rollout: metrics,
+            packs: experience.packs.len(),
+            tokens_generated: stats.tokens_generated,
+            training_tokens: experience.training_tokens(),
+            generation: stats,
+            clip_fraction: policy.clipped_tokens as f64 / policy.tokens.max(1) as f64,
+            policy_loss: policy.mean_loss(),
+            value_loss: critic.as_ref().map(UpdateOutcome::mean_loss),
             skipped_steps,
-            policy_steps: policy_out.steps,
-            critic_steps: critic_out.map(|c| c.steps).unwrap_or_default(),
-            phase_seconds: clock.map(|_| times),
+            policy_steps: policy.steps,
+            critic_steps: critic.map(|c| c.steps).unwrap_or_default(),
+            phase_seconds: laps.clock.map(|_| times),
         };
         self.iteration += 1;
         Ok(report)
+    }
+}
+
+/// Lap times of an iteration's phases from an optional clock (0 without one).
+struct Laps<'a> {
+    clock: Option<&'a dyn Fn() -> f64>,
+    start: f64,
+    mark: f64,
+}
+
+impl<'a> Laps<'a> {
+    fn new(clock: Option<&'a dyn Fn() -> f64>) -> Self {
+        let now = clock.map_or(0.0, |c| c());
+        Laps { clock, start: now, mark: now }
+    }
+
+    fn now(&self) -> f64 {
+        self.clock.map_or(0.0, |c| c())
+    }
+
+    /// Seconds since the previous lap.
+    fn lap(&mut self) -> f64 {
+        let t = self.now();
+        let d = t - self.mark;
+        self.mark = t;
+        d
+    }
+
+    /// Seconds since the start.
+    fn total(&self) -> f64 {
+        self.now() - self.start
     }
 }
 

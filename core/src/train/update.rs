@@ -15,16 +15,26 @@ use core::ops::Range;
 
 use num_traits::Float;
 
+use super::advantages::Advantages;
 use super::config::TrainConfig;
-use super::experience::Pack;
+use super::experience::{Experience, Pack};
 use super::grouping::step_groups;
-use super::rollout::Sample;
-use crate::Result;
 use crate::backend::{Backend, DType};
 use crate::model::{Backprop, Critic, Policy};
 use crate::optimizer::{Optimizer, StepReport};
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
 use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// The update phase's output: what the critic's steps (none without a critic) and the
+/// policy's steps did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Updates {
+    /// The critic's steps (`None` without a critic).
+    pub critic: Option<UpdateOutcome>,
+    /// The policy's steps.
+    pub policy: UpdateOutcome,
+}
 
 /// What the steps of one model did.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -115,15 +125,21 @@ fn run_steps<B: Backend>(
 pub fn critic_update<B: Backend>(
     critic: &Critic<B>,
     opt: &mut Optimizer<B>,
-    packs: &[Pack],
-    samples: &[Sample],
+    experience: &Experience,
+    advantages: &Advantages,
     config: &TrainConfig,
     rng: &mut Rng,
 ) -> Result<UpdateOutcome> {
+    const OP: &str = "critic update";
     let b = critic.model().backend();
+    let values =
+        experience.values.as_ref().ok_or_else(|| Error::invalid(OP, "the experience has no values"))?;
+    let targets =
+        advantages.returns.as_ref().ok_or_else(|| Error::invalid(OP, "the estimator gave no returns"))?;
+    let packs = &experience.packs;
     run_steps(b, opt, packs, config.critic_update_steps, config.aggregation, rng, |pack, w| {
-        let v_old = pack.scatter(samples, |s| &s.values)?;
-        let returns = pack.scatter(samples, |s| &s.returns)?;
+        let v_old = pack.scatter(values)?;
+        let returns = pack.scatter(targets)?;
         critic.backprop_values(&pack.batch, config.memory, &mut |v, range| {
             let shape = [1, range.len()];
             let v = b.cast(v, DType::F32)?;
@@ -141,18 +157,23 @@ pub fn critic_update<B: Backend>(
 pub fn policy_update<B: Backend>(
     policy: &Policy<B>,
     opt: &mut Optimizer<B>,
-    packs: &[Pack],
-    samples: &[Sample],
+    experience: &Experience,
+    advantages: &Advantages,
     config: &TrainConfig,
     rng: &mut Rng,
 ) -> Result<UpdateOutcome> {
     let b = policy.model().backend();
     let eps = config.eps_clip;
     let mut clipped = 0;
-    let mut out =
-        run_steps(b, opt, packs, config.policy_update_steps, config.aggregation, rng, |pack, w| {
-            let (old, adv) =
-                (pack.scatter(samples, |s| &s.logp_old)?, pack.scatter(samples, |s| &s.advantages)?);
+    let mut out = run_steps(
+        b,
+        opt,
+        &experience.packs,
+        config.policy_update_steps,
+        config.aggregation,
+        rng,
+        |pack, w| {
+            let (old, adv) = (pack.scatter(&experience.logp_old)?, pack.scatter(&advantages.advantages)?);
             let targets = pack.batch.next_token_tensor(b)?;
             policy.backprop_log_probs(&pack.batch, &targets, config.memory, &mut |logp, range| {
                 let shape = [1, range.len()];
@@ -171,7 +192,8 @@ pub fn policy_update<B: Backend>(
                 let adv = b.tensor_f64(&adv[range.clone()], &shape, DType::F32)?;
                 weighted_sum(b, &b.policy_loss(&logp, &old, &adv, eps)?, w, pack, range)
             })
-        })?;
+        },
+    )?;
     out.clipped_tokens = clipped;
     Ok(out)
 }

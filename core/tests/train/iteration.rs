@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use orz_core::ppo::grpo::GroupStd;
 use orz_core::rng::Rng;
-use orz_core::train::{AdvantageEstimator, PromptItem, PromptOverflow, Trainer, step_groups};
+use orz_core::train::{EstimatorChoice, PromptItem, PromptOverflow, Trainer, step_groups};
 
 use super::support::{config, contains, detok, max_diff, models, prompts, snapshot, trainer};
 
@@ -122,10 +122,10 @@ fn critic_steps_follow_the_grouping_rule_through_the_trainer() {
 #[test]
 fn grpo_runs_without_a_critic() {
     let mut c = config(4, 1e-3);
-    c.estimator = AdvantageEstimator::Grpo(GroupStd::Unbiased);
+    c.estimator = EstimatorChoice::Grpo(GroupStd::Unbiased);
     let (_, policy, critic) = models(2);
     let err = Trainer::new(c.clone(), policy, Some(critic), Rng::seed_from_u64(0)).unwrap_err().to_string();
-    assert!(err.contains("GRPO uses no critic"), "{err}");
+    assert!(err.contains("`grpo` estimator uses no critic"), "{err}");
     let (_, policy, _) = models(2);
     let mut t = Trainer::new(c, policy, None, Rng::seed_from_u64(0)).unwrap();
     let p0 = snapshot(&t.policy().model().parameters());

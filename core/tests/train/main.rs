@@ -9,5 +9,6 @@
 mod iteration;
 mod learning;
 mod manual;
+mod phases;
 mod resume;
 mod support;

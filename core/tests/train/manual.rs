@@ -9,36 +9,42 @@ use orz_core::model::{Critic, Policy, response_positions};
 use orz_core::optimizer::Optimizer;
 use orz_core::ppo::grpo::{GroupStd, grpo_advantages};
 use orz_core::rng::Rng;
-use orz_core::train::experience::{build_packs, compute_advantages, old_log_probs_and_values};
+use orz_core::train::advantages::compute_advantages;
+use orz_core::train::experience::make_experience;
 use orz_core::train::rollout::rollout;
 use orz_core::train::trainer::stream;
 use orz_core::train::update::policy_update;
-use orz_core::train::{AdvantageEstimator, Aggregation, Pack, Sample, TrainConfig};
+use orz_core::train::{Advantages, Aggregation, EstimatorChoice, Experience, Pack, Sample, TrainConfig};
 use orz_reference::{Reference, Tensor};
 
 use super::support::{config, contains, detok, max_diff, models, prompts, snapshot, trainer};
 
 const SEED: u64 = 21;
 
-/// The models and the experience of iteration 0, computed by hand.
+/// The models, the experience and the advantages of iteration 0, computed by hand.
 struct Hand {
     b: Rc<Reference>,
     policy: Policy<Reference>,
     critic: Critic<Reference>,
     samples: Vec<Sample>,
     packs: Vec<Pack>,
+    experience: Experience,
+    advantages: Advantages,
 }
 
-/// Recipe steps 2-8 by hand, for the models of `trainer(config, SEED)` at iteration 0.
+/// Recipe steps 2-8 by hand (the phase functions, not the trainer), for the models of
+/// `trainer(config, SEED)` at iteration 0.
 fn experience(c: &TrainConfig) -> Hand {
     let (b, policy, critic) = models(SEED);
     let rng = Rng::seed_from_u64(SEED + 1).fork(0).fork(stream::GENERATION);
-    let mut samples = rollout(&*b, &policy, c, &prompts(4), &contains('e'), &detok, &rng).unwrap().samples;
-    let packs = build_packs(&samples, c.packing_max_len, c.pack_shuffle_seed).unwrap();
+    let samples = rollout(&*b, &policy, c, &prompts(4), &contains('e'), &detok, &rng).unwrap().samples;
     let with_critic = c.estimator.uses_critic().then_some(&critic);
-    old_log_probs_and_values(&policy, with_critic, &packs, &mut samples).unwrap();
-    compute_advantages(&mut samples, c).unwrap();
-    Hand { b, policy, critic, samples, packs }
+    let experience =
+        make_experience(&policy, with_critic, samples, c.packing_max_len, c.pack_shuffle_seed).unwrap();
+    let estimator = c.estimator.build(c.gamma, c.lambda);
+    let advantages = compute_advantages(&experience, estimator.as_ref(), c.advantage_normalize).unwrap();
+    let (samples, packs) = (experience.samples.clone(), experience.packs.clone());
+    Hand { b, policy, critic, samples, packs, experience, advantages }
 }
 
 /// The step's loss under `agg`, written from its definition: ORZ's mean over packs of each
@@ -76,8 +82,8 @@ fn aggregate(b: &Reference, agg: Aggregation, samples: &[Sample], packs: &[Pack]
     total
 }
 
-fn tensor(b: &Reference, pack: &Pack, samples: &[Sample], field: impl Fn(&Sample) -> &[f64]) -> Tensor {
-    b.tensor_f64(&pack.scatter(samples, field).unwrap(), &pack.batch.shape(), DType::F32).unwrap()
+fn tensor(b: &Reference, pack: &Pack, per_sample: &[Vec<f64>]) -> Tensor {
+    b.tensor_f64(&pack.scatter(per_sample).unwrap(), &pack.batch.shape(), DType::F32).unwrap()
 }
 
 /// One optimizer step of `params` on the gradients of `loss`.
@@ -96,13 +102,12 @@ fn the_policy_step_equals_the_hand_assembled_loss_for_every_aggregation() {
         let report = t.iteration(&prompts(4), &contains('e'), &detok).unwrap();
         assert!(report.packs > 1, "the test wants several packs");
 
-        let Hand { b, policy, samples, packs, .. } = experience(&c);
+        let Hand { b, policy, samples, packs, experience: e, advantages: a, .. } = experience(&c);
         let tok: Vec<Tensor> = packs
             .iter()
             .map(|p| {
                 let logp = policy.next_token_log_probs(&p.batch).unwrap();
-                let (old, adv) =
-                    (tensor(&b, p, &samples, |s| &s.logp_old), tensor(&b, p, &samples, |s| &s.advantages));
+                let (old, adv) = (tensor(&b, p, &e.logp_old), tensor(&b, p, &a.advantages));
                 b.policy_loss(&logp, &old, &adv, c.eps_clip).unwrap()
             })
             .collect();
@@ -124,13 +129,13 @@ fn a_single_critic_step_equals_the_hand_assembled_value_loss() {
     let report = t.iteration(&prompts(4), &contains('e'), &detok).unwrap();
     assert_eq!(report.critic_steps[0].micro_batches, report.packs);
 
-    let Hand { b, critic, samples, packs, .. } = experience(&c);
+    let Hand { b, critic, samples, packs, experience: e, advantages: a, .. } = experience(&c);
+    let (values, returns) = (e.values.as_ref().unwrap(), a.returns.as_ref().unwrap());
     let tok: Vec<Tensor> = packs
         .iter()
         .map(|p| {
             let v = critic.values(&p.batch).unwrap();
-            let (v_old, ret) =
-                (tensor(&b, p, &samples, |s| &s.values), tensor(&b, p, &samples, |s| &s.returns));
+            let (v_old, ret) = (tensor(&b, p, values), tensor(&b, p, returns));
             b.value_loss(&v, &v_old, &ret, c.value_clip).unwrap()
         })
         .collect();
@@ -151,15 +156,16 @@ fn a_single_critic_step_equals_the_hand_assembled_value_loss() {
 fn with_gamma_lambda_one_the_returns_fed_to_the_critic_are_the_scores() {
     let mut c = config(4, 1e-3);
     (c.gamma, c.lambda) = (1.0, 1.0);
-    let Hand { samples, packs, .. } = experience(&c);
+    let Hand { samples, packs, advantages: a, .. } = experience(&c);
     assert!(samples.iter().any(|s| s.score == 1.0) && samples.iter().any(|s| s.score == 0.0));
-    for s in &samples {
-        assert_eq!(s.returns.len(), s.response.len());
-        assert!(s.returns.iter().all(|&r| (r - s.score).abs() < 1e-12), "{:?} vs {}", s.returns, s.score);
+    let all_returns = a.returns.as_ref().unwrap();
+    for (s, returns) in samples.iter().zip(all_returns) {
+        assert_eq!(returns.len(), s.response.len());
+        assert!(returns.iter().all(|&r| (r - s.score).abs() < 1e-12), "{returns:?} vs {}", s.score);
     }
     // In the packs (what the critic's loss reads), at every response position.
     for p in &packs {
-        let returns = p.scatter(&samples, |s| &s.returns).unwrap();
+        let returns = p.scatter(all_returns).unwrap();
         for (span, &i) in p.batch.samples().iter().zip(&p.samples) {
             let s = &samples[i];
             for at in response_positions(span.start, s.prompt_tokens.len(), s.response.len()).unwrap() {
@@ -168,16 +174,17 @@ fn with_gamma_lambda_one_the_returns_fed_to_the_critic_are_the_scores() {
         }
     }
     // Whitened over every response token of the iteration: mean 0, biased variance 1.
-    let all: Vec<f64> = samples.iter().flat_map(|s| s.advantages.iter().copied()).collect();
+    let all: Vec<f64> = a.advantages.concat();
     let n = all.len() as f64;
     let mean = all.iter().sum::<f64>() / n;
     let var = all.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / n;
     assert!(mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-9, "mean {mean}, var {var}");
     // Without whitening: A_t = score − V_t.
     c.advantage_normalize = false;
-    let Hand { samples, .. } = experience(&c);
-    for s in &samples {
-        for (a, v) in s.advantages.iter().zip(&s.values) {
+    let Hand { samples, experience: e, advantages: a, .. } = experience(&c);
+    for ((s, adv), values) in samples.iter().zip(&a.advantages).zip(e.values.as_ref().unwrap()) {
+        assert_eq!(adv.len(), values.len());
+        for (a, v) in adv.iter().zip(values) {
             assert!((a - (s.score - v)).abs() < 1e-12);
         }
     }
@@ -186,16 +193,18 @@ fn with_gamma_lambda_one_the_returns_fed_to_the_critic_are_the_scores() {
 #[test]
 fn grpo_spreads_each_prompt_groups_advantage_over_its_tokens() {
     let mut c = config(4, 1e-3);
-    c.estimator = AdvantageEstimator::Grpo(GroupStd::Unbiased);
+    c.estimator = EstimatorChoice::Grpo(GroupStd::Unbiased);
     c.advantage_normalize = false;
-    let Hand { samples, .. } = experience(&c);
-    assert!(samples.iter().all(|s| s.values.is_empty() && s.returns.is_empty()));
+    let Hand { samples, experience: e, advantages: a, .. } = experience(&c);
+    assert!(e.values.is_none() && a.returns.is_none());
     for prompt in 0..4 {
-        let group: Vec<&Sample> = samples.iter().filter(|s| s.prompt == prompt).collect();
-        let scores: Vec<f64> = group.iter().map(|s| s.score).collect();
+        let group: Vec<(&Sample, &Vec<f64>)> =
+            samples.iter().zip(&a.advantages).filter(|(s, _)| s.prompt == prompt).collect();
+        let scores: Vec<f64> = group.iter().map(|(s, _)| s.score).collect();
         let want = grpo_advantages(&scores, &[scores.len()], GroupStd::Unbiased).unwrap();
-        for (s, a) in group.iter().zip(want) {
-            assert!(s.advantages.iter().all(|&x| (x - a).abs() < 1e-12), "{:?} vs {a}", s.advantages);
+        for ((s, adv), a) in group.iter().zip(want) {
+            assert_eq!(adv.len(), s.response.len());
+            assert!(adv.iter().all(|&x| (x - a).abs() < 1e-12), "{adv:?} vs {a}");
         }
     }
 }
@@ -203,11 +212,11 @@ fn grpo_spreads_each_prompt_groups_advantage_over_its_tokens() {
 #[test]
 fn a_non_finite_loss_skips_the_step_and_says_why() {
     let c = config(4, 1e-3);
-    let Hand { b, policy, mut samples, packs, .. } = experience(&c);
-    samples[packs[0].samples[0]].advantages[0] = f64::NAN;
+    let Hand { b, policy, packs, experience: e, mut advantages, .. } = experience(&c);
+    advantages.advantages[packs[0].samples[0]][0] = f64::NAN;
     let before = snapshot(&policy.model().parameters());
     let mut opt = Optimizer::new(&*b, policy.model().parameters(), c.policy_optimizer).unwrap();
-    let out = policy_update(&policy, &mut opt, &packs, &samples, &c, &mut Rng::seed_from_u64(0)).unwrap();
+    let out = policy_update(&policy, &mut opt, &e, &advantages, &c, &mut Rng::seed_from_u64(0)).unwrap();
     let reason = out.steps[0].skipped_reason.as_deref().unwrap();
     assert!(!out.steps[0].applied && reason.contains("NaN"), "{reason}");
     assert_eq!(max_diff(&before, &snapshot(&policy.model().parameters())), 0.0);
