@@ -10,6 +10,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use crate::error::Error;
+use crate::train::TrainConfig;
 
 /// A named preset: the tiny CPU demo or one of the four published ORZ recipes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,19 +56,8 @@ impl Preset {
             Preset::Tiny => RecipeConfig {
                 preset: self,
                 base_model: "embedded tiny Qwen2 (orz-rs)".into(),
-                // 32 x 8 = 256 samples per iteration; packs of 256 tokens keep the packed
-                // attention (quadratic in the row length) cheap on a CPU.
+                // 32 x 8 = 256 samples per iteration.
                 rollout_batch_size: 32,
-                n_samples_per_prompt: 8,
-                packing_max_len: 256,
-                generate_max_len: 48,
-                max_len: 88,
-                prompt_max_len: 40,
-                // A model this small moves little at ORZ's 1e-6: 1e-3 for both (the
-                // pretraining peak was 3e-3).
-                policy_lr: 1e-3,
-                critic_lr: 1e-3,
-                warmup_steps: 5,
                 eval_interval: 5,
                 save_interval: 20,
                 iterations: 40,
@@ -75,7 +65,7 @@ impl Preset {
                 orz_gpus: 0,
                 training_data: vec!["embedded task".into()],
                 prompt_template: TINY_PROMPT_TEMPLATE.to_string(),
-                ..orz
+                train: TrainConfig::tiny(),
             },
             Preset::Orz0p5b => {
                 RecipeConfig { preset: self, base_model: "Qwen2.5-0.5B".into(), orz_gpus: 8, ..orz }
@@ -86,8 +76,8 @@ impl Preset {
             Preset::Orz7b => RecipeConfig {
                 preset: self,
                 base_model: "Qwen2.5-7B".into(),
-                packing_max_len: 16384,
                 orz_gpus: 32,
+                train: TrainConfig { packing_max_len: 16384, ..orz.train.clone() },
                 ..orz
             },
             Preset::Orz32b => RecipeConfig {
@@ -144,7 +134,8 @@ Assistant: <think>";
 /// the long instructions, which a character-level model would pay for on every sample.
 pub const TINY_PROMPT_TEMPLATE: &str = "User: {question}\nAssistant: <think>";
 
-/// Every knob of one ORZ training run.
+/// Every knob of one ORZ training run: the run's own (data, batch, schedule of evaluations and
+/// checkpoints) and, once each, the iteration's ([`RecipeConfig::train`]).
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RecipeConfig {
@@ -154,118 +145,55 @@ pub struct RecipeConfig {
     pub base_model: String,
     /// Prompts per iteration (ORZ `rollout_batch_size`).
     pub rollout_batch_size: usize,
-    /// Completions sampled per prompt (ORZ `n_samples_per_prompt`).
-    pub n_samples_per_prompt: usize,
-    /// Most tokens in one packed training row (ORZ `packing_max_len`).
-    pub packing_max_len: usize,
-    /// Most new tokens per completion (ORZ `generate_max_len`).
-    pub generate_max_len: usize,
-    /// Most tokens of prompt plus completion (ORZ `max_len`).
-    pub max_len: usize,
-    /// Prompts are truncated to this many tokens (ORZ `prompt_max_len`).
-    pub prompt_max_len: usize,
-    /// Sampling temperature.
-    pub temperature: f64,
-    /// Nucleus mass (1.0 disables top-p).
-    pub top_p: f64,
-    /// Top-k cutoff (`None` disables it, as in ORZ).
-    pub top_k: Option<usize>,
-    /// Stop strings; each is kept in the completion text.
-    pub stop_strings: Vec<String>,
-    /// GAE discount γ.
-    pub gamma: f64,
-    /// GAE λ.
-    pub lambda: f64,
-    /// Whiten advantages over the whole iteration (ORZ `advantage_normalize`).
-    pub advantage_normalize: bool,
-    /// PPO ratio clip ε (ORZ `eps_clip`).
-    pub eps_clip: f64,
-    /// Value clip c (ORZ `value_clip`).
-    pub value_clip: f64,
-    /// Policy (actor) learning rate.
-    pub policy_lr: f64,
-    /// Critic learning rate.
-    pub critic_lr: f64,
-    /// Linear warmup length in optimizer steps, starting from lr 0.
-    pub warmup_steps: usize,
-    /// Critic optimizer steps per iteration.
-    pub critic_update_steps: usize,
-    /// Policy optimizer steps per iteration.
-    pub policy_update_steps: usize,
-    /// AdamW β1 and β2.
-    pub adam_betas: (f64, f64),
-    /// AdamW ε.
-    pub adam_eps: f64,
-    /// AdamW decoupled weight decay.
-    pub weight_decay: f64,
-    /// Global L2 gradient-norm clip.
-    pub max_grad_norm: f64,
-    /// Evaluate every this many iterations (and before the first).
+    /// Evaluate every this many iterations.
     pub eval_interval: usize,
-    /// Checkpoint every this many iterations.
+    /// Save a checkpoint every this many iterations.
     pub save_interval: usize,
-    /// Seed of the shuffle before packing (ORZ uses 42).
-    pub pack_shuffle_seed: u64,
-    /// GPUs ORZ used for this recipe (ORZ-0.5B ran on 1 or 8; 0 for orz-rs's CPU demo).
+    /// GPUs ORZ used for this preset (informational).
     pub orz_gpus: usize,
-    /// Training data the recipe uses.
+    /// The training data ORZ used, by file name (informational).
     pub training_data: Vec<String>,
-    /// Iterations of a full run (ORZ-7B: about 750, the paper's figure 2; ORZ's scripts stop
-    /// after `num_episodes` passes over the data instead).
+    /// Training iterations of a full run (ORZ: about 750 for the smaller presets).
     pub iterations: usize,
-    /// Samples per eval question (ORZ in training: 1 at temperature 1; the paper's tables: 16).
+    /// Samples per evaluation prompt (ORZ evaluates with 1 at temperature 1; tiny averages 4).
     pub eval_samples: usize,
-    /// The prompt around each question, with [`QUESTION_SLOT`] where it goes (ORZ:
-    /// [`ORZ_PROMPT_TEMPLATE`]).
+    /// The prompt template; `{question}` is replaced by the problem.
     pub prompt_template: String,
+    /// The iteration: samples per prompt, lengths, sampling, packing, GAE, clips, steps,
+    /// optimizers; the one home of these knobs (each field's doc names ORZ's spelling). Its
+    /// EOS ids are the model's: presets leave them empty ([`RecipeConfig::train_config`] sets
+    /// them).
+    pub train: TrainConfig,
 }
 
 impl RecipeConfig {
-    /// The prompt of `question`: [`RecipeConfig::prompt_template`] with `{question}` replaced.
+    /// The prompt template with `question` in place of `{question}`.
     pub fn render_prompt(&self, question: &str) -> String {
         self.prompt_template.replace(QUESTION_SLOT, question)
     }
 
-    /// The values every ORZ preset shares (ORZ_RECIPE.md, "Presets" and "Math").
+    /// The iteration config with the model's EOS ids, validated.
+    pub fn train_config(&self, eos_token_ids: Vec<u32>) -> Result<TrainConfig, Error> {
+        let mut train = self.train.clone();
+        train.stop.eos_token_ids = eos_token_ids;
+        train.validate()?;
+        Ok(train)
+    }
+
+    /// The settings every ORZ preset shares (the 7B's run values).
     fn orz_common() -> RecipeConfig {
         RecipeConfig {
             preset: Preset::Orz7b,
             base_model: String::new(),
             rollout_batch_size: 128,
-            n_samples_per_prompt: 64,
-            packing_max_len: 10048,
-            generate_max_len: 8000,
-            max_len: 8192,
-            prompt_max_len: 2048,
-            temperature: 1.0,
-            top_p: 1.0,
-            top_k: None,
-            stop_strings: ["User:", "Human:", "Assistant:", "</answer>"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            gamma: 1.0,
-            lambda: 1.0,
-            advantage_normalize: true,
-            eps_clip: 0.2,
-            value_clip: 0.2,
-            policy_lr: 1e-6,
-            critic_lr: 5e-6,
-            warmup_steps: 50,
-            critic_update_steps: 12,
-            policy_update_steps: 1,
-            adam_betas: (0.9, 0.95),
-            adam_eps: 1e-8,
-            weight_decay: 0.0,
-            max_grad_norm: 1.0,
             eval_interval: 10,
             save_interval: 50,
-            pack_shuffle_seed: 42,
             iterations: 750,
             eval_samples: 1,
             prompt_template: ORZ_PROMPT_TEMPLATE.to_string(),
             orz_gpus: 8,
             training_data: vec!["orz_math_57k_collected.json".into()],
+            train: TrainConfig::orz(),
         }
     }
 }
@@ -274,24 +202,44 @@ impl RecipeConfig {
 mod tests {
     use super::*;
 
+    use crate::schedule::LrSchedule;
+
+    /// Peak rate and warmup of a warmup-constant schedule.
+    fn warmup(s: LrSchedule) -> (f64, usize) {
+        match s {
+            LrSchedule::WarmupConstant { peak, warmup_steps } => (peak, warmup_steps),
+            other => panic!("not a warmup-constant schedule: {other:?}"),
+        }
+    }
+
     #[test]
     fn orz_presets_match_the_recipe_table() {
         for p in [Preset::Orz0p5b, Preset::Orz1p5b, Preset::Orz7b, Preset::Orz32b] {
             let c = p.config();
-            assert_eq!((c.rollout_batch_size, c.n_samples_per_prompt), (128, 64), "{p}");
-            assert_eq!((c.generate_max_len, c.max_len, c.prompt_max_len), (8000, 8192, 2048), "{p}");
-            assert_eq!((c.policy_lr, c.critic_lr, c.warmup_steps), (1e-6, 5e-6, 50), "{p}");
-            assert_eq!((c.critic_update_steps, c.policy_update_steps), (12, 1), "{p}");
-            assert_eq!((c.gamma, c.lambda, c.eps_clip, c.value_clip), (1.0, 1.0, 0.2, 0.2), "{p}");
+            let t = &c.train;
+            assert_eq!((c.rollout_batch_size, t.n_samples_per_prompt), (128, 64), "{p}");
             assert_eq!(
-                (c.adam_betas, c.adam_eps, c.weight_decay, c.max_grad_norm),
-                ((0.9, 0.95), 1e-8, 0.0, 1.0)
+                (t.stop.max_new_tokens, t.stop.max_total_len, t.prompt_max_len),
+                (8000, 8192, 2048),
+                "{p}"
             );
+            assert_eq!(warmup(t.policy_optimizer.schedule), (1e-6, 50), "{p}");
+            assert_eq!(warmup(t.critic_optimizer.schedule), (5e-6, 50), "{p}");
+            assert_eq!((t.critic_update_steps, t.policy_update_steps), (12, 1), "{p}");
+            assert_eq!((t.gamma, t.lambda, t.eps_clip, t.value_clip), (1.0, 1.0, 0.2, 0.2), "{p}");
+            for o in [t.policy_optimizer, t.critic_optimizer] {
+                let a = o.adamw;
+                assert_eq!(
+                    (a.beta1, a.beta2, a.eps, a.weight_decay, o.max_grad_norm),
+                    (0.9, 0.95, 1e-8, 0.0, Some(1.0))
+                );
+            }
             assert_eq!((c.eval_interval, c.save_interval), (10, 50));
-            assert_eq!(c.stop_strings, ["User:", "Human:", "Assistant:", "</answer>"]);
-            assert_eq!((c.temperature, c.top_p, c.top_k), (1.0, 1.0, None));
+            assert_eq!(t.stop.stop_strings, ["User:", "Human:", "Assistant:", "</answer>"]);
+            assert!(t.stop.eos_token_ids.is_empty(), "EOS ids are the model's");
+            assert_eq!((t.sampling.temperature, t.sampling.top_p, t.sampling.top_k), (1.0, 1.0, None));
             let expected_pack = if p == Preset::Orz7b { 16384 } else { 10048 };
-            assert_eq!(c.packing_max_len, expected_pack, "{p}");
+            assert_eq!(t.packing_max_len, expected_pack, "{p}");
         }
         assert_eq!(Preset::Orz7b.config().orz_gpus, 32);
         assert_eq!(Preset::Orz32b.config().orz_gpus, 128);
@@ -300,16 +248,28 @@ mod tests {
     #[test]
     fn tiny_is_small_with_orz_algorithm_unchanged() {
         let (c, orz) = (Preset::Tiny.config(), Preset::Orz7b.config());
-        assert_eq!((c.rollout_batch_size, c.n_samples_per_prompt, c.iterations), (32, 8, 40));
-        assert_eq!((c.prompt_max_len, c.generate_max_len, c.max_len, c.packing_max_len), (40, 48, 88, 256));
-        assert!(c.prompt_max_len + c.generate_max_len <= c.max_len && c.max_len <= c.packing_max_len);
-        assert_eq!((c.policy_lr, c.critic_lr, c.warmup_steps), (1e-3, 1e-3, 5));
+        let (t, o) = (&c.train, &orz.train);
+        assert_eq!((c.rollout_batch_size, t.n_samples_per_prompt, c.iterations), (32, 8, 40));
+        let lens = (t.prompt_max_len, t.stop.max_new_tokens, t.stop.max_total_len, t.packing_max_len);
+        assert_eq!(lens, (40, 48, 88, 256));
+        assert!(lens.0 + lens.1 <= lens.2 && lens.2 <= lens.3);
+        assert_eq!(warmup(t.policy_optimizer.schedule), (1e-3, 5));
+        assert_eq!(warmup(t.critic_optimizer.schedule), (1e-3, 5));
         assert_eq!((c.eval_interval, c.save_interval, c.eval_samples), (5, 20, 4));
         // The algorithm is ORZ's: GAE 1/1, clips, 12 critic / 1 policy steps, sampling, stops.
-        assert_eq!((c.critic_update_steps, c.policy_update_steps), (12, 1));
-        assert_eq!((c.gamma, c.lambda, c.eps_clip, c.value_clip), (orz.gamma, orz.lambda, 0.2, 0.2));
-        assert_eq!((c.temperature, c.top_p, c.top_k, &c.stop_strings), (1.0, 1.0, None, &orz.stop_strings));
+        assert_eq!((t.critic_update_steps, t.policy_update_steps), (12, 1));
+        assert_eq!((t.gamma, t.lambda, t.eps_clip, t.value_clip), (o.gamma, o.lambda, 0.2, 0.2));
+        assert_eq!((t.sampling, &t.stop.stop_strings), (o.sampling, &o.stop.stop_strings));
         assert_eq!(c.render_prompt("7+5+8"), "User: 7+5+8\nAssistant: <think>");
+    }
+
+    #[test]
+    fn train_config_sets_the_models_eos_and_validates() {
+        let c = Preset::Tiny.config();
+        assert_eq!(c.train_config(vec![1, 2]).unwrap().stop.eos_token_ids, [1, 2]);
+        let mut bad = c.clone();
+        bad.train.n_samples_per_prompt = 0;
+        assert!(bad.train_config(vec![1]).is_err());
     }
 
     #[test]

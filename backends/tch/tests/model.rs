@@ -12,7 +12,8 @@ use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, PackedBatch, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
-use orz_core::train::{PromptItem, TrainConfig, Trainer};
+use orz_core::schedule::LrSchedule;
+use orz_core::train::{PromptItem, Trainer};
 use orz_reference::Reference;
 use orz_tch::Tch;
 
@@ -67,11 +68,13 @@ fn one_orz_iteration_runs_on_tch_and_moves_the_weights() {
     let critic = Critic::from_pretrained(Rc::clone(&b), &config, tensors, &mut rng).unwrap();
     let before: Vec<Vec<f32>> =
         policy.model().parameters().iter().map(|t| b.to_host_f32(t).unwrap()).collect();
-    let mut recipe = Preset::Tiny.config();
-    (recipe.n_samples_per_prompt, recipe.generate_max_len, recipe.max_len) = (4, 6, 32);
-    (recipe.prompt_max_len, recipe.packing_max_len, recipe.critic_update_steps) = (8, 32, 2);
-    recipe.warmup_steps = 0;
-    let train_config = TrainConfig::from_recipe(&recipe, config.eos_token_ids.clone()).unwrap();
+    let mut train_config = Preset::Tiny.config().train_config(config.eos_token_ids.clone()).unwrap();
+    let c = &mut train_config;
+    (c.n_samples_per_prompt, c.stop.max_new_tokens, c.stop.max_total_len) = (4, 6, 32);
+    (c.prompt_max_len, c.packing_max_len, c.critic_update_steps) = (8, 32, 2);
+    for o in [&mut c.policy_optimizer, &mut c.critic_optimizer] {
+        o.schedule = LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 0 };
+    }
     let mut trainer = Trainer::new(train_config, policy, Some(critic), Rng::seed_from_u64(5)).unwrap();
     let prompts: Vec<PromptItem> = [vec![5u32, 6, 7], vec![9, 10]]
         .into_iter()

@@ -44,6 +44,7 @@ use orz_core::optimizer::StepReport;
 use orz_core::recipe::Preset;
 use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
+use orz_core::schedule::LrSchedule;
 use orz_core::train::rollout::rollout;
 use orz_core::train::trainer::stream;
 use orz_core::train::update::{UpdateOutcome, Updates};
@@ -106,12 +107,15 @@ pub fn tiny_model() -> Qwen2Config {
 /// most 24 tokens, 3 critic steps, constant learning rates 1e-2 from step 0, AdamW eps 1e-3 (see
 /// the [module docs](self)).
 pub fn tiny_config() -> orz_core::Result<TrainConfig> {
-    let mut recipe = Preset::Tiny.config();
-    recipe.n_samples_per_prompt = 4;
-    (recipe.generate_max_len, recipe.max_len, recipe.prompt_max_len, recipe.packing_max_len) = (4, 12, 6, 24);
-    (recipe.policy_lr, recipe.critic_lr, recipe.warmup_steps) = (1e-2, 1e-4, 0);
-    (recipe.critic_update_steps, recipe.adam_eps) = (3, 1e-3);
-    TrainConfig::from_recipe(&recipe, tiny_model().eos_token_ids)
+    let mut c = Preset::Tiny.config().train_config(tiny_model().eos_token_ids)?;
+    c.n_samples_per_prompt = 4;
+    (c.stop.max_new_tokens, c.stop.max_total_len, c.prompt_max_len, c.packing_max_len) = (4, 12, 6, 24);
+    c.policy_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-2, warmup_steps: 0 };
+    c.critic_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-4, warmup_steps: 0 };
+    (c.policy_optimizer.adamw.eps, c.critic_optimizer.adamw.eps) = (1e-3, 1e-3);
+    c.critic_update_steps = 3;
+    c.validate()?;
+    Ok(c)
 }
 
 /// The toy tokenizer: token `t` is the letter `'a' + t % 26`.

@@ -37,7 +37,6 @@ use core::cmp::Ordering;
 use num_traits::Float;
 
 use crate::backend::{Backend, DType, ops};
-use crate::recipe::RecipeConfig;
 use crate::{Error, Result};
 
 /// Temperature, top-k and top-p: the sampling parameters of one generation run.
@@ -63,11 +62,6 @@ impl SamplingParams {
     /// Greedy decoding: temperature 0.
     pub fn greedy() -> Self {
         SamplingParams { temperature: 0.0, top_k: None, top_p: 1.0 }
-    }
-
-    /// The sampling parameters of a recipe (ORZ: temperature 1, top-p 1, no top-k), validated.
-    pub fn from_recipe(recipe: &RecipeConfig) -> Result<Self> {
-        SamplingParams::new(recipe.temperature, recipe.top_k, recipe.top_p)
     }
 
     /// Checks `temperature` finite and `>= 0`, `0 < top_p <= 1`, `top_k >= 1`; the error names

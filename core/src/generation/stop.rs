@@ -22,7 +22,6 @@ use alloc::vec::Vec;
 
 use super::detok::{Detokenize, IncrementalText};
 use super::finish::FinishReason;
-use crate::recipe::RecipeConfig;
 use crate::{Error, Result};
 
 /// When a completion stops: EOS ids, stop strings, and two length limits.
@@ -40,19 +39,6 @@ pub struct StopCriteria {
 }
 
 impl StopCriteria {
-    /// A recipe's stop conditions (its stop strings, `generate_max_len`, `max_len`) with the
-    /// tokenizer's EOS ids, validated.
-    pub fn from_recipe(recipe: &RecipeConfig, eos_token_ids: Vec<u32>) -> Result<Self> {
-        let stop = StopCriteria {
-            eos_token_ids,
-            stop_strings: recipe.stop_strings.clone(),
-            max_new_tokens: recipe.generate_max_len,
-            max_total_len: recipe.max_len,
-        };
-        stop.validate()?;
-        Ok(stop)
-    }
-
     /// Checks `max_new_tokens >= 1`, `max_total_len >= 2` and that no stop string is empty; the
     /// error names the field.
     pub fn validate(&self) -> Result<()> {
@@ -320,9 +306,6 @@ mod tests {
         assert!(criteria(&[], 0, 10).validate().unwrap_err().to_string().contains("max_new_tokens"));
         assert!(criteria(&[], 1, 1).validate().unwrap_err().to_string().contains("max_total_len"));
         assert!(criteria(&["a", ""], 1, 10).validate().unwrap_err().to_string().contains("stop_strings[1]"));
-        let r = crate::recipe::Preset::ALL[0].config();
-        let c = StopCriteria::from_recipe(&r, vec![7]).unwrap();
-        assert_eq!((c.max_new_tokens, c.max_total_len), (r.generate_max_len, r.max_len));
     }
 
     #[test]

@@ -1,19 +1,18 @@
-//! [`TrainConfig`]: every knob of one ORZ iteration, with ORZ's values from a
-//! [`RecipeConfig`] ([`TrainConfig::from_recipe`]).
+//! [`TrainConfig`]: every knob of one ORZ iteration, ORZ's values ([`TrainConfig::orz`]) and the
+//! tiny demo's ([`TrainConfig::tiny`]); the presets of [`crate::recipe`] hold one each.
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::backend::AdamWConfig;
 use crate::generation::{EngineConfig, SamplingParams, StopCriteria};
 use crate::model::MemoryOptions;
 use crate::optimizer::OptimizerConfig;
 use crate::ppo::aggregation::Aggregation;
 use crate::ppo::estimator::AdvantageEstimator;
-use crate::ppo::gae::GaeEstimator;
+use crate::ppo::gae::{GaeEstimator, ORZ_GAMMA, ORZ_LAMBDA};
 use crate::ppo::grpo::{GroupStd, GrpoEstimator};
-use crate::recipe::RecipeConfig;
 use crate::schedule::LrSchedule;
 use crate::{Error, Result};
 
@@ -110,48 +109,70 @@ pub struct TrainConfig {
     pub memory: MemoryOptions,
 }
 
-/// The engine limits [`TrainConfig::from_recipe`] starts from: 256 slots and 8 GiB of KV cache.
+/// ORZ's stop strings (each kept in the completion text).
+pub const ORZ_STOP_STRINGS: [&str; 4] = ["User:", "Human:", "Assistant:", "</answer>"];
+
+/// The engine limits of the presets: 256 slots and 8 GiB of KV cache (hardware, not recipe).
 pub const DEFAULT_ENGINE: EngineConfig = EngineConfig { max_batch_slots: 256, kv_budget_bytes: 8 << 30 };
 
 impl TrainConfig {
-    /// The iteration of a recipe, with the tokenizer's EOS ids, ORZ's aggregation and GAE, and
-    /// [`DEFAULT_ENGINE`]; validated.
-    pub fn from_recipe(recipe: &RecipeConfig, eos_token_ids: Vec<u32>) -> Result<TrainConfig> {
-        let adamw = AdamWConfig {
-            beta1: recipe.adam_betas.0,
-            beta2: recipe.adam_betas.1,
-            eps: recipe.adam_eps,
-            weight_decay: recipe.weight_decay,
-        };
-        let optimizer = |peak| OptimizerConfig {
-            adamw,
-            schedule: LrSchedule::WarmupConstant { peak, warmup_steps: recipe.warmup_steps },
-            max_grad_norm: Some(recipe.max_grad_norm),
-        };
-        let config = TrainConfig {
-            n_samples_per_prompt: recipe.n_samples_per_prompt,
-            prompt_max_len: recipe.prompt_max_len,
+    /// ORZ's iteration (ORZ_RECIPE.md; `playground/orz_*_ppo.py`): 64 samples per prompt,
+    /// prompts of at most 2048 tokens, 8000 new and 8192 total, ORZ's sampling and stop strings,
+    /// packs of 10048 tokens shuffled with seed 42, GAE(1, 1), whitening, clips 0.2, 12 critic
+    /// steps and 1 policy step, pack-mean aggregation, ORZ's optimizers, [`DEFAULT_ENGINE`],
+    /// checkpointed backward. No EOS ids: they are the model's
+    /// ([`crate::recipe::RecipeConfig::train_config`]).
+    pub fn orz() -> TrainConfig {
+        TrainConfig {
+            n_samples_per_prompt: 64,
+            prompt_max_len: 2048,
             prompt_overflow: PromptOverflow::KeepFirst,
-            sampling: SamplingParams::from_recipe(recipe)?,
-            stop: StopCriteria::from_recipe(recipe, eos_token_ids)?,
+            sampling: SamplingParams::default(),
+            stop: StopCriteria {
+                eos_token_ids: Vec::new(),
+                stop_strings: ORZ_STOP_STRINGS.iter().map(|s| String::from(*s)).collect(),
+                max_new_tokens: 8000,
+                max_total_len: 8192,
+            },
             engine: DEFAULT_ENGINE,
-            packing_max_len: recipe.packing_max_len,
-            pack_shuffle_seed: recipe.pack_shuffle_seed,
-            gamma: recipe.gamma,
-            lambda: recipe.lambda,
-            advantage_normalize: recipe.advantage_normalize,
-            eps_clip: recipe.eps_clip,
-            value_clip: recipe.value_clip,
-            critic_update_steps: recipe.critic_update_steps,
-            policy_update_steps: recipe.policy_update_steps,
+            packing_max_len: 10048,
+            pack_shuffle_seed: 42,
+            gamma: ORZ_GAMMA,
+            lambda: ORZ_LAMBDA,
+            advantage_normalize: true,
+            eps_clip: 0.2,
+            value_clip: 0.2,
+            critic_update_steps: 12,
+            policy_update_steps: 1,
             aggregation: Aggregation::OrzPackMean,
             estimator: EstimatorChoice::Gae,
-            policy_optimizer: optimizer(recipe.policy_lr),
-            critic_optimizer: optimizer(recipe.critic_lr),
-            memory: MemoryOptions::for_pack_len(recipe.packing_max_len),
+            policy_optimizer: OptimizerConfig::ORZ_POLICY,
+            critic_optimizer: OptimizerConfig::ORZ_CRITIC,
+            memory: MemoryOptions::for_pack_len(10048),
+        }
+    }
+
+    /// The tiny CPU demo's iteration: ORZ's algorithm on a small budget. 8 samples per prompt,
+    /// prompts of at most 40 tokens, 48 new and 88 total, packs of 256 tokens (the packed
+    /// attention stays cheap on a CPU), learning rates 1e-3 after 5 warmup steps for both models
+    /// (a model this small moves little at ORZ's 1e-6; the pretraining peak was 3e-3), the plain
+    /// backward.
+    pub fn tiny() -> TrainConfig {
+        let orz = TrainConfig::orz();
+        let lr = |o: OptimizerConfig| OptimizerConfig {
+            schedule: LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 5 },
+            ..o
         };
-        config.validate()?;
-        Ok(config)
+        TrainConfig {
+            n_samples_per_prompt: 8,
+            prompt_max_len: 40,
+            stop: StopCriteria { max_new_tokens: 48, max_total_len: 88, ..orz.stop.clone() },
+            packing_max_len: 256,
+            policy_optimizer: lr(orz.policy_optimizer),
+            critic_optimizer: lr(orz.critic_optimizer),
+            memory: MemoryOptions::for_pack_len(256),
+            ..orz
+        }
     }
 
     /// Checks every field, naming the bad one: counts of at least 1, `prompt_max_len <
@@ -215,29 +236,23 @@ mod tests {
     use alloc::vec;
 
     #[test]
-    fn orz_presets_give_orz_iterations() {
+    fn orz_iterations_use_orz_conventions() {
         for p in [Preset::Orz0p5b, Preset::Orz1p5b, Preset::Orz7b, Preset::Orz32b] {
-            let c = TrainConfig::from_recipe(&p.config(), vec![151643]).unwrap();
-            assert_eq!((c.n_samples_per_prompt, c.prompt_max_len), (64, 2048), "{p}");
-            assert_eq!((c.stop.max_new_tokens, c.stop.max_total_len), (8000, 8192));
-            assert_eq!((c.critic_update_steps, c.policy_update_steps, c.pack_shuffle_seed), (12, 1, 42));
-            assert_eq!((c.gamma, c.lambda, c.eps_clip, c.value_clip), (1.0, 1.0, 0.2, 0.2));
+            let c = p.config().train_config(vec![151643]).unwrap();
+            assert_eq!(c.pack_shuffle_seed, 42, "{p}");
             assert_eq!((c.aggregation, c.estimator), (Aggregation::OrzPackMean, EstimatorChoice::Gae));
             assert_eq!(c.prompt_overflow, PromptOverflow::KeepFirst);
             assert_eq!(c.policy_optimizer, OptimizerConfig::ORZ_POLICY);
             assert_eq!(c.critic_optimizer, OptimizerConfig::ORZ_CRITIC);
             assert!(c.advantage_normalize && c.sampling == SamplingParams::default());
             assert!(c.memory.activation_checkpointing, "{p}: real packs are checkpointed");
+            assert_eq!(c.stop.eos_token_ids, [151643]);
         }
-        assert_eq!(
-            TrainConfig::from_recipe(&Preset::Orz7b.config(), vec![0]).unwrap().packing_max_len,
-            16384
-        );
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let base = TrainConfig::from_recipe(&Preset::Tiny.config(), vec![0]).unwrap();
+        let base = Preset::Tiny.config().train_config(vec![0]).unwrap();
         let check = |f: &dyn Fn(&mut TrainConfig), what: &str| {
             let mut c = base.clone();
             f(&mut c);

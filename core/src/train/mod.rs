@@ -58,10 +58,9 @@
 //! let policy = Policy::random(Rc::clone(&backend), &model, DType::F32, &mut rng)?;
 //! let critic = Critic::random(Rc::clone(&backend), &model, DType::F32, &mut rng)?;
 //! // The tiny preset, shrunk: 2 samples per prompt of at most 4 tokens, 2 critic steps.
-//! let mut recipe = Preset::Tiny.config();
-//! (recipe.n_samples_per_prompt, recipe.generate_max_len, recipe.max_len) = (2, 4, 16);
-//! (recipe.prompt_max_len, recipe.packing_max_len, recipe.critic_update_steps) = (8, 16, 2);
-//! let config = TrainConfig::from_recipe(&recipe, model.eos_token_ids.clone())?;
+//! let mut config = Preset::Tiny.config().train_config(model.eos_token_ids.clone())?;
+//! (config.n_samples_per_prompt, config.stop.max_new_tokens, config.stop.max_total_len) = (2, 4, 16);
+//! (config.prompt_max_len, config.packing_max_len, config.critic_update_steps) = (8, 16, 2);
 //! let mut trainer = Trainer::new(config, policy, Some(critic), Rng::seed_from_u64(1))?;
 //! // A toy tokenizer: token t is the letter 'a' + t % 26.
 //! let detok = |ts: &[u32]| ts.iter().map(|&t| char::from(b'a' + (t % 26) as u8)).collect::<String>();

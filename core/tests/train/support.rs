@@ -7,6 +7,7 @@ use orz_core::model::{Critic, Policy};
 use orz_core::recipe::Preset;
 use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
+use orz_core::schedule::LrSchedule;
 use orz_core::train::{PromptItem, TrainConfig, Trainer};
 use orz_reference::Reference;
 
@@ -70,12 +71,14 @@ pub fn prompts(count: usize) -> Vec<PromptItem> {
 /// The tiny preset shrunk to this model: `n` samples of at most 4 new tokens, packs of at
 /// most 24 tokens, 12 critic steps; constant learning rates (no warmup) of `lr`.
 pub fn config(n: usize, lr: f64) -> TrainConfig {
-    let mut recipe = Preset::Tiny.config();
-    recipe.n_samples_per_prompt = n;
-    (recipe.generate_max_len, recipe.max_len, recipe.prompt_max_len, recipe.packing_max_len) = (4, 12, 6, 24);
-    (recipe.policy_lr, recipe.critic_lr, recipe.warmup_steps) = (lr, lr, 0);
-    recipe.critic_update_steps = 12;
-    TrainConfig::from_recipe(&recipe, tiny().eos_token_ids).unwrap()
+    let mut c = Preset::Tiny.config().train_config(tiny().eos_token_ids).unwrap();
+    c.n_samples_per_prompt = n;
+    (c.stop.max_new_tokens, c.stop.max_total_len, c.prompt_max_len, c.packing_max_len) = (4, 12, 6, 24);
+    let constant = LrSchedule::WarmupConstant { peak: lr, warmup_steps: 0 };
+    (c.policy_optimizer.schedule, c.critic_optimizer.schedule) = (constant, constant);
+    c.critic_update_steps = 12;
+    c.validate().unwrap();
+    c
 }
 
 /// A random policy and critic (from `seed`) on one reference backend.
