@@ -1,5 +1,5 @@
-//! Level 3: PPO math. The backend's policy and value losses (method and default) against the host
-//! functions of `orz_core::ppo` (values and gradients, kinks included); whitening and the three
+//! Level 3: PPO math. The backend's policy and value losses (method and default) against their
+//! host oracles in the same modules of `orz_core::ppo` (values and gradients, kinks included); whitening and the three
 //! loss aggregations composed from backend ops against the host math; one AdamW step and global
 //! gradient clipping against the reference.
 
@@ -121,9 +121,10 @@ fn rounded(dtype: DType, xs: &[f64]) -> Vec<f64> {
     xs.iter().map(|&x| dtype.round(x)).collect()
 }
 
-/// `policy_loss` against `orz_core::ppo::policy_loss`: eps 0.2, 0 or random; some tokens with
-/// `logp_old = logp`, so that with eps 0 the ratio 1 sits exactly on both clip bounds (the
-/// clamp passes the gradient there and the tied surrogates share it: the full `-A` results).
+/// `policy_loss` against its host oracle (`orz_core::ppo::policy_loss::policy_loss_host`): eps
+/// 0.2, 0 or random; some tokens with `logp_old = logp`, so that with eps 0 the ratio 1 sits
+/// exactly on both clip bounds (the clamp passes the gradient there and the tied surrogates
+/// share it: the full `-A` results).
 pub fn check_policy_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     let h = Harness::new(backend, dtype);
     let eps = prop_oneof![Just(0.2), Just(0.0), 0.05..0.3];
@@ -147,8 +148,9 @@ pub fn check_policy_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome 
     })
 }
 
-/// `value_loss` against `orz_core::ppo::value_loss`: clip 0.2, 0.25, 0 or random; values on a
-/// grid of 1/4 so that `V − V_old` lands exactly on `±clip` and the squared errors tie.
+/// `value_loss` against its host oracle (`orz_core::ppo::value_loss::value_loss_host`): clip 0.2,
+/// 0.25, 0 or random; values on a grid of 1/4 so that `V − V_old` lands exactly on `±clip` and
+/// the squared errors tie.
 pub fn check_value_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     let h = Harness::new(backend, dtype);
     let clip = prop_oneof![Just(0.2), Just(0.25), Just(0.0), 0.05..0.5];

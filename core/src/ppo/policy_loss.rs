@@ -12,7 +12,7 @@
 //! clamp passes the gradient on `[1 − ε, 1 + ε]` inclusive, and a tie of the two surrogates
 //! splits the gradient evenly. Inside the clip range both surrogates are equal and so are their
 //! gradients, hence `d loss / d logp = −ratio·A` there. The tensor version gets these from the
-//! backend's autodiff; the host oracle writes them out, and the conformance suite compares the two.
+//! backend's autodiff; the host oracle writes them out; the conformance suite compares the two.
 
 use alloc::vec::Vec;
 use num_traits::Float;
@@ -90,9 +90,9 @@ pub fn policy_loss_token<F: Float>(logp: F, logp_old: F, advantage: F, eps: F) -
     }
 }
 
-/// Host oracle: the policy loss of every token: `logp`, `logp_old` and `advantages` are aligned per-token
-/// slices; masked tokens (where `mask` is false) get a zero loss and gradient and are not
-/// checked, so a NaN there never leaks.
+/// Host oracle: the policy loss of every token. `logp`, `logp_old` and `advantages` are aligned
+/// per-token slices; masked tokens (where `mask` is false) get a zero loss and gradient and are
+/// not checked, so a NaN there never leaks.
 ///
 /// Errors: empty or mismatched inputs, ε not in `[0, 1]`, a non-finite valid input.
 pub fn policy_loss_host<F: Float>(
@@ -139,6 +139,9 @@ mod tests {
         let t = policy_loss_token(0.5f64, 0.0, -1.0, 0.2);
         let r = 0.5f64.exp();
         assert!((t.loss - r).abs() < 1e-12 && (t.grad_logp - r).abs() < 1e-12 && !t.clipped);
+        // The rule alone: below 1 − ε it binds for A < 0 only; on a bound (a tie) it does not.
+        assert!(clip_binds(0.5f64, -1.0, 0.2) && !clip_binds(0.5f64, 1.0, 0.2));
+        assert!(!clip_binds(1.25f64, 1.0, 0.25) && !clip_binds(1.0f64, 0.0, 0.2));
     }
 
     #[test]

@@ -80,8 +80,8 @@ pub fn value_loss_token<F: Float>(value: F, value_old: F, ret: F, clip: F) -> Va
     }
 }
 
-/// Host oracle: the value loss of every token: `values`, `values_old` and `returns` are aligned per-token
-/// slices; masked tokens get a zero loss and gradient and are not checked.
+/// Host oracle: the value loss of every token. `values`, `values_old` and `returns` are aligned
+/// per-token slices; masked tokens get a zero loss and gradient and are not checked.
 ///
 /// Errors: empty or mismatched inputs, a negative or non-finite clip, a non-finite valid input.
 pub fn value_loss_host<F: Float>(
