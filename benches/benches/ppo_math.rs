@@ -5,7 +5,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use orz_core::ppo::gae::{ORZ_GAMMA, ORZ_LAMBDA, gae};
-use orz_core::ppo::policy_loss::{ORZ_CLIP_EPS, policy_loss};
+use orz_core::ppo::policy_loss::{ORZ_CLIP_EPS, policy_loss_host};
 use orz_core::ppo::whitening::{WhiteningConvention, whiten};
 use std::hint::black_box;
 
@@ -50,7 +50,7 @@ fn bench_ppo_math(c: &mut Criterion) {
     });
     group.bench_function("policy_loss_and_grad", |b| {
         b.iter(|| {
-            policy_loss(
+            policy_loss_host(
                 black_box(&logp),
                 black_box(&logp_old),
                 black_box(&advantages),

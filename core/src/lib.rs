@@ -2,17 +2,21 @@
 //!
 //! The dependency-light, `no_std` core of orz-rs: Open-Reasoner-Zero (ORZ) in Rust. It holds
 //! the PPO/GAE math, the reward algebra, the answer checker and the recipe presets, written
-//! once and shared by every backend. Host-side math here is generic over [`num_traits::Float`];
-//! it is also the oracle the conformance suite compares backends against.
+//! once and shared by every backend. What trains on tensors is generic over [`backend::Backend`];
+//! host-side math is generic over [`num_traits::Float`]. Where a computation exists in both forms
+//! (the losses, gradient clipping), the host version is an oracle with hand-written gradients
+//! that the conformance suite compares backends against, and it sits in the same module as the
+//! tensor version it checks.
 //!
 //! Features: `std` (default) or `libm` supply floating-point functions (one of them is
 //! required); `serde` derives (de)serialization for configs.
 //!
 //! ## Numeric conventions
 //!
-//! Every convention below is named in code (a type, a constant or a function) and follows the
-//! ORZ code (Open-Reasoner-Zero, commit 3fdd9a0: `orz/ppo/`, `playground/orz_*_ppo.py`). Where
-//! the paper and the code disagree, the code wins. Where other RL libraries differ, it says so.
+//! Every convention below is named in code (a type, a constant or a function: the code that
+//! trains, and its host oracle where there is one) and follows the ORZ code (Open-Reasoner-Zero,
+//! commit 3fdd9a0: `orz/ppo/`, `playground/orz_*_ppo.py`). Where the paper and the code
+//! disagree, the code wins. Where other RL libraries differ, it says so.
 //!
 //! | convention | orz-rs (ORZ) | where peers differ |
 //! |---|---|---|
@@ -20,26 +24,29 @@
 //! | GAE with γ = λ = 1 | `A_t = score − V_t`, `return_t = score` | — |
 //! | advantage whitening | over all response tokens of the iteration: mean, **biased** variance (÷ n), `(A − mean) / sqrt(max(var, 1e-8))`; returns are not whitened ([`ppo::whitening::WhiteningConvention::OrzBiased`]) | TRL/veRL `masked_whiten` use the Bessel-corrected variance (÷ (n − 1)) and `rsqrt(var + 1e-8)` |
 //! | advantage dtype | f32 (ORZ casts to bf16: a deliberate deviation) | — |
-//! | policy loss | `−min(r·A, clamp(r, 1−ε, 1+ε)·A)`, `r = exp(logp − logp_old)`, ε = 0.2; no dual clip, no log-ratio clamp, no KL, no entropy ([`ppo::policy_loss`]) | OpenRLHF/veRL offer a dual clip |
-//! | value loss | `0.5 · max((V_clip − R)², (V − R)²)`, `V_clip = V_old + clamp(V − V_old, −c, c)`, c = 0.2 ([`ppo::value_loss`]) | some use the unclipped MSE |
+//! | policy loss | `−min(r·A, clamp(r, 1−ε, 1+ε)·A)`, `r = exp(logp − logp_old)`, ε = 0.2; no dual clip, no log-ratio clamp, no KL, no entropy; the token count where the clip binds (`clamp(r)·A < r·A`) is reported (trains: [`ppo::policy_loss::policy_loss`]; oracle: [`ppo::policy_loss::policy_loss_token`]; [`ppo::policy_loss::clip_binds`]) | OpenRLHF/veRL offer a dual clip |
+//! | value loss | `0.5 · max((V_clip − R)², (V − R)²)`, `V_clip = V_old + clamp(V − V_old, −c, c)`, c = 0.2 (trains: [`ppo::value_loss::value_loss`]; oracle: [`ppo::value_loss::value_loss_token`]) | some use the unclipped MSE |
 //! | masking | masked positions never contribute to a sum, a mean, a variance or a gradient, and a NaN there never leaks | — |
 //! | loss aggregation | ORZ: mean over the response tokens of each pack, averaged over the packs of one optimizer step ([`ppo::aggregation::Aggregation::OrzPackMean`]); options: global token mean, sequence-mean-token-mean | OpenRLHF: per-micro-batch mean; DAPO/veRL: token mean |
 //! | GRPO (option) | per prompt group `score − mean`, ÷ the group's std when it is > 0 ([`ppo::grpo`]) | ORZ's own GRPO flag divides by 1 (a bug in its code) |
 //! | learning rate | linear warmup from 0 over 50 steps (multiplier k/50 at step k, counting from 0), then constant ([`schedule`]) | PyTorch/HF warmup usually starts at step 1 |
-//! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`) ([`ppo::grad_clip`]) | tch's `backward_step_clip` clamps values; candle has none |
-//! | one iteration | prompts cut to their first `prompt_max_len` tokens (HF `truncation_side = "right"`); samples shuffled with the fixed seed 42 each iteration, packed greedily; each pack is one micro-batch; critic steps of `max(1, N / 12)` packs, leftovers unused; one policy step over all packs ([`train`]) | — |
+//! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`), the norm in f32; a non-finite norm skips the step (trains: [`optimizer::clip::clip_grad_norm`]; oracle: [`optimizer::clip::clip_grad_norm_host`]; one factor: [`optimizer::clip::clip_factor`]) | tch's `backward_step_clip` clamps values; candle has none |
+//! | optimizer | AdamW as PyTorch's `torch.optim.AdamW`: betas (0.9, 0.95), eps 1e-8 added to the bias-corrected `sqrt(v)`, weight decay 0; f32 moments, f32 master weights for bf16/f16 parameters; a non-finite loss or gradient norm skips the step without advancing the schedule (trains: [`optimizer::adamw::adamw_update`], driven by [`optimizer::Optimizer`]) | PyTorch's `AdamW` keeps the moments in the parameter's dtype; the skip is DeepSpeed's for an overflowing step |
+//! | one iteration | prompts cut to their first `prompt_max_len` tokens (HF `truncation_side = "right"`); samples shuffled with the fixed seed 42 each iteration, packed greedily ([`model::packing::greedy_packs`]); each pack is one micro-batch; critic steps of `max(1, N / 12)` packs, leftovers unused; one policy step over all packs ([`train`]) | — |
 //! | memory-lean backward | one pack's loss is the sum of its chunks' losses; each stage's parameter gradients are summed in f32; activation checkpointing recomputes a layer from its saved input with the forward's own kernels ([`model::backprop`]); on from 1024-token packs ([`model::MemoryOptions::for_pack_len`]) | DeepSpeed and FSDP also checkpoint per decoder layer; veRL offers a fused head + log-prob kernel that avoids the full logits |
 //! | reward | 1.0 iff the completion stopped (`stop`, not `length`) and its answer is equivalent to the reference, else 0.0; placed on the last response token ([`reward`]) | no format reward, no length penalty in ORZ |
 //!
 //! ## Modules
 //!
 //! - [`backend`]: the `Backend` trait (tensor primitives and autodiff) with its provided
-//!   composites (softmax, RMSNorm, rotary embedding, attention, PPO losses, AdamW, clipping).
-//! - [`ppo`]: GAE, whitening, policy and value losses with their gradients, aggregation, GRPO,
-//!   gradient-norm clipping.
+//!   composites (softmax, RMSNorm, rotary embedding, attention; the PPO losses, AdamW and
+//!   clipping, whose default bodies live in [`ppo`] and [`optimizer`]).
+//! - [`ppo`]: GAE, whitening, aggregation, GRPO; the policy and value losses (the tensor version
+//!   that trains and the host oracle with its gradients, side by side).
 //! - [`schedule`]: learning-rate schedules.
 //! - [`optimizer`]: the training optimizer (AdamW with a schedule, gradient accumulation,
-//!   clipping, f32 master weights, a NaN/Inf guard that skips a step).
+//!   clipping, f32 master weights, a NaN/Inf guard that skips a step) with its AdamW kernel
+//!   ([`optimizer::adamw`]) and gradient clipping ([`optimizer::clip`]).
 //! - [`reward`]: the reward abstraction, combinators, ORZ math, Countdown and format rewards.
 //! - [`checker`]: answer extraction and equivalence (ORZ's string normalization, then a bounded
 //!   LaTeX parser and evaluator).

@@ -2,10 +2,10 @@
 //! of `orz_conformance::strategies`.
 
 use orz_conformance::strategies::{PackedBatch, packed_batch, packs};
+use orz_core::optimizer::clip::{clip_grad_norm_host, global_norm};
 use orz_core::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
 use orz_core::ppo::gae::{gae, gae_masked};
-use orz_core::ppo::grad_clip::{clip_grad_norm, global_norm};
-use orz_core::ppo::policy_loss::{ORZ_CLIP_EPS, policy_loss, policy_loss_token};
+use orz_core::ppo::policy_loss::{ORZ_CLIP_EPS, policy_loss_host, policy_loss_token};
 use orz_core::ppo::value_loss::{ORZ_VALUE_CLIP, value_loss_token};
 use orz_core::ppo::whitening::{WhiteningConvention, moments, whiten_masked};
 use orz_core::schedule::LrSchedule;
@@ -140,8 +140,8 @@ proptest! {
     #[test]
     fn policy_loss_masked_positions_never_matter(b in packed_batch(8, 40)) {
         let (l, o, a) = (poison(&b.logp, &b.mask), poison(&b.logp_old, &b.mask), poison(&b.advantages, &b.mask));
-        let poisoned = policy_loss(&l, &o, &a, Some(&b.mask), ORZ_CLIP_EPS).unwrap();
-        let clean = policy_loss(&b.logp, &b.logp_old, &b.advantages, Some(&b.mask), ORZ_CLIP_EPS).unwrap();
+        let poisoned = policy_loss_host(&l, &o, &a, Some(&b.mask), ORZ_CLIP_EPS).unwrap();
+        let clean = policy_loss_host(&b.logp, &b.logp_old, &b.advantages, Some(&b.mask), ORZ_CLIP_EPS).unwrap();
         prop_assert_eq!(poisoned, clean);
     }
 
@@ -193,7 +193,7 @@ proptest! {
     ) {
         let mut grads = grads;
         let mut views: Vec<&mut [f64]> = grads.iter_mut().map(|g| &mut g[..]).collect();
-        let c = clip_grad_norm(&mut views, max_norm).unwrap();
+        let c = clip_grad_norm_host(&mut views, max_norm).unwrap();
         let after: Vec<&[f64]> = grads.iter().map(|g| &g[..]).collect();
         let norm = global_norm(&after).unwrap();
         prop_assert!(norm <= max_norm * (1.0 + 1e-12));

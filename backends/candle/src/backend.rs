@@ -4,7 +4,7 @@
 use candle_core::backprop::GradStore;
 use candle_core::{DType as CDType, Device, Tensor, Var};
 use orz_core::backend::shape::{check_data_len, check_float, numel};
-use orz_core::backend::{Backend, DType, optim};
+use orz_core::backend::{AdamWStep, Backend, DType};
 use orz_core::{Error, Result};
 
 use crate::ops::elementwise::{Binary, Compare};
@@ -272,7 +272,7 @@ impl Backend for Candle {
         grad: &Tensor,
         m: &Tensor,
         v: &Tensor,
-        hp: &optim::AdamWStep,
+        hp: &AdamWStep,
     ) -> Result<(Tensor, Tensor)> {
         fused::adamw_update(self, param, grad, m, v, hp)
     }

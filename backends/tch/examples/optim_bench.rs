@@ -13,8 +13,9 @@
 
 use std::time::Instant;
 
-use orz_core::backend::optim::{self, AdamWConfig, AdamWStep};
 use orz_core::backend::{Backend, DType};
+use orz_core::optimizer::adamw::{self, AdamWConfig, AdamWStep};
+use orz_core::optimizer::clip;
 use orz_tch::Tch;
 
 /// The value after `flag` on the command line, or `default`.
@@ -69,11 +70,11 @@ fn main() {
     });
     let default = best(reps, || {
         for i in 0..n {
-            (m[i], v[i]) = optim::adamw_update(&b, &params[i], &grads[i], &m[i], &v[i], &hp).unwrap();
+            (m[i], v[i]) = adamw::adamw_update(&b, &params[i], &grads[i], &m[i], &v[i], &hp).unwrap();
         }
     });
     println!("adamw_update: Tch override {method}; core default {default}");
     let method = best(reps, || drop(b.clip_grad_norm(&grads, 1.0).unwrap()));
-    let default = best(reps, || drop(optim::clip_grad_norm(&b, &grads, 1.0).unwrap()));
+    let default = best(reps, || drop(clip::clip_grad_norm(&b, &grads, 1.0).unwrap()));
     println!("clip_grad_norm: Tch override {method}; core default {default}");
 }

@@ -3,9 +3,9 @@
 
 use std::rc::Rc;
 
-use orz_core::backend::optim::AdamWStep;
 use orz_core::backend::shape::{check_dim, check_float, check_range, check_same_dtype, matmul_shape, numel};
 use orz_core::backend::{Backend, DType};
+use orz_core::optimizer::adamw::AdamWStep;
 use orz_core::{Error, Result};
 use tch::{Device, Kind, Tensor};
 

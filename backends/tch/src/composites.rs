@@ -4,8 +4,9 @@
 //! checks against the default body on this backend.
 
 use orz_core::backend::DType;
-use orz_core::backend::optim::{AdamWConfig, AdamWStep};
 use orz_core::backend::shape::{check_dim, check_float};
+use orz_core::optimizer::adamw::{AdamWConfig, AdamWStep};
+use orz_core::optimizer::clip::clip_factor;
 use orz_core::{Error, Result};
 use tch::{Kind, Tensor};
 
@@ -67,7 +68,7 @@ impl Tch {
         })
     }
 
-    /// AdamW (the formula of [`orz_core::backend::optim::adamw_update`]) in f32 under no-grad,
+    /// AdamW (the formula of [`orz_core::optimizer::adamw::adamw_update`]) in f32 under no-grad,
     /// on PyTorch's single-tensor kernel sequence, with three fresh buffers (the new moments and
     /// the denominator; the moments passed in are not modified): `lerp` for the first moment,
     /// `g * g` lerped in place towards `v` for the second, `sqrt` and two in-place scalar kernels
@@ -149,7 +150,7 @@ impl Tch {
         Ok((TchTensor::new(m_new), TchTensor::new(v_new)))
     }
 
-    /// Global L2 clipping (the semantics of [`orz_core::backend::optim::clip_grad_norm`]): one
+    /// Global L2 clipping (the semantics of [`orz_core::optimizer::clip::clip_grad_norm`]): one
     /// f32 `dot(g, g)` per gradient (one pass over an f32 gradient, where the default casts,
     /// squares and sums), one host transfer for the total, and the gradients themselves (not
     /// copies) when the factor is 1. (tch 0.24 exposes no `_foreach_norm`.)
@@ -181,8 +182,11 @@ impl Tch {
             .map_err(|e| tch_err(OP, e))?;
         let total = self.download::<f64>(OP, &squares)?.first().copied().unwrap_or(0.0);
         let norm = total.sqrt();
-        let factor = (max_norm / (norm + 1e-6)).min(1.0);
-        if !norm.is_finite() || factor == 1.0 {
+        if !norm.is_finite() {
+            return Ok((grads.to_vec(), norm));
+        }
+        let factor = clip_factor(norm, max_norm)?;
+        if factor == 1.0 {
             return Ok((grads.to_vec(), norm));
         }
         let scaled = grads

@@ -1,14 +1,15 @@
-//! Level 3: PPO math. The backend's policy and value losses (method and default) against the host
-//! functions of `orz_core::ppo` (values and gradients, kinks included); whitening and the three
+//! Level 3: PPO math. The backend's policy and value losses (method and default) against their
+//! host oracles in the same modules of `orz_core::ppo` (values and gradients, kinks included); whitening and the three
 //! loss aggregations composed from backend ops against the host math; one AdamW step and global
 //! gradient clipping against the reference.
 
 use orz_core::Result;
-use orz_core::backend::optim::{AdamWConfig, AdamWStep};
-use orz_core::backend::{Backend, DType, loss, optim};
+use orz_core::backend::{Backend, DType};
+use orz_core::optimizer::adamw::{self, AdamWConfig, AdamWStep};
+use orz_core::optimizer::clip;
 use orz_core::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
-use orz_core::ppo::policy_loss::policy_loss;
-use orz_core::ppo::value_loss::value_loss;
+use orz_core::ppo::policy_loss::{self, policy_loss_host};
+use orz_core::ppo::value_loss::{self, value_loss_host};
 use orz_core::ppo::whitening::{WhiteningConvention, whiten_masked};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -37,9 +38,9 @@ impl TensorOp for PpoLoss {
         let (x, y, z) = (&xs[0], &xs[1], &xs[2]);
         let out = match *self {
             PpoLoss::Policy(eps, Via::Method) => b.policy_loss(x, y, z, eps),
-            PpoLoss::Policy(eps, Via::Default) => loss::policy_loss(b, x, y, z, eps),
+            PpoLoss::Policy(eps, Via::Default) => policy_loss::policy_loss(b, x, y, z, eps),
             PpoLoss::Value(clip, Via::Method) => b.value_loss(x, y, z, clip),
-            PpoLoss::Value(clip, Via::Default) => loss::value_loss(b, x, y, z, clip),
+            PpoLoss::Value(clip, Via::Default) => value_loss::value_loss(b, x, y, z, clip),
         };
         out.map(|t| vec![t])
     }
@@ -120,9 +121,10 @@ fn rounded(dtype: DType, xs: &[f64]) -> Vec<f64> {
     xs.iter().map(|&x| dtype.round(x)).collect()
 }
 
-/// `policy_loss` against `orz_core::ppo::policy_loss`: eps 0.2, 0 or random; some tokens with
-/// `logp_old = logp`, so that with eps 0 the ratio 1 sits exactly on both clip bounds (the
-/// clamp passes the gradient there and the tied surrogates share it: the full `-A` results).
+/// `policy_loss` against its host oracle (`orz_core::ppo::policy_loss::policy_loss_host`): eps
+/// 0.2, 0 or random; some tokens with `logp_old = logp`, so that with eps 0 the ratio 1 sits
+/// exactly on both clip bounds (the clamp passes the gradient there and the tied surrogates
+/// share it: the full `-A` results).
 pub fn check_policy_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     let h = Harness::new(backend, dtype);
     let eps = prop_oneof![Just(0.2), Just(0.0), 0.05..0.3];
@@ -139,15 +141,16 @@ pub fn check_policy_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome 
                 old[i] = logp[i];
             }
         }
-        let host = policy_loss(&logp, &old, &adv, None, *eps).map_err(|e| format!("kit bug: {e}"))?;
+        let host = policy_loss_host(&logp, &old, &adv, None, *eps).map_err(|e| format!("kit bug: {e}"))?;
         let host = host.iter().map(|t| (t.loss, t.grad_logp)).unzip();
         let eps = *eps;
         loss_vs_host(&h, |via| PpoLoss::Policy(eps, via), [&logp, &old, &adv], host, stats)
     })
 }
 
-/// `value_loss` against `orz_core::ppo::value_loss`: clip 0.2, 0.25, 0 or random; values on a
-/// grid of 1/4 so that `V − V_old` lands exactly on `±clip` and the squared errors tie.
+/// `value_loss` against its host oracle (`orz_core::ppo::value_loss::value_loss_host`): clip 0.2,
+/// 0.25, 0 or random; values on a grid of 1/4 so that `V − V_old` lands exactly on `±clip` and
+/// the squared errors tie.
 pub fn check_value_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     let h = Harness::new(backend, dtype);
     let clip = prop_oneof![Just(0.2), Just(0.25), Just(0.0), 0.05..0.5];
@@ -166,7 +169,7 @@ pub fn check_value_loss<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
                 old[i] = v[i];
             }
         }
-        let host = value_loss(&v, &old, &ret, None, *clip).map_err(|e| format!("kit bug: {e}"))?;
+        let host = value_loss_host(&v, &old, &ret, None, *clip).map_err(|e| format!("kit bug: {e}"))?;
         let host = host.iter().map(|t| (t.loss, t.grad_value)).unzip();
         let clip = *clip;
         loss_vs_host(&h, |via| PpoLoss::Value(clip, via), [&v, &old, &ret], host, stats)
@@ -311,7 +314,7 @@ impl TensorOp for AdamWUpdate {
         let p = b.param(&xs[0])?;
         let (m, v) = match self.1 {
             Via::Method => b.adamw_update(&p, &xs[1], &xs[2], &xs[3], &self.0)?,
-            Via::Default => optim::adamw_update(b, &p, &xs[1], &xs[2], &xs[3], &self.0)?,
+            Via::Default => adamw::adamw_update(b, &p, &xs[1], &xs[2], &xs[3], &self.0)?,
         };
         Ok(vec![b.detach(&p)?, m, v])
     }
@@ -352,7 +355,7 @@ impl TensorOp for ClipGradNorm {
     fn apply<C: Backend + ?Sized>(&self, b: &C, xs: &[C::Tensor]) -> Result<Vec<C::Tensor>> {
         let (mut out, norm) = match self.1 {
             Via::Method => b.clip_grad_norm(xs, self.0)?,
-            Via::Default => optim::clip_grad_norm(b, xs, self.0)?,
+            Via::Default => clip::clip_grad_norm(b, xs, self.0)?,
         };
         out.push(b.tensor_f64(&[norm], &[], DType::F32)?);
         Ok(out)

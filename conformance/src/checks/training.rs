@@ -8,8 +8,8 @@
 
 use orz_core::backend::{AdamWConfig, Backend, DType};
 use orz_core::model::{Critic, MemoryOptions, PackedBatch, Policy, Qwen2};
+use orz_core::optimizer::clip::clip_factor;
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
-use orz_core::ppo::grad_clip::TORCH_CLIP_EPS;
 use orz_core::rng::Rng;
 use orz_core::schedule::LrSchedule;
 use orz_reference::Reference;
@@ -390,7 +390,7 @@ pub fn check_adamw_step<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
             .collect();
         let norm = sums.iter().flatten().flatten().map(|g| g * g).sum::<f64>().sqrt();
         let config = adamw_config(0.5 * norm);
-        let factor = (0.5 * norm / (norm + TORCH_CLIP_EPS)).min(1.0);
+        let factor = clip_factor(norm, 0.5 * norm).map_err(failed("clip factor"))?;
         let p0: Vec<Vec<f64>> = m.reference.model().parameters().iter().map(|p| p.to_vec()).collect();
 
         let mut opt =

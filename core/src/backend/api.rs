@@ -3,8 +3,10 @@
 use alloc::vec::Vec;
 use core::fmt::Debug;
 
-use super::{DType, loss, nn, ops, optim};
+use super::{DType, nn, ops};
 use crate::Result;
+use crate::optimizer::{adamw, clip};
+use crate::ppo::{policy_loss, value_loss};
 
 /// A tensor backend: the primitives the model, sampler, optimizer and losses of orz-rs are
 /// written in, plus reverse-mode autodiff. See the [module docs](super) for the conventions
@@ -12,7 +14,8 @@ use crate::Result;
 ///
 /// Methods are grouped: host transfer and creation, element-wise arithmetic, unary functions,
 /// comparisons and selection, reductions, layout and indexing, autodiff (all required); then
-/// the provided composites (default bodies in [`ops`], [`nn`], [`loss`] and [`optim`], built
+/// the provided composites (default bodies in [`ops`] and [`nn`], the PPO losses in
+/// [`policy_loss`] and [`value_loss`], AdamW and clipping in [`adamw`] and [`clip`], all built
 /// from the primitives; a backend may override any of them with a native path, and the
 /// conformance suite checks defaults and overrides alike).
 ///
@@ -373,7 +376,7 @@ pub trait Backend {
     /// Per-token clipped PPO policy loss (ORZ): `r = exp(logp - logp_old)`,
     /// `-min(r * A, clamp(r, 1 - eps, 1 + eps) * A)`, broadcast. Gradient flows into `logp`
     /// only (`logp_old` and `advantages` are detached), with the `minimum` and `clamp` gradient
-    /// conventions above; see [`loss::policy_loss`].
+    /// conventions above; see [`policy_loss::policy_loss`].
     fn policy_loss(
         &self,
         logp: &Self::Tensor,
@@ -381,11 +384,11 @@ pub trait Backend {
         advantages: &Self::Tensor,
         eps: f64,
     ) -> Result<Self::Tensor> {
-        loss::policy_loss(self, logp, logp_old, advantages, eps)
+        policy_loss::policy_loss(self, logp, logp_old, advantages, eps)
     }
     /// Per-token clipped value loss (ORZ): `V_clip = V_old + clamp(V - V_old, -c, c)`,
     /// `0.5 * max((V_clip - R)², (V - R)²)`, broadcast. Gradient flows into `values` only; see
-    /// [`loss::value_loss`].
+    /// [`value_loss::value_loss`].
     fn value_loss(
         &self,
         values: &Self::Tensor,
@@ -393,26 +396,26 @@ pub trait Backend {
         returns: &Self::Tensor,
         clip: f64,
     ) -> Result<Self::Tensor> {
-        loss::value_loss(self, values, values_old, returns, clip)
+        value_loss::value_loss(self, values, values_old, returns, clip)
     }
     /// One AdamW update of one parameter (PyTorch `AdamW`, decoupled weight decay, bias
     /// correction): given the f32 moments `m`, `v`, returns the new `(m, v)` (f32) and assigns
-    /// the new value to `param`. See [`optim::adamw_update`] for the formula.
+    /// the new value to `param`. See [`adamw::adamw_update`] for the formula.
     fn adamw_update(
         &self,
         param: &Self::Tensor,
         grad: &Self::Tensor,
         m: &Self::Tensor,
         v: &Self::Tensor,
-        hp: &optim::AdamWStep,
+        hp: &adamw::AdamWStep,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
-        optim::adamw_update(self, param, grad, m, v, hp)
+        adamw::adamw_update(self, param, grad, m, v, hp)
     }
     /// Global L2 gradient clipping (PyTorch `clip_grad_norm_`): `norm = sqrt(Σ‖g‖²)` over all
-    /// tensors, each scaled by `min(1, max_norm / (norm + 1e-6))`. Returns the scaled gradients
+    /// tensors, each scaled by `min(1, max_norm / (norm + 1e-6))` ([`clip::clip_factor`]). Returns the scaled gradients
     /// and `norm`; when `norm` is not finite, the gradients come back unscaled and the caller
-    /// should skip the step. See [`optim::clip_grad_norm`].
+    /// should skip the step. See [`clip::clip_grad_norm`].
     fn clip_grad_norm(&self, grads: &[Self::Tensor], max_norm: f64) -> Result<(Vec<Self::Tensor>, f64)> {
-        optim::clip_grad_norm(self, grads, max_norm)
+        clip::clip_grad_norm(self, grads, max_norm)
     }
 }

@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 
-use super::{Backend, DType, optim};
+use super::{AdamWStep, Backend, DType};
 use crate::Result;
 
 /// Writes each listed method as a call of the same method on the referenced backend.
@@ -99,7 +99,7 @@ impl<B: Backend + ?Sized> Backend for &B {
     fn causal_attention(&self, q: &Self::Tensor, k: &Self::Tensor, v: &Self::Tensor, segment_ids: &Self::Tensor) -> Result<Self::Tensor>;
     fn policy_loss(&self, logp: &Self::Tensor, logp_old: &Self::Tensor, advantages: &Self::Tensor, eps: f64) -> Result<Self::Tensor>;
     fn value_loss(&self, values: &Self::Tensor, values_old: &Self::Tensor, returns: &Self::Tensor, clip: f64) -> Result<Self::Tensor>;
-    fn adamw_update(&self, param: &Self::Tensor, grad: &Self::Tensor, m: &Self::Tensor, v: &Self::Tensor, hp: &optim::AdamWStep) -> Result<(Self::Tensor, Self::Tensor)>;
+    fn adamw_update(&self, param: &Self::Tensor, grad: &Self::Tensor, m: &Self::Tensor, v: &Self::Tensor, hp: &AdamWStep) -> Result<(Self::Tensor, Self::Tensor)>;
     fn clip_grad_norm(&self, grads: &[Self::Tensor], max_norm: f64) -> Result<(Vec<Self::Tensor>, f64)>;
     }
 }

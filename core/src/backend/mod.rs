@@ -3,8 +3,11 @@
 //!
 //! A backend implements the required primitives (host transfer, creation, broadcasting
 //! arithmetic, unary functions, comparisons and `where_`, reductions, layout and indexing,
-//! batched matmul, casts, sort, autodiff); everything else ([`ops`], [`nn`], [`loss`],
-//! [`optim`]) has a default body built from them that a backend may override with a native path.
+//! batched matmul, casts, sort, autodiff); everything else has a default body built from them
+//! that a backend may override with a native path: [`ops`] and [`nn`] here, the PPO losses next
+//! to their host oracles ([`crate::ppo::policy_loss`], [`crate::ppo::value_loss`]), AdamW and
+//! gradient clipping next to the optimizer that drives them ([`crate::optimizer::adamw`],
+//! [`crate::optimizer::clip`]).
 //! The defaults are also public free functions, so a conformance check can compare a backend's
 //! override with the default on the same backend, and an override can fall back to them.
 //!
@@ -66,18 +69,19 @@
 //! - `sort` (stable) rather than `topk`: top-k and top-p both follow from one sort plus
 //!   `cumsum`, and a stable sort makes ties deterministic across backends.
 //! - AdamW is a provided per-parameter update ([`Backend::adamw_update`]) driven by the
-//!   [`optim::AdamW`] struct, so a backend can fuse the update without owning the bookkeeping.
+//!   [`AdamW`] struct ([`crate::optimizer::adamw`]), so a backend can fuse the update without
+//!   owning the bookkeeping.
 //! - `Send`/`Sync` are not required (the reference shares nodes with `Rc`).
 
 mod api;
 mod by_ref;
 pub mod dtype;
-pub mod loss;
 pub mod nn;
 pub mod ops;
-pub mod optim;
 pub mod shape;
 
+/// The AdamW types of [`Backend::adamw_update`]'s signature, re-exported from their home
+/// [`crate::optimizer::adamw`].
+pub use crate::optimizer::adamw::{AdamW, AdamWConfig, AdamWState, AdamWStep};
 pub use api::Backend;
 pub use dtype::DType;
-pub use optim::{AdamW, AdamWConfig, AdamWState, AdamWStep};

@@ -119,29 +119,16 @@ impl PackedBatch {
         PackedBatch::pack(&rows)
     }
 
-    /// Packs `samples` in order into rows of at most `max_len` tokens: a sample goes into the
-    /// current row if it fits, else it starts a new row. Errors: a sample longer than `max_len`
-    /// (naming it), and the errors of [`PackedBatch::pack`].
+    /// Packs `samples` in order into rows of at most `max_len` tokens by the one greedy rule
+    /// ([`greedy_packs`]): a sample goes into the current row if it fits, else it starts a new
+    /// row. Errors: an empty sample or one longer than `max_len` (naming it).
     pub fn pack_greedy<S: AsRef<[u32]>>(samples: &[S], max_len: usize) -> Result<PackedBatch> {
-        let mut rows: Vec<Vec<&[u32]>> = Vec::new();
-        let mut used = 0;
-        for (i, s) in samples.iter().enumerate() {
-            let s = s.as_ref();
-            if s.len() > max_len {
-                return Err(Error::invalid(
-                    "packed batch",
-                    format!("sample {i} has {} tokens, more than the row length {max_len}", s.len()),
-                ));
-            }
-            match rows.last_mut() {
-                Some(row) if used + s.len() <= max_len => row.push(s),
-                _ => {
-                    rows.push(vec![s]);
-                    used = 0;
-                }
-            }
-            used += s.len();
-        }
+        let lengths: Vec<usize> = samples.iter().map(|s| s.as_ref().len()).collect();
+        let order: Vec<usize> = (0..samples.len()).collect();
+        let rows: Vec<Vec<&[u32]>> = greedy_packs(&lengths, &order, max_len)?
+            .into_iter()
+            .map(|pack| pack.into_iter().map(|i| samples[i].as_ref()).collect())
+            .collect();
         PackedBatch::pack(&rows)
     }
 
@@ -276,6 +263,37 @@ pub fn response_positions(
     Ok(first..first + response_len)
 }
 
+/// Greedy packing, the one rule every packer of orz-rs uses (ORZ
+/// `_convert_prompts_outputs_to_batch_tensors_packing`): items of `lengths`, taken in `order`, go
+/// into the current pack while the pack stays at most `max_len` tokens, else they open a new
+/// pack. Returns the item indices of each pack. Errors: an unknown item, or one of length 0 or
+/// longer than `max_len` (ORZ silently drops it; here it names the item).
+pub fn greedy_packs(lengths: &[usize], order: &[usize], max_len: usize) -> Result<Vec<Vec<usize>>> {
+    const OP: &str = "packing";
+    let mut packs: Vec<Vec<usize>> = Vec::new();
+    let mut used = 0;
+    for &i in order {
+        let len = *lengths.get(i).ok_or_else(|| {
+            Error::invalid(OP, format!("item {i} does not exist ({} items)", lengths.len()))
+        })?;
+        if len == 0 || len > max_len {
+            return Err(Error::invalid(
+                OP,
+                format!("sample {i} has {len} tokens; a pack holds 1 to {max_len}"),
+            ));
+        }
+        match packs.last_mut() {
+            Some(pack) if used + len <= max_len => pack.push(i),
+            _ => {
+                packs.push(vec![i]);
+                used = 0;
+            }
+        }
+        used += len;
+    }
+    Ok(packs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +324,23 @@ mod tests {
         assert_eq!(g.samples()[2], SampleSpan { row: 1, start: 0, len: 2 });
         let err = PackedBatch::pack_greedy(&samples, 2).unwrap_err().to_string();
         assert!(err.contains("sample 0 has 3 tokens"), "{err}");
+    }
+
+    #[test]
+    fn greedy_packs_fill_in_order() {
+        let lengths = [3, 4, 2, 5, 1];
+        assert_eq!(
+            greedy_packs(&lengths, &[0, 1, 2, 3, 4], 7).unwrap(),
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
+        assert_eq!(
+            greedy_packs(&lengths, &[4, 3, 2, 1, 0], 6).unwrap(),
+            vec![vec![4, 3], vec![2, 1], vec![0]]
+        );
+        let err = greedy_packs(&lengths, &[3], 4).unwrap_err();
+        assert!(err.to_string().contains("sample 3 has 5 tokens"), "{err}");
+        assert!(greedy_packs(&lengths, &[9], 4).is_err());
+        assert!(greedy_packs(&[0], &[0], 4).is_err());
     }
 
     #[test]

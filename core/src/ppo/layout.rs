@@ -77,6 +77,15 @@ pub(crate) fn check_param<F: Float>(
     }
 }
 
+/// Checks that a clip hyper-parameter of a tensor loss (ε, c) is finite and non-negative.
+pub(crate) fn check_clip(op: &'static str, what: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(op, alloc::format!("{what} must be finite and non-negative, got {value}")))
+    }
+}
+
 /// Applies a per-token function to three aligned inputs after checking their lengths, the
 /// mask's length and the finiteness of every valid value; masked tokens get `T::default()`.
 pub(crate) fn map_tokens<F: Float, T: Default>(

@@ -1,6 +1,11 @@
-//! PPO math on host slices: the advantage-estimator extension point ([`estimator`]), GAE, advantage whitening, the clipped policy and value losses and
-//! their gradients, loss aggregation, GRPO group advantages and the global-norm clip factor.
-//! Learning-rate schedules.
+//! PPO math: the advantage-estimator extension point ([`estimator`]) with GAE and GRPO as its
+//! members, advantage whitening and loss aggregation on host slices; the clipped policy and
+//! value losses twice, side by side in one module each: the tensor version the trainer trains
+//! with (the default of [`crate::backend::Backend::policy_loss`] and
+//! [`crate::backend::Backend::value_loss`]) and its host oracle with hand-written gradients,
+//! which the conformance suite compares backends against. Gradient-norm clipping lives with the
+//! optimizer ([`crate::optimizer::clip`]), greedy packing with the packed layout
+//! ([`crate::model::packing::greedy_packs`]).
 //!
 //! Packed layouts: per-token inputs are flat slices covering every token of a batch (or of one
 //! pack), cut into samples by `sample_lengths`; an optional `mask` marks the valid (response)
@@ -11,11 +16,10 @@ pub mod aggregation;
 pub mod autograd;
 pub mod estimator;
 pub mod gae;
-pub mod grad_clip;
 pub mod grpo;
 pub mod layout;
 pub mod policy_loss;
 pub mod value_loss;
 pub mod whitening;
 
-mod sum;
+pub(crate) mod sum;

@@ -1,6 +1,9 @@
-//! The clipped PPO policy loss per token and its gradient with respect to the new log-prob.
+//! The clipped PPO policy loss: the tensor version the trainer trains with ([`policy_loss`], the
+//! default of [`Backend::policy_loss`]), its host oracle per token with the gradient with
+//! respect to the new log-prob ([`policy_loss_token`], [`policy_loss_host`]), and the rule for
+//! when the clip binds ([`clip_binds`]).
 //!
-//! ORZ (Open-Reasoner-Zero `orz/ppo/models`, OpenRLHF's `PolicyLoss` without dual clip):
+//! ORZ (Open-Reasoner-Zero `orz/ppo/models/loss.py`, OpenRLHF's `PolicyLoss` without dual clip):
 //! `ratio = exp(logp − logp_old)`, `loss = −min(ratio·A, clamp(ratio, 1 − ε, 1 + ε)·A)`,
 //! ε = 0.2 ([`ORZ_CLIP_EPS`]). No dual clip (OpenRLHF's and veRL's `dual_clip` option), no
 //! log-ratio clamp (veRL clamps `logp − logp_old` to ±20 before `exp`), no KL, no entropy.
@@ -8,14 +11,16 @@
 //! Gradient conventions at the kinks are PyTorch autograd's ([`crate::ppo::autograd`]): the
 //! clamp passes the gradient on `[1 − ε, 1 + ε]` inclusive, and a tie of the two surrogates
 //! splits the gradient evenly. Inside the clip range both surrogates are equal and so are their
-//! gradients, hence `d loss / d logp = −ratio·A` there.
+//! gradients, hence `d loss / d logp = −ratio·A` there. The tensor version gets these from the
+//! backend's autodiff; the host oracle writes them out; the conformance suite compares the two.
 
 use alloc::vec::Vec;
 use num_traits::Float;
 
+use crate::backend::Backend;
 use crate::error::Result;
 use crate::ppo::autograd::{clamp_grad, minimum_grad};
-use crate::ppo::layout::{check_param, map_tokens};
+use crate::ppo::layout::{check_clip, check_param, map_tokens};
 
 /// ORZ's policy clip ε: 0.2 (ORZ's `playground/orz_*_ppo.py` presets).
 pub const ORZ_CLIP_EPS: f64 = 0.2;
@@ -27,8 +32,7 @@ pub struct PolicyLossToken<F> {
     pub loss: F,
     /// `d loss / d logp` (PyTorch autograd conventions at the kinks).
     pub grad_logp: F,
-    /// The clipped surrogate is strictly smaller, so the clip binds (OpenRLHF's and TRL's clip
-    /// fraction: `surr2 < surr1`); false inside `[1 − ε, 1 + ε]` and at masked positions.
+    /// The clip binds ([`clip_binds`]); false inside `[1 − ε, 1 + ε]` and at masked positions.
     pub clipped: bool,
 }
 
@@ -39,28 +43,59 @@ impl<F: Float> Default for PolicyLossToken<F> {
     }
 }
 
-/// The policy loss of one token from its new and old log-probs and its advantage.
+/// Default of [`Backend::policy_loss`], the loss the trainer trains with, per token:
+/// `ratio = exp(logp − detach(logp_old))`, `s1 = ratio·A`, `s2 = clamp(ratio, 1 − ε, 1 + ε)·A`,
+/// `loss = −minimum(s1, s2)` with `A = detach(advantages)`.
+///
+/// Errors: a negative or non-finite `eps`, and whatever the backend's ops reject.
+pub fn policy_loss<B: Backend + ?Sized>(
+    b: &B,
+    logp: &B::Tensor,
+    logp_old: &B::Tensor,
+    advantages: &B::Tensor,
+    eps: f64,
+) -> Result<B::Tensor> {
+    check_clip("policy_loss", "eps", eps)?;
+    let (old, adv) = (b.detach(logp_old)?, b.detach(advantages)?);
+    let ratio = b.exp(&b.sub(logp, &old)?)?;
+    let surr1 = b.mul(&ratio, &adv)?;
+    let surr2 = b.mul(&b.clamp(&ratio, 1.0 - eps, 1.0 + eps)?, &adv)?;
+    b.neg(&b.minimum(&surr1, &surr2)?)
+}
+
+/// The two surrogates of one token: `(ratio·A, clamp(ratio, 1 − ε, 1 + ε)·A)`.
+fn surrogates<F: Float>(ratio: F, advantage: F, eps: F) -> (F, F) {
+    (ratio * advantage, ratio.max(F::one() - eps).min(F::one() + eps) * advantage)
+}
+
+/// Whether the clip binds for one token: the clipped surrogate is strictly the smaller
+/// (OpenRLHF's and TRL's clip fraction: `surr2 < surr1`), so the token's gradient is 0.
+pub fn clip_binds<F: Float>(ratio: F, advantage: F, eps: F) -> bool {
+    let (surr1, surr2) = surrogates(ratio, advantage, eps);
+    surr2 < surr1
+}
+
+/// Host oracle: the policy loss of one token from its new and old log-probs and its advantage.
 pub fn policy_loss_token<F: Float>(logp: F, logp_old: F, advantage: F, eps: F) -> PolicyLossToken<F> {
     let (lo, hi) = (F::one() - eps, F::one() + eps);
     let ratio = (logp - logp_old).exp();
-    let surr1 = ratio * advantage;
-    let surr2 = ratio.max(lo).min(hi) * advantage;
+    let (surr1, surr2) = surrogates(ratio, advantage, eps);
     // d ratio / d logp = ratio.
     let d1 = ratio * advantage;
     let d2 = clamp_grad(ratio, lo, hi) * ratio * advantage;
     PolicyLossToken {
         loss: -surr1.min(surr2),
         grad_logp: -minimum_grad(surr1, surr2, d1, d2),
-        clipped: surr2 < surr1,
+        clipped: clip_binds(ratio, advantage, eps),
     }
 }
 
-/// The policy loss of every token: `logp`, `logp_old` and `advantages` are aligned per-token
-/// slices; masked tokens (where `mask` is false) get a zero loss and gradient and are not
-/// checked, so a NaN there never leaks.
+/// Host oracle: the policy loss of every token. `logp`, `logp_old` and `advantages` are aligned
+/// per-token slices; masked tokens (where `mask` is false) get a zero loss and gradient and are
+/// not checked, so a NaN there never leaks.
 ///
 /// Errors: empty or mismatched inputs, ε not in `[0, 1]`, a non-finite valid input.
-pub fn policy_loss<F: Float>(
+pub fn policy_loss_host<F: Float>(
     logp: &[F],
     logp_old: &[F],
     advantages: &[F],
@@ -89,7 +124,7 @@ mod tests {
         let adv = [1.0, -0.5, 0.0, 0.3, -1.2, 0.5, 1.5, 0.0, -0.7];
         let mask = [true, true, false, true, true, true, true, false, true];
         let old: Vec<f64> = logp.iter().zip(delta).map(|(l, d)| l - d).collect();
-        let tokens = policy_loss(&logp, &old, &adv, Some(&mask), 0.2).unwrap();
+        let tokens = policy_loss_host(&logp, &old, &adv, Some(&mask), 0.2).unwrap();
         let mean = tokens.iter().map(|t| t.loss).sum::<f64>() / 7.0;
         assert!((mean - -0.136414).abs() < 1e-6, "{mean}");
         assert!(tokens.iter().all(|t| !t.clipped));
@@ -104,6 +139,9 @@ mod tests {
         let t = policy_loss_token(0.5f64, 0.0, -1.0, 0.2);
         let r = 0.5f64.exp();
         assert!((t.loss - r).abs() < 1e-12 && (t.grad_logp - r).abs() < 1e-12 && !t.clipped);
+        // The rule alone: below 1 − ε it binds for A < 0 only; on a bound (a tie) it does not.
+        assert!(clip_binds(0.5f64, -1.0, 0.2) && !clip_binds(0.5f64, 1.0, 0.2));
+        assert!(!clip_binds(1.25f64, 1.0, 0.25) && !clip_binds(1.0f64, 0.0, 0.2));
     }
 
     #[test]
@@ -115,11 +153,11 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        assert!(policy_loss::<f64>(&[], &[], &[], None, 0.2).is_err());
-        assert!(policy_loss(&[0.0], &[0.0, 1.0], &[1.0], None, 0.2).is_err());
-        assert!(policy_loss(&[0.0], &[0.0], &[1.0], None, -0.1).is_err());
-        assert!(policy_loss(&[f64::NAN], &[0.0], &[1.0], None, 0.2).is_err());
-        let masked = policy_loss(&[f64::NAN, 0.0], &[0.0, 0.0], &[1.0, 1.0], Some(&[false, true]), 0.2);
+        assert!(policy_loss_host::<f64>(&[], &[], &[], None, 0.2).is_err());
+        assert!(policy_loss_host(&[0.0], &[0.0, 1.0], &[1.0], None, 0.2).is_err());
+        assert!(policy_loss_host(&[0.0], &[0.0], &[1.0], None, -0.1).is_err());
+        assert!(policy_loss_host(&[f64::NAN], &[0.0], &[1.0], None, 0.2).is_err());
+        let masked = policy_loss_host(&[f64::NAN, 0.0], &[0.0, 0.0], &[1.0, 1.0], Some(&[false, true]), 0.2);
         assert_eq!(masked.unwrap()[0], PolicyLossToken::default());
     }
 }

@@ -1,6 +1,8 @@
-//! The clipped value (critic) loss per token and its gradient with respect to the new value.
+//! The clipped value (critic) loss: the tensor version the trainer trains with ([`value_loss`],
+//! the default of [`Backend::value_loss`]) and its host oracle per token with the gradient with
+//! respect to the new value ([`value_loss_token`], [`value_loss_host`]).
 //!
-//! ORZ (Open-Reasoner-Zero `orz/ppo/models`, OpenRLHF's `ValueLoss`):
+//! ORZ (Open-Reasoner-Zero `orz/ppo/models/loss.py`, OpenRLHF's `ValueLoss`):
 //! `V_clip = V_old + clamp(V − V_old, −c, c)`, `loss = 0.5·max((V_clip − R)², (V − R)²)`,
 //! c = 0.2 ([`ORZ_VALUE_CLIP`]), `V_old` the values computed before this iteration's critic
 //! steps. Some libraries use the unclipped MSE (OpenRLHF with `value_clip = None`); TRL clips
@@ -8,13 +10,15 @@
 //!
 //! Gradient conventions at the kinks are PyTorch autograd's ([`crate::ppo::autograd`]): the
 //! clamp passes the gradient on `[−c, c]` inclusive, a tie of the two squared errors splits it.
+//! The tensor version gets them from the backend's autodiff; the host oracle writes them out.
 
 use alloc::vec::Vec;
 use num_traits::Float;
 
+use crate::backend::Backend;
 use crate::error::Result;
 use crate::ppo::autograd::{clamp_grad, maximum_grad};
-use crate::ppo::layout::{check_param, map_tokens};
+use crate::ppo::layout::{check_clip, check_param, map_tokens};
 
 /// ORZ's value clip c: 0.2 (ORZ's `playground/orz_*_ppo.py` presets).
 pub const ORZ_VALUE_CLIP: f64 = 0.2;
@@ -38,7 +42,27 @@ impl<F: Float> Default for ValueLossToken<F> {
     }
 }
 
-/// The value loss of one token from its new and old values and its return.
+/// Default of [`Backend::value_loss`], the loss the trainer trains with, per token:
+/// `V_clip = detach(V_old) + clamp(V − detach(V_old), −c, c)`,
+/// `loss = 0.5·maximum((V_clip − R)², (V − R)²)` with `R = detach(returns)`.
+///
+/// Errors: a negative or non-finite `clip`, and whatever the backend's ops reject.
+pub fn value_loss<B: Backend + ?Sized>(
+    b: &B,
+    values: &B::Tensor,
+    values_old: &B::Tensor,
+    returns: &B::Tensor,
+    clip: f64,
+) -> Result<B::Tensor> {
+    check_clip("value_loss", "clip", clip)?;
+    let (old, ret) = (b.detach(values_old)?, b.detach(returns)?);
+    let clipped = b.add(&old, &b.clamp(&b.sub(values, &old)?, -clip, clip)?)?;
+    let (d1, d2) = (b.sub(&clipped, &ret)?, b.sub(values, &ret)?);
+    let surr = b.maximum(&b.mul(&d1, &d1)?, &b.mul(&d2, &d2)?)?;
+    b.affine(&surr, 0.5, 0.0)
+}
+
+/// Host oracle: the value loss of one token from its new and old values and its return.
 pub fn value_loss_token<F: Float>(value: F, value_old: F, ret: F, clip: F) -> ValueLossToken<F> {
     let half = F::from(0.5).unwrap_or_else(F::zero);
     let two = F::one() + F::one();
@@ -56,11 +80,11 @@ pub fn value_loss_token<F: Float>(value: F, value_old: F, ret: F, clip: F) -> Va
     }
 }
 
-/// The value loss of every token: `values`, `values_old` and `returns` are aligned per-token
-/// slices; masked tokens get a zero loss and gradient and are not checked.
+/// Host oracle: the value loss of every token. `values`, `values_old` and `returns` are aligned
+/// per-token slices; masked tokens get a zero loss and gradient and are not checked.
 ///
 /// Errors: empty or mismatched inputs, a negative or non-finite clip, a non-finite valid input.
-pub fn value_loss<F: Float>(
+pub fn value_loss_host<F: Float>(
     values: &[F],
     values_old: &[F],
     returns: &[F],
@@ -94,9 +118,9 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        assert!(value_loss::<f64>(&[], &[], &[], None, 0.2).is_err());
-        assert!(value_loss(&[0.0], &[0.0], &[1.0, 2.0], None, 0.2).is_err());
-        assert!(value_loss(&[0.0], &[0.0], &[1.0], None, f64::NAN).is_err());
-        assert!(value_loss(&[0.0], &[f64::INFINITY], &[1.0], None, 0.2).is_err());
+        assert!(value_loss_host::<f64>(&[], &[], &[], None, 0.2).is_err());
+        assert!(value_loss_host(&[0.0], &[0.0], &[1.0, 2.0], None, 0.2).is_err());
+        assert!(value_loss_host(&[0.0], &[0.0], &[1.0], None, f64::NAN).is_err());
+        assert!(value_loss_host(&[0.0], &[f64::INFINITY], &[1.0], None, 0.2).is_err());
     }
 }

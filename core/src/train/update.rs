@@ -23,6 +23,7 @@ use crate::backend::{Backend, DType};
 use crate::model::{Backprop, Critic, Policy};
 use crate::optimizer::{Optimizer, StepReport};
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
+use crate::ppo::policy_loss::clip_binds;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -183,10 +184,7 @@ pub fn policy_update<B: Backend>(
                     .clone()
                     .zip(&now)
                     .filter(|&(t, _)| pack.response_mask[t])
-                    .filter(|&(t, &lp)| {
-                        let r = Float::exp(lp - old[t]);
-                        r.clamp(1.0 - eps, 1.0 + eps) * adv[t] < r * adv[t]
-                    })
+                    .filter(|&(t, &lp)| clip_binds(Float::exp(lp - old[t]), adv[t], eps))
                     .count();
                 let old = b.tensor_f64(&old[range.clone()], &shape, DType::F32)?;
                 let adv = b.tensor_f64(&adv[range.clone()], &shape, DType::F32)?;

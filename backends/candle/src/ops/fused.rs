@@ -18,8 +18,8 @@
 use candle_core::{DType as CDType, Tensor};
 use orz_core::backend::Backend;
 use orz_core::backend::nn::check_attention;
-use orz_core::backend::optim::{AdamWConfig, AdamWStep};
 use orz_core::backend::shape::{check_dim, check_float};
+use orz_core::optimizer::adamw::{AdamWConfig, AdamWStep};
 use orz_core::{Error, Result};
 
 use super::elementwise::expand;

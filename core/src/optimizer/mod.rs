@@ -1,7 +1,10 @@
-//! The training optimizer: AdamW ([`AdamW`], PyTorch semantics, f32 moments) driven by a
+//! The training optimizer, all in one place: the driver [`Optimizer`] (AdamW driven by a
 //! learning-rate [`LrSchedule`], with gradient accumulation over micro-batches, global-norm
-//! clipping (PyTorch `clip_grad_norm_`), f32 master weights for bf16/f16 parameters, and a
-//! NaN/Inf guard.
+//! clipping, f32 master weights for bf16/f16 parameters, and a NaN/Inf guard), the AdamW kernel
+//! and its per-parameter state ([`adamw`], PyTorch semantics, f32 moments), and gradient-norm
+//! clipping with its one clip factor ([`clip`], PyTorch `clip_grad_norm_`). The kernels are the
+//! defaults of [`Backend::adamw_update`] and [`Backend::clip_grad_norm`], which a backend may
+//! override with a fused path.
 //!
 //! One optimizer step of ORZ (per model; the policy and the critic each own an [`Optimizer`]
 //! and count their own steps):
@@ -15,7 +18,7 @@
 //! - **Accumulation** sums the micro-batch gradients in f32 (`accumulate`), so `n` micro-batches
 //!   equal one backward over the summed loss; scale each loss for a mean.
 //! - **Clipping**: `norm = sqrt(Σ g²)` over every accumulated gradient, each scaled by
-//!   `min(1, max_norm / (norm + 1e-6))` ([`crate::ppo::grad_clip`]).
+//!   `min(1, max_norm / (norm + 1e-6))` ([`clip::clip_factor`]).
 //! - **Master weights**: a parameter whose dtype is not F32 gets an f32 master copy (a
 //!   parameter of its own); AdamW updates the master and the model's parameter is assigned the
 //!   master cast down to its dtype. An update below the parameter's resolution thus accumulates in
@@ -28,15 +31,20 @@
 //!   unchanged but, as PyTorch's `AdamW.step()` does, still updates the moments and the
 //!   per-parameter step count used for bias correction.
 
+pub mod adamw;
+pub mod clip;
+
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+pub use adamw::{AdamW, AdamWConfig, AdamWState, AdamWStep};
+
 use crate::backend::ops::no_grad;
-use crate::backend::{AdamW, AdamWConfig, AdamWState, Backend, DType};
-use crate::ppo::grad_clip::{ORZ_MAX_GRAD_NORM, TORCH_CLIP_EPS};
+use crate::backend::{Backend, DType};
 use crate::schedule::LrSchedule;
 use crate::{Error, Result};
+use clip::{ORZ_MAX_GRAD_NORM, clip_factor};
 
 /// Everything an [`Optimizer`] is configured with.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -312,7 +320,7 @@ impl<B: Backend> Optimizer<B> {
             return Ok(report);
         }
         if let Some(max) = self.config.max_grad_norm {
-            report.clip_factor = (max / (norm + TORCH_CLIP_EPS)).min(1.0);
+            report.clip_factor = clip_factor(norm, max)?;
         }
         let mut clipped = clipped.into_iter();
         // `and_then`, not `and`: only a parameter with a gradient takes the next clipped one.

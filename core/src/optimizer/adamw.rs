@@ -1,16 +1,15 @@
-//! AdamW with f32 state and global-norm gradient clipping, on any [`Backend`].
-//!
-//! Both follow PyTorch exactly (`torch.optim.AdamW` with `amsgrad = false`, `maximize = false`;
-//! `torch.nn.utils.clip_grad_norm_` with the L2 norm), except that gradient norms are computed in
-//! f32 whatever the gradients' dtype (PyTorch takes per-tensor norms in the gradient's dtype).
+//! AdamW, PyTorch's `torch.optim.AdamW` (`amsgrad = false`, `maximize = false`) with f32 moments:
+//! the per-parameter kernel ([`adamw_update`], the default of [`Backend::adamw_update`], which a
+//! backend may fuse) and the per-parameter bookkeeping that drives it ([`AdamW`]: moments and
+//! step counts). The training [`Optimizer`](crate::optimizer::Optimizer) drives [`AdamW`].
 
 use alloc::format;
 use alloc::vec::Vec;
 
 use num_traits::Float;
 
-use super::ops::no_grad;
-use super::{Backend, DType};
+use crate::backend::ops::no_grad;
+use crate::backend::{Backend, DType};
 use crate::{Error, Result};
 
 /// AdamW hyper-parameters other than the learning rate (which a schedule supplies per step).
@@ -77,41 +76,6 @@ pub fn adamw_update<B: Backend + ?Sized>(
         let p = b.sub(&b.affine(&p, 1.0 - lr * weight_decay, 0.0)?, &update)?;
         b.assign_param(param, &p)?;
         Ok((m, v))
-    })
-}
-
-/// Default of [`Backend::clip_grad_norm`]: per-tensor sums of squares in f32, gathered into one
-/// tensor so that the norm needs a single host transfer; scaling happens in each gradient's dtype.
-pub fn clip_grad_norm<B: Backend + ?Sized>(
-    b: &B,
-    grads: &[B::Tensor],
-    max_norm: f64,
-) -> Result<(Vec<B::Tensor>, f64)> {
-    if !(max_norm.is_finite() && max_norm > 0.0) {
-        return Err(Error::invalid(
-            "clip_grad_norm",
-            format!("max_norm must be finite and positive, got {max_norm}"),
-        ));
-    }
-    if grads.is_empty() {
-        return Ok((Vec::new(), 0.0));
-    }
-    no_grad(b, || {
-        let squares = grads
-            .iter()
-            .map(|g| {
-                let g = b.cast(g, DType::F32)?;
-                b.reshape(&b.sum_all(&b.mul(&g, &g)?)?, &[1])
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let total = b.to_host_f64(&b.sum_all(&b.cat(&squares, 0)?)?)?;
-        let norm = Float::sqrt(total.first().copied().unwrap_or(0.0));
-        if !norm.is_finite() {
-            return Ok((grads.to_vec(), norm));
-        }
-        let factor = (max_norm / (norm + 1e-6)).min(1.0);
-        let scaled = grads.iter().map(|g| b.affine(g, factor, 0.0)).collect::<Result<Vec<_>>>()?;
-        Ok((scaled, norm))
     })
 }
 

@@ -1,13 +1,24 @@
-//! Global L2 gradient-norm clipping with PyTorch `torch.nn.utils.clip_grad_norm_` semantics.
+//! Global L2 gradient-norm clipping with PyTorch `torch.nn.utils.clip_grad_norm_` semantics:
+//! the tensor version the optimizer trains with ([`clip_grad_norm`], the default of
+//! [`Backend::clip_grad_norm`]), its host oracle ([`global_norm`], [`clip_grad_norm_host`]), and
+//! the one clip factor both use ([`clip_factor`]).
 //!
 //! `total_norm = sqrt(Σ g²)` over every gradient of the model, then every gradient is scaled by
 //! `min(1, max_norm / (total_norm + 1e-6))` ([`TORCH_CLIP_EPS`]). ORZ clips at 1.0
-//! ([`ORZ_MAX_GRAD_NORM`]). A non-finite norm is an error here (PyTorch would scale the
-//! gradients by NaN unless `error_if_nonfinite`), so the trainer can skip the step. tch's
-//! `backward_step_clip` clamps values instead, and candle has no clipping.
+//! ([`ORZ_MAX_GRAD_NORM`]). The tensor version takes the norm in f32 whatever the gradients'
+//! dtype (PyTorch takes per-tensor norms in the gradient's dtype) and returns a non-finite norm
+//! with the gradients unscaled, so the optimizer can skip the step; the host oracle makes a
+//! non-finite norm an error (PyTorch would scale the gradients by NaN unless
+//! `error_if_nonfinite`). tch's `backward_step_clip` clamps values instead, and candle has no
+//! clipping.
+
+use alloc::format;
+use alloc::vec::Vec;
 
 use num_traits::Float;
 
+use crate::backend::ops::no_grad;
+use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
 use crate::ppo::layout::check_param;
 use crate::ppo::sum::compensated_sum;
@@ -26,7 +37,7 @@ pub struct GradClip<F> {
     pub factor: F,
 }
 
-/// The global L2 norm of many gradient slices (compensated sum of squares).
+/// Host oracle: the global L2 norm of many gradient slices (compensated sum of squares).
 ///
 /// Errors: [`Error::NonFinite`] naming the first gradient slice (`index`) that holds a NaN or an
 /// infinity, or an invalid-argument error when finite gradients overflow the sum of squares.
@@ -43,7 +54,9 @@ pub fn global_norm<F: Float>(grads: &[&[F]]) -> Result<F> {
     }
 }
 
-/// The PyTorch clip factor for a measured norm: `min(1, max_norm / (total_norm + 1e-6))`.
+/// The PyTorch clip factor for a measured norm: `min(1, max_norm / (total_norm + 1e-6))`; the one
+/// formula behind [`clip_grad_norm`], its backend overrides, [`clip_grad_norm_host`] and the
+/// optimizer's [`crate::optimizer::StepReport::clip_factor`].
 ///
 /// Errors: a non-finite `total_norm` (skip the step), a negative or non-finite `max_norm`.
 pub fn clip_factor<F: Float>(total_norm: F, max_norm: F) -> Result<F> {
@@ -56,9 +69,46 @@ pub fn clip_factor<F: Float>(total_norm: F, max_norm: F) -> Result<F> {
     Ok((max_norm / (total_norm + eps)).min(F::one()))
 }
 
-/// Measures the global norm of `grads` and scales them in place by the clip factor.
-pub fn clip_grad_norm<F: Float>(grads: &mut [&mut [F]], max_norm: F) -> Result<GradClip<F>> {
-    let views: alloc::vec::Vec<&[F]> = grads.iter().map(|g| &**g).collect();
+/// Default of [`Backend::clip_grad_norm`], what the optimizer trains with: per-tensor sums of
+/// squares in f32, gathered into one tensor so that the norm needs a single host transfer;
+/// scaling by [`clip_factor`] happens in each gradient's dtype. Returns the scaled gradients and
+/// the norm; a non-finite norm comes back with the gradients unscaled (the caller skips the step).
+pub fn clip_grad_norm<B: Backend + ?Sized>(
+    b: &B,
+    grads: &[B::Tensor],
+    max_norm: f64,
+) -> Result<(Vec<B::Tensor>, f64)> {
+    if !(max_norm.is_finite() && max_norm > 0.0) {
+        return Err(Error::invalid(
+            "clip_grad_norm",
+            format!("max_norm must be finite and positive, got {max_norm}"),
+        ));
+    }
+    if grads.is_empty() {
+        return Ok((Vec::new(), 0.0));
+    }
+    no_grad(b, || {
+        let squares = grads
+            .iter()
+            .map(|g| {
+                let g = b.cast(g, DType::F32)?;
+                b.reshape(&b.sum_all(&b.mul(&g, &g)?)?, &[1])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let total = b.to_host_f64(&b.sum_all(&b.cat(&squares, 0)?)?)?;
+        let norm = Float::sqrt(total.first().copied().unwrap_or(0.0));
+        if !norm.is_finite() {
+            return Ok((grads.to_vec(), norm));
+        }
+        let factor = clip_factor(norm, max_norm)?;
+        let scaled = grads.iter().map(|g| b.affine(g, factor, 0.0)).collect::<Result<Vec<_>>>()?;
+        Ok((scaled, norm))
+    })
+}
+
+/// Host oracle: measures the global norm of `grads` and scales them in place by the clip factor.
+pub fn clip_grad_norm_host<F: Float>(grads: &mut [&mut [F]], max_norm: F) -> Result<GradClip<F>> {
+    let views: Vec<&[F]> = grads.iter().map(|g| &**g).collect();
     let total_norm = global_norm(&views)?;
     let factor = clip_factor(total_norm, max_norm)?;
     for x in grads.iter_mut().flat_map(|g| g.iter_mut()) {
@@ -75,7 +125,7 @@ mod tests {
     fn hand_computed_norm_and_factor() {
         // ‖(3, 4, 12)‖ = 13 → factor 1 / (13 + 1e-6).
         let (mut a, mut b) = ([3.0f64, 4.0], [12.0f64]);
-        let c = clip_grad_norm(&mut [&mut a, &mut b], 1.0).unwrap();
+        let c = clip_grad_norm_host(&mut [&mut a, &mut b], 1.0).unwrap();
         assert_eq!(c.total_norm, 13.0);
         assert!((c.factor - 1.0 / (13.0 + 1e-6)).abs() < 1e-15);
         assert!((a[0] - 3.0 * c.factor).abs() < 1e-15);
