@@ -1,5 +1,5 @@
 //! The tiny model's character-level tokenizer, generated here and committed as
-//! `examples/assets/tiny/tokenizer.json`.
+//! `examples/orz/assets/tiny/tokenizer.json`.
 //!
 //! A `tokenizers` WordLevel model over every printable ASCII character and the newline, one
 //! token per character (a `Split` pre-tokenizer isolates each character), plus whole tokens for
@@ -68,7 +68,7 @@ mod tests {
     fn the_committed_asset_is_the_generated_one() {
         let generated: Value = tokenizer_json();
         let committed: Value = serde_json::from_slice(super::super::TOKENIZER_JSON).unwrap();
-        assert_eq!(committed, generated, "regenerate examples/assets/tiny/tokenizer.json");
+        assert_eq!(committed, generated, "regenerate examples/orz/assets/tiny/tokenizer.json");
     }
 
     #[test]

@@ -134,7 +134,7 @@ pub fn pretrain<B: Backend>(
 /// Pretrains a fresh tiny model ([`super::model_config`], initialized with `seed`) with
 /// [`PretrainConfig::base`]`(seed)` on the candle CPU backend and writes it to `out` in Hugging
 /// Face format (`config.json`, `model.safetensors`, F32) with the tiny `tokenizer.json`. The
-/// committed base model is `build_base_model(examples/assets/tiny, 0)`.
+/// committed base model is `build_base_model(examples/orz/assets/tiny, 0)`.
 pub fn build_base_model(out: &Path, seed: u64) -> Result<()> {
     let backend = Rc::new(orz_candle::Candle::cpu());
     let config = super::model_config();

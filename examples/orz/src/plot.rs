@@ -2,7 +2,7 @@
 //! and eval accuracies) and response length (mean, correct and incorrect) against the iteration,
 //! in two panels with a title, axis labels and legends.
 //!
-//! Text is drawn with an embedded subset of DejaVu Sans (`examples/assets/fonts`, Bitstream Vera
+//! Text is drawn with an embedded subset of DejaVu Sans (`examples/orz/assets/fonts`, Bitstream Vera
 //! licence), so plots need no system font. The image is drawn in memory and encoded with the
 //! `png` crate, so file errors are plain I/O errors that name the path.
 

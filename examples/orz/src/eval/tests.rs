@@ -353,7 +353,7 @@ fn random_tiny_policy_report_matches_its_jsonl_and_is_deterministic() {
 
 #[test]
 fn real_eval_file_prompts_are_cut_to_prompt_max_len() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/orz/eval/aime2024.json");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/orz/eval/aime2024.json");
     let problems = crate::data::load_eval(&path).unwrap();
     let mut r = Preset::Tiny.config(); // ORZ's template: about 700 characters, so 700 toy tokens
     r.generate_max_len = 2;

@@ -19,7 +19,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A random Qwen2 of vocabulary 260 (the byte-level tokenizer has 257 tokens), EOS 256.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 
 fn orz_data(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/orz").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/orz").join(file)
 }
 
 /// A file with `content` in a fresh directory under the system temp dir (removed on drop).

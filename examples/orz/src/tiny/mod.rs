@@ -11,10 +11,10 @@
 //!   around 0.3). ORZ's PPO then sharpens what pretraining put there; it does not teach
 //!   arithmetic from nothing.
 //!
-//! The committed files in `examples/assets/tiny/` are embedded with `include_bytes!`;
+//! The committed files in `examples/orz/assets/tiny/` are embedded with `include_bytes!`;
 //! [`write_base_model`] writes them to a directory, which then loads like any Qwen2.5 checkpoint.
-//! They were made by [`build_base_model`]`(examples/assets/tiny, 0)`:
-//! `cargo run --release -p orz -- pretrain --out examples/assets/tiny --seed 0`
+//! They were made by [`build_base_model`]`(examples/orz/assets/tiny, 0)`:
+//! `cargo run --release -p orz -- pretrain --out examples/orz/assets/tiny --seed 0`
 //! (1,500 steps of 32 demonstrations, 356 s on the shared 2-core machine at load ~5.5 with
 //! `RAYON_NUM_THREADS=1`; final loss 0.12). `orz train` (or `orz` alone) trains on them.
 
