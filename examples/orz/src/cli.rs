@@ -43,7 +43,7 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         samples: usize,
     },
-    /// Build the tiny preset's base model by supervised pretraining (deterministic given --seed).
+    /// Build the tiny task's base model by supervised pretraining (deterministic given --seed).
     Pretrain,
     /// List the presets, or print one preset's full configuration as TOML.
     Presets {
@@ -72,10 +72,11 @@ pub struct Common {
     /// Override one field: `--set policy_lr=1e-4`, `--set train.aggregation='"TokenMean"'`.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// What to train on and how to score it: ORZ math, or TinyZero's Countdown (generated when
-    /// no --data is given).
-    #[arg(long, global = true, value_enum, default_value = "math")]
-    pub task: Task,
+    /// What to train on and how to score it: ORZ math, TinyZero's Countdown, or the tiny digit
+    /// sums (Countdown and tiny are generated when no --data is given; tiny has an embedded base
+    /// model). Default: tiny with the tiny preset, math otherwise.
+    #[arg(long, global = true, value_enum)]
+    pub task: Option<Task>,
     /// Tensor backend.
     #[arg(long, global = true, value_enum, default_value = "candle")]
     pub backend: BackendKind,
@@ -85,12 +86,12 @@ pub struct Common {
     /// Compute dtype of the models: f32, bf16 or f16 (masters and optimizer state stay f32).
     #[arg(long, global = true, default_value = "f32")]
     pub dtype: String,
-    /// Hugging Face Qwen2 directory (config.json, safetensors, tokenizer.json); the tiny preset
+    /// Hugging Face Qwen2 directory (config.json, safetensors, tokenizer.json); the tiny task
     /// uses its embedded base model without it.
     #[arg(long, global = true)]
     pub model: Option<PathBuf>,
-    /// Training data (ORZ training or eval format, JSON); the tiny preset generates its task
-    /// without it.
+    /// Training data (ORZ training or eval format, JSON); the tiny and Countdown tasks generate
+    /// their problems without it.
     #[arg(long, global = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
     /// Eval files (ORZ eval format).
@@ -116,6 +117,13 @@ pub struct Common {
     pub quiet: bool,
 }
 
+impl Common {
+    /// The task: `--task`, or the preset's default ([`Task::default_for`]).
+    pub fn task(&self) -> Task {
+        self.task.unwrap_or_else(|| Task::default_for(self.preset))
+    }
+}
+
 fn parse_preset(s: &str) -> Result<Preset, String> {
     s.parse::<Preset>().map_err(|e| e.to_string())
 }
@@ -132,6 +140,7 @@ mod tests {
             (cli.common.preset, cli.common.backend, cli.common.device),
             (Preset::Tiny, BackendKind::Candle, DeviceSpec::Cpu)
         );
+        assert_eq!(cli.common.task(), Task::Tiny);
     }
 
     #[test]

@@ -18,6 +18,9 @@ use plotters::style::{FontStyle, register_font};
 
 use crate::metrics::IterationMetrics;
 
+/// The training curves' file name, in the output directory.
+pub const PLOT_FILE: &str = "training.png";
+
 /// Width and height of the plot in pixels.
 pub const PLOT_SIZE: (u32, u32) = (1200, 900);
 

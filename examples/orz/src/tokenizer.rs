@@ -62,9 +62,14 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// The underlying `tokenizers` tokenizer (to save it next to a checkpoint).
+    /// The underlying `tokenizers` tokenizer.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
+    }
+
+    /// The text of this tokenizer's `tokenizer.json` (to save it next to a checkpoint).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| anyhow!("{}: serializing the tokenizer: {e}", self.source))
     }
 }
 

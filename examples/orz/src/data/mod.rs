@@ -18,7 +18,11 @@
 //! the first one. A malformed record is an error naming the file, the record (index from 0, or
 //! line from 1 for JSON Lines) and what is wrong (missing field, wrong type, empty question or
 //! answer); nothing is skipped silently. Questions and answers are kept as written (not trimmed).
+//!
+//! [`DataOrder`] is the order in which training takes the problems (a seeded shuffle per epoch,
+//! resumable from a checkpoint's [`DataCursor`]).
 
+pub mod order;
 mod records;
 #[cfg(test)]
 mod tests;
@@ -28,6 +32,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use orz_core::reward::countdown::{self, GeneratorConfig};
+
+pub use order::{DataCursor, DataOrder};
 
 use records::parse_record;
 

@@ -10,13 +10,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::{Error, Result};
 
 /// The parent directory and the file name of `dir` (a relative name's parent is `.`).
 fn split(dir: &Path) -> Result<(PathBuf, String)> {
-    let name = dir.file_name().and_then(|n| n.to_str()).with_context(|| {
-        format!("{}: a checkpoint path must end in a UTF-8 directory name", dir.display())
-    })?;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::invalid(dir, "a checkpoint path must end in a UTF-8 directory name"))?;
     let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     Ok((parent.to_path_buf(), name.to_string()))
 }
@@ -34,7 +35,7 @@ fn leftovers(dir: &Path, kind: &str) -> Result<Vec<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(&parent) else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for entry in entries {
-        let entry = entry.with_context(|| format!("{}: listing the directory", parent.display()))?;
+        let entry = entry.map_err(|e| Error::io(&parent, "listing the directory", e))?;
         if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
             out.push(entry.path());
         }
@@ -46,8 +47,7 @@ fn leftovers(dir: &Path, kind: &str) -> Result<Vec<PathBuf>> {
 /// Removes the directories in `paths`.
 fn remove_all(paths: &[PathBuf]) -> Result<()> {
     for p in paths {
-        std::fs::remove_dir_all(p)
-            .with_context(|| format!("{}: removing a leftover of a save", p.display()))?;
+        std::fs::remove_dir_all(p).map_err(|e| Error::io(p, "removing a leftover of a save", e))?;
     }
     Ok(())
 }
@@ -69,13 +69,11 @@ pub(crate) fn interrupted_swap(dir: &Path) -> Option<PathBuf> {
 /// the temporary directory is removed and `dir` is left as it was.
 pub(crate) fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let (parent, _) = split(dir)?;
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("{}: creating the directory", parent.display()))?;
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, "creating the directory", e))?;
     // Partial writes of crashed saves: never the only copy of anything.
     remove_all(&leftovers(dir, "tmp")?)?;
     let tmp = sibling(dir, "tmp")?;
-    std::fs::create_dir(&tmp)
-        .with_context(|| format!("{}: creating the temporary directory", tmp.display()))?;
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, "creating the temporary directory", e))?;
     let result = write(&tmp).and_then(|()| {
         sync_dir(&tmp);
         if dir.exists() {
@@ -83,14 +81,14 @@ pub(crate) fn write_dir_atomic(dir: &Path, write: impl FnOnce(&Path) -> Result<(
             if old.exists() {
                 remove_all(std::slice::from_ref(&old))?;
             }
-            std::fs::rename(dir, &old).with_context(|| {
-                format!("{}: moving the previous checkpoint aside to {}", dir.display(), old.display())
+            std::fs::rename(dir, &old).map_err(|e| {
+                Error::io(dir, format!("moving the previous checkpoint aside to {}", old.display()), e)
             })?;
         } else if dir.symlink_metadata().is_ok() {
-            bail!("{}: exists but is not a directory, refusing to replace it", dir.display());
+            return Err(Error::invalid(dir, "exists but is not a directory, refusing to replace it"));
         }
-        std::fs::rename(&tmp, dir).with_context(|| {
-            format!("{}: renaming the new checkpoint {} into place", dir.display(), tmp.display())
+        std::fs::rename(&tmp, dir).map_err(|e| {
+            Error::io(dir, format!("renaming the new checkpoint {} into place", tmp.display()), e)
         })?;
         sync_dir(&parent);
         Ok(())
@@ -115,16 +113,20 @@ mod tests {
         d
     }
 
+    fn write_a(dir: &Path, text: &str) -> Result<()> {
+        std::fs::write(dir.join("a"), text).map_err(|e| Error::io(dir, "writing", e))
+    }
+
     #[test]
     fn replaces_only_when_complete_and_cleans_leftovers() {
         let root = scratch("replace");
         let dir = root.join("ck");
-        write_dir_atomic(&dir, |t| Ok(std::fs::write(t.join("a"), "1")?)).unwrap();
+        write_dir_atomic(&dir, |t| write_a(t, "1")).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
         // A failing write leaves the previous content and no temporary directory.
         let e = write_dir_atomic(&dir, |t| {
-            std::fs::write(t.join("a"), "2")?;
-            bail!("disk full")
+            write_a(t, "2")?;
+            Err(Error::invalid(t, "disk full"))
         })
         .unwrap_err();
         assert!(e.to_string().contains("disk full"));
@@ -134,7 +136,7 @@ mod tests {
         std::fs::create_dir(root.join(".ck.tmp-1")).unwrap();
         std::fs::create_dir(root.join(".ck.old-1")).unwrap();
         assert_eq!(interrupted_swap(&dir), Some(root.join(".ck.old-1")));
-        write_dir_atomic(&dir, |t| Ok(std::fs::write(t.join("a"), "3")?)).unwrap();
+        write_dir_atomic(&dir, |t| write_a(t, "3")).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "3");
         let names: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("ck")]);

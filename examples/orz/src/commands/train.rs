@@ -1,7 +1,8 @@
-//! `orz train`: the ORZ training loop around [`orz_core::train::Trainer`]: eval every
-//! `eval_interval` iterations including before the first (ORZ_RECIPE.md step 11), one iteration
-//! per `rollout_batch_size` prompts, a metrics line and a progress update per iteration, a
-//! checkpoint every `save_interval` iterations and at the end, a PNG of the curves at the end.
+//! `orz train` (and `orz` without a command): the ORZ training loop around
+//! [`orz_core::train::Trainer`]: eval every `eval_interval` iterations including before the first
+//! (ORZ_RECIPE.md step 11), one iteration per `rollout_batch_size` prompts, a metrics line and a
+//! progress update per iteration, a checkpoint ([`orz_hf::trainer_checkpoint`]) every
+//! `save_interval` iterations and at the end, a PNG of the curves at the end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,18 +14,51 @@ use orz_core::backend::Backend;
 use orz_core::rng::Rng;
 use orz_core::train::{PromptItem, Trainer};
 
-use super::models::{load_critic, load_policy};
-use super::{DataCursor, DataOrder, Prepared};
-use crate::backend::BackendJob;
-use crate::checkpoint::{self, RunState};
+use orz_hf::trainer_checkpoint::{self, RunState};
+
+use super::dry_run::{dry_run, plan_without_model};
+use crate::backend::{BackendJob, run_on};
+use crate::cli::Common;
+use crate::data::{DataCursor, DataOrder};
 use crate::eval::{EvalOptions, evaluate};
-use crate::metrics::{IterationMetrics, MetricsWriter};
-use crate::plot::plot_training;
+use crate::metrics::{IterationMetrics, METRICS_FILE, MetricsWriter};
+use crate::plot::{PLOT_FILE, plot_training};
+use crate::prepare::{Prepared, prepare};
 use crate::progress::Progress;
 
-pub use crate::metrics::METRICS_FILE;
-/// The training curves, in the output directory.
-pub const PLOT_FILE: &str = "training.png";
+/// `orz train`: trains, then prints what changed and where the outputs are.
+pub fn train(common: &Common) -> Result<()> {
+    if common.dry_run && common.model.is_none() && common.resume.is_none() && !common.task().has_base_model()
+    {
+        return plan_without_model(common);
+    }
+    let prepared = prepare(common, true)?;
+    if common.dry_run {
+        return dry_run(common, &prepared);
+    }
+    let summary = run_on(common.backend, common.device, TrainJob { prepared })?;
+    let (first, last) = (summary.metrics.first(), summary.metrics.last());
+    if let (Some(f), Some(l)) = (first, last) {
+        println!(
+            "trained {} iterations: mean reward {:.3} -> {:.3}, response length {:.1} -> {:.1}",
+            summary.metrics.len(),
+            f.mean_reward,
+            l.mean_reward,
+            f.response_length_mean,
+            l.response_length_mean
+        );
+    }
+    if let Some(eval) = &summary.final_eval {
+        for (name, acc) in eval {
+            println!("eval {name}: accuracy {acc:.3} after training");
+        }
+    }
+    if let Some(c) = &summary.last_checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    println!("metrics: {}\nplot: {}", common.out.join(METRICS_FILE).display(), summary.plot.display());
+    Ok(())
+}
 
 /// What a finished run reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +84,7 @@ impl BackendJob for TrainJob {
     type Output = TrainSummary;
 
     fn run<B: Backend + 'static>(self, b: Rc<B>, name: &str) -> Result<TrainSummary> {
-        train(&b, &self.prepared, name)
+        run_training(&b, &self.prepared, name)
     }
 }
 
@@ -60,12 +94,16 @@ pub fn checkpoint_dir(out: &Path, iterations: u64) -> PathBuf {
 }
 
 /// Builds a fresh trainer or restores the checkpoint, then runs to `prepared.iterations`.
-pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) -> Result<TrainSummary> {
+pub fn run_training<B: Backend + 'static>(
+    b: &Rc<B>,
+    p: &Prepared,
+    backend_name: &str,
+) -> Result<TrainSummary> {
     let recipe = &p.settings.recipe;
     let (mut trainer, cursor) = match &p.resume {
         Some(dir) => {
-            let loaded = checkpoint::load(Rc::clone(b), dir, p.dtype)?;
-            checkpoint::check_config(dir, loaded.trainer.config(), &p.settings.train)?;
+            let loaded = trainer_checkpoint::load(Rc::clone(b), dir, p.dtype)?;
+            trainer_checkpoint::check_config(dir, loaded.trainer.config(), &p.settings.train)?;
             let run = loaded.run;
             if run.seed != p.seed {
                 bail!(
@@ -88,9 +126,9 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
         }
         None => {
             let mut init = Rng::seed_from_u64(p.seed).fork(u64::MAX);
-            let policy = load_policy(b, &p.model_dir, p.dtype)?;
+            let policy = orz_hf::load_policy(b, &p.model_dir, p.dtype)?;
             let critic = if p.settings.train.estimator.uses_critic() {
-                Some(load_critic(b, &p.model_dir, p.dtype, &mut init)?)
+                Some(orz_hf::load_critic(b, &p.model_dir, p.dtype, &mut init)?)
             } else {
                 None
             };
@@ -156,7 +194,8 @@ pub fn train<B: Backend + 'static>(b: &Rc<B>, p: &Prepared, backend_name: &str) 
                 position: cursor.position as u64,
                 extras: serde_json::json!({ "training_problems": p.train_data.len() }),
             };
-            checkpoint::save(&dir, &trainer, &p.tokenizer, &run)?;
+            trainer_checkpoint::save(&dir, &trainer, Some(&p.tokenizer.to_json()?), &run)
+                .with_context(|| format!("saving checkpoint {}", dir.display()))?;
             last_checkpoint = Some(dir);
         }
     }

@@ -8,14 +8,13 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result, bail, ensure};
 use orz_core::backend::Backend;
 use orz_core::model::ParamSpec;
 use orz_core::optimizer::{MomentsState, Optimizer, OptimizerState, ParamState};
-use orz_hf::SafetensorsFile;
 use serde_json::{Map, Value, json};
 
 use super::state::OptimizerRecord;
+use crate::{Error, Result, SafetensorsFile};
 
 /// Name prefix of the first moments.
 pub const EXP_AVG: &str = "exp_avg.";
@@ -40,13 +39,12 @@ pub(crate) fn write_optimizer<B: Backend>(
     names: &[String],
 ) -> Result<OptimizerRecord> {
     let params = opt.params();
-    ensure!(
-        names.len() == params.len(),
-        "{}: the optimizer has {} parameters but the model names {}",
-        path.display(),
-        params.len(),
-        names.len()
-    );
+    if names.len() != params.len() {
+        return Err(Error::invalid(
+            path,
+            format!("the optimizer has {} parameters but the model names {}", params.len(), names.len()),
+        ));
+    }
     let mut entries = Vec::new();
     let mut param_steps = BTreeMap::new();
     for (i, name) in names.iter().enumerate() {
@@ -68,11 +66,13 @@ pub(crate) fn write_optimizer<B: Backend>(
         header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
         offset = end;
     }
-    let mut header = serde_json::to_string(&Value::Object(header))?.into_bytes();
+    let mut header = serde_json::to_string(&Value::Object(header))
+        .map_err(|e| Error::invalid(path, format!("serializing the header: {e}")))?
+        .into_bytes();
     header.resize(header.len().next_multiple_of(8), b' ');
 
-    let io = |e: std::io::Error| anyhow::Error::new(e).context(format!("{}: writing", path.display()));
-    let file = File::create(path).with_context(|| format!("{}: creating", path.display()))?;
+    let io = |e: std::io::Error| Error::io(path, "writing", e);
+    let file = File::create(path).map_err(|e| Error::io(path, "creating", e))?;
     let mut w = BufWriter::new(file);
     w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
     w.write_all(&header).map_err(io)?;
@@ -82,9 +82,10 @@ pub(crate) fn write_optimizer<B: Backend>(
             Kind::ExpAvgSq => opt.moments(*i).map(|m| &m.v),
             Kind::Master => opt.master(*i),
         };
-        let tensor = tensor.with_context(|| format!("{}: tensor `{name}` vanished", path.display()))?;
-        let values =
-            b.to_host_f32(tensor).with_context(|| format!("{}: reading tensor `{name}`", path.display()))?;
+        let tensor = tensor.ok_or_else(|| Error::invalid(path, format!("tensor `{name}` vanished")))?;
+        let values = b
+            .to_host_f32(tensor)
+            .map_err(|e| Error::invalid(path, format!("reading tensor `{name}`: {e}")))?;
         let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
         w.write_all(&bytes).map_err(io)?;
     }
@@ -101,12 +102,13 @@ pub(crate) fn write_optimizer<B: Backend>(
 fn read(file: &mut SafetensorsFile, name: &str, spec: &ParamSpec) -> Result<Vec<f32>> {
     let (shape, values) = file.read_f32(name)?;
     if shape != spec.shape {
-        bail!(
-            "{}: tensor `{name}` has shape {shape:?}, but parameter `{}` has shape {:?}",
-            file.path().display(),
-            spec.name,
-            spec.shape
-        );
+        return Err(Error::invalid(
+            file.path(),
+            format!(
+                "tensor `{name}` has shape {shape:?}, but parameter `{}` has shape {:?}",
+                spec.name, spec.shape
+            ),
+        ));
     }
     Ok(values)
 }
@@ -123,10 +125,12 @@ pub(crate) fn read_optimizer(
     let path = dir.join(&record.file);
     let mut file = SafetensorsFile::open(&path)?;
     if let Some(name) = record.param_steps.keys().find(|n| !specs.iter().any(|s| &&s.name == n)) {
-        bail!(
-            "{}: `param_steps` names `{name}`, which is not a parameter of the model (another model config?)",
-            dir.join(super::STATE_FILE).display()
-        );
+        return Err(Error::invalid(
+            dir.join(super::STATE_FILE),
+            format!(
+                "`param_steps` names `{name}`, which is not a parameter of the model (another model config?)"
+            ),
+        ));
     }
     let mut expected = std::collections::BTreeSet::new();
     let mut params = Vec::with_capacity(specs.len());
@@ -151,10 +155,10 @@ pub(crate) fn read_optimizer(
         params.push(ParamState { shape: spec.shape.clone(), moments, master });
     }
     if let Some(extra) = file.names().into_iter().find(|n| !expected.contains(n)) {
-        bail!(
-            "{}: tensor `{extra}` belongs to no parameter of the model (another model config?)",
-            path.display()
-        );
+        return Err(Error::invalid(
+            &path,
+            format!("tensor `{extra}` belongs to no parameter of the model (another model config?)"),
+        ));
     }
     Ok(OptimizerState { step: record.steps, params })
 }

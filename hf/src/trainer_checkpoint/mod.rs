@@ -1,4 +1,28 @@
-//! Checkpoints of a [`Trainer`] and their exact resume.
+//! Checkpoints of a [`Trainer`] and their exact resume: [`save`] a trainer (both models,
+//! both optimizers, the seed generator, the iteration counter, the caller's [`RunState`]) and
+//! [`load`] it back onto any backend. The `orz` program checkpoints with it; a program that
+//! embeds orz-core can call it the same way.
+//!
+//! It lives in orz-hf because a checkpoint is Hugging Face model directories (the policy and the
+//! critic, loadable by transformers) plus the optimizers' safetensors: the same files and the
+//! same errors as the rest of this crate.
+//!
+//! ```no_run
+//! use std::rc::Rc;
+//!
+//! use orz_core::backend::{Backend, DType};
+//! use orz_core::train::Trainer;
+//! use orz_hf::trainer_checkpoint::{self, RunState};
+//!
+//! fn save_and_reload<B: Backend>(b: Rc<B>, trainer: &Trainer<B>) -> orz_hf::Result<Trainer<B>> {
+//!     let dir = std::path::Path::new("runs/mine/checkpoint-000010");
+//!     let tokenizer = std::fs::read_to_string("base-model/tokenizer.json").ok();
+//!     trainer_checkpoint::save(dir, trainer, tokenizer.as_deref(), &RunState::default())?;
+//!     let loaded = trainer_checkpoint::load(b, dir, DType::F32)?;
+//!     assert_eq!(loaded.trainer.iterations(), trainer.iterations());
+//!     Ok(loaded.trainer)
+//! }
+//! ```
 //!
 //! # Layout
 //!
@@ -35,7 +59,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use anyhow::{Context, Result, bail};
 use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, Head, ParamSpec, Policy, Qwen2, parameter_specs};
 use orz_core::optimizer::OptimizerState;
@@ -45,7 +68,7 @@ use orz_core::train::{Trainer, TrainerState};
 pub use optim::{EXP_AVG, EXP_AVG_SQ, MASTER};
 pub use state::{FORMAT_VERSION, RunState, check_config, config_differences};
 
-use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
 use state::{OptimizerRecord, TrainerStateFile};
 
 /// The policy's subdirectory (a Hugging Face model directory).
@@ -56,7 +79,7 @@ pub const CRITIC_DIR: &str = "critic";
 pub const STATE_DIR: &str = "trainer_state";
 /// The trainer state's JSON file, in [`STATE_DIR`].
 pub const STATE_FILE: &str = "trainer_state.json";
-/// The tokenizer's file name, in [`POLICY_DIR`] and [`CRITIC_DIR`].
+/// The tokenizer's file name, in [`POLICY_DIR`] and [`CRITIC_DIR`] (when one was saved).
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// The policy optimizer's tensors, in [`STATE_DIR`].
 pub const POLICY_OPTIMIZER_FILE: &str = "policy_optimizer.safetensors";
@@ -72,39 +95,34 @@ pub struct Loaded<B: Backend> {
     pub trainer: Trainer<B>,
     /// The caller's state saved with it.
     pub run: RunState,
-    /// The tokenizer saved with the policy.
-    pub tokenizer: Tokenizer,
 }
 
-/// Saves `trainer` (models, optimizers, generator, iteration counter), `tokenizer` and `run` to
-/// checkpoint directory `dir` (see the [module docs](self) for the layout), atomically: an
-/// existing `dir` is replaced only once the new checkpoint is complete.
+/// Saves `trainer` (models, optimizers, generator, iteration counter) and `run` to checkpoint
+/// directory `dir` (see the [module docs](self) for the layout), atomically: an existing `dir` is
+/// replaced only once the new checkpoint is complete. `tokenizer_json`, the text of a
+/// `tokenizer.json`, is written next to each model so that they load like any Hugging Face
+/// model directory.
 pub fn save<B: Backend>(
     dir: &Path,
     trainer: &Trainer<B>,
-    tokenizer: &Tokenizer,
+    tokenizer_json: Option<&str>,
     run: &RunState,
 ) -> Result<()> {
-    atomic::write_dir_atomic(dir, |tmp| write_checkpoint(tmp, trainer, tokenizer, run))
-        .with_context(|| format!("saving checkpoint {}", dir.display()))
+    atomic::write_dir_atomic(dir, |tmp| write_checkpoint(tmp, trainer, tokenizer_json, run))
 }
 
 /// Writes the checkpoint's files into the (temporary) directory `dir`.
 fn write_checkpoint<B: Backend>(
     dir: &Path,
     trainer: &Trainer<B>,
-    tokenizer: &Tokenizer,
+    tokenizer_json: Option<&str>,
     run: &RunState,
 ) -> Result<()> {
-    let tokenizer_json = tokenizer
-        .inner()
-        .to_string(false)
-        .map_err(|e| anyhow::anyhow!("{}: serializing the tokenizer: {e}", tokenizer.source()))?;
     let state_dir = dir.join(STATE_DIR);
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("{}: creating", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, "creating", e))?;
 
     let policy = trainer.policy().model();
-    write_model(&dir.join(POLICY_DIR), policy, &tokenizer_json)?;
+    write_model(&dir.join(POLICY_DIR), policy, tokenizer_json)?;
     let policy_optimizer = optim::write_optimizer(
         policy.backend(),
         &state_dir.join(POLICY_OPTIMIZER_FILE),
@@ -114,7 +132,7 @@ fn write_checkpoint<B: Backend>(
     let (critic_dtype, critic_optimizer) = match (trainer.critic(), trainer.critic_optimizer()) {
         (Some(critic), Some(opt)) => {
             let critic = critic.model();
-            write_model(&dir.join(CRITIC_DIR), critic, &tokenizer_json)?;
+            write_model(&dir.join(CRITIC_DIR), critic, tokenizer_json)?;
             let path = state_dir.join(CRITIC_OPTIMIZER_FILE);
             (
                 Some(critic.dtype()),
@@ -144,10 +162,10 @@ fn names<B: Backend>(model: &Qwen2<B>) -> Vec<String> {
     parameter_specs(model.config(), model.head()).into_iter().map(|s| s.name).collect()
 }
 
-/// Writes one model directory: config, weights in the model's dtype, tokenizer.
-fn write_model<B: Backend>(dir: &Path, model: &Qwen2<B>, tokenizer_json: &str) -> Result<()> {
+/// Writes one model directory: config, weights in the model's dtype, tokenizer if given.
+fn write_model<B: Backend>(dir: &Path, model: &Qwen2<B>, tokenizer_json: Option<&str>) -> Result<()> {
     let named = model.named_tensors();
-    orz_hf::save_model(
+    crate::save_model(
         model.backend(),
         dir,
         model.config(),
@@ -156,52 +174,54 @@ fn write_model<B: Backend>(dir: &Path, model: &Qwen2<B>, tokenizer_json: &str) -
         model.dtype(),
         Some(MAX_SHARD_BYTES),
     )?;
-    let path = dir.join(TOKENIZER_FILE);
-    std::fs::write(&path, tokenizer_json).with_context(|| format!("{}: writing", path.display()))?;
+    if let Some(json) = tokenizer_json {
+        let path = dir.join(TOKENIZER_FILE);
+        std::fs::write(&path, json).map_err(|e| Error::io(&path, "writing", e))?;
+    }
     Ok(())
 }
 
 /// Loads checkpoint `dir` onto `backend` with parameters of `dtype`: the trainer exactly as
 /// saved (weights, optimizer moments, masters and step counts, generator, iteration counter),
-/// the caller's [`RunState`] and the tokenizer. Errors name the file and the tensor or field at
+/// and the caller's [`RunState`] (the tokenizer, if one was saved, is
+/// `policy_dir(dir)/`[`TOKENIZER_FILE`]). Errors name the file and the tensor or field at
 /// fault: a missing directory or file, a missing or extra tensor, a shape mismatch, a
 /// `trainer_state.json` of another format version.
 pub fn load<B: Backend>(backend: Rc<B>, dir: &Path, dtype: DType) -> Result<Loaded<B>> {
     if !dir.is_dir() {
-        match atomic::interrupted_swap(dir) {
-            Some(old) => bail!(
-                "{}: no such checkpoint directory; a save was interrupted while replacing it, and the \
+        let message = match atomic::interrupted_swap(dir) {
+            Some(old) => format!(
+                "no such checkpoint directory; a save was interrupted while replacing it, and the \
                  previous checkpoint is at {} (rename it back)",
-                dir.display(),
                 old.display()
             ),
-            None => bail!("{}: no such checkpoint directory", dir.display()),
-        }
+            None => "no such checkpoint directory".to_string(),
+        };
+        return Err(Error::invalid(dir, message));
     }
     let state_dir = dir.join(STATE_DIR);
     let state = TrainerStateFile::read(&state_dir.join(STATE_FILE))?;
     let (policy_tensors, policy_optimizer) =
         load_model(&backend, dir, Head::Lm, &state.policy_optimizer, dtype)?;
-    let config = orz_hf::read_config(dir.join(POLICY_DIR))?;
+    let config = crate::read_config(dir.join(POLICY_DIR))?;
     let policy = Policy::from_tensors(Rc::clone(&backend), &config, policy_tensors)
-        .with_context(|| format!("{}: building the policy", dir.join(POLICY_DIR).display()))?;
+        .map_err(|e| Error::invalid(dir.join(POLICY_DIR), format!("building the policy: {e}")))?;
     let (critic, critic_optimizer) = match &state.critic_optimizer {
         Some(record) => {
             let (tensors, opt) = load_model(&backend, dir, Head::Value, record, dtype)?;
-            let config = orz_hf::read_config(dir.join(CRITIC_DIR))?;
+            let config = crate::read_config(dir.join(CRITIC_DIR))?;
             let critic = Critic::from_tensors(Rc::clone(&backend), &config, tensors)
-                .with_context(|| format!("{}: building the critic", dir.join(CRITIC_DIR).display()))?;
+                .map_err(|e| Error::invalid(dir.join(CRITIC_DIR), format!("building the critic: {e}")))?;
             (Some(critic), Some(opt))
         }
         None => (None, None),
     };
     let rng = Rng::from_state(state.rng)
-        .with_context(|| format!("{}: field `rng`", state_dir.join(STATE_FILE).display()))?;
+        .map_err(|e| Error::invalid(state_dir.join(STATE_FILE), format!("field `rng`: {e}")))?;
     let trainer_state = TrainerState { policy_optimizer, critic_optimizer, rng, iteration: state.iteration };
     let trainer = Trainer::restore(state.config, policy, critic, &trainer_state)
-        .with_context(|| format!("{}: restoring the trainer", dir.display()))?;
-    let tokenizer = Tokenizer::from_file(dir.join(POLICY_DIR).join(TOKENIZER_FILE))?;
-    Ok(Loaded { trainer, run: state.run, tokenizer })
+        .map_err(|e| Error::invalid(dir, format!("restoring the trainer: {e}")))?;
+    Ok(Loaded { trainer, run: state.run })
 }
 
 /// The named tensors (in `dtype`) and the optimizer state of the model with `head` in
@@ -214,7 +234,7 @@ fn load_model<B: Backend>(
     dtype: DType,
 ) -> Result<(BTreeMap<String, B::Tensor>, OptimizerState)> {
     let model_dir = dir.join(if head == Head::Lm { POLICY_DIR } else { CRITIC_DIR });
-    let (config, mut tensors) = orz_hf::load_model(backend.as_ref(), &model_dir, head, dtype)?;
+    let (config, mut tensors) = crate::load_model(backend.as_ref(), &model_dir, head, dtype)?;
     let specs = parameter_specs(&config, head);
     let mut opt = optim::read_optimizer(&dir.join(STATE_DIR), record, &specs)?;
     reconcile_masters(backend.as_ref(), &model_dir, &specs, &mut tensors, &mut opt, dtype)?;
@@ -232,7 +252,7 @@ fn reconcile_masters<B: Backend>(
     opt: &mut OptimizerState,
     dtype: DType,
 ) -> Result<()> {
-    let mut checkpoint: Option<orz_hf::Checkpoint> = None;
+    let mut checkpoint: Option<crate::Checkpoint> = None;
     for (spec, param) in specs.iter().zip(&mut opt.params) {
         match (dtype, param.master.take()) {
             (DType::F32, Some(master)) => {
@@ -244,7 +264,7 @@ fn reconcile_masters<B: Backend>(
             (_, None) => {
                 let ck = match &mut checkpoint {
                     Some(ck) => ck,
-                    None => checkpoint.insert(orz_hf::Checkpoint::open(model_dir)?),
+                    None => checkpoint.insert(crate::Checkpoint::open(model_dir)?),
                 };
                 param.master = Some(ck.read_f32(&spec.name)?.1);
             }

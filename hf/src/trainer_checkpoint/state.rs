@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use orz_core::backend::DType;
 use orz_core::train::TrainConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::{Error, Result};
 
 /// The version of the checkpoint layout this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
@@ -68,37 +69,42 @@ pub(crate) struct TrainerStateFile {
 impl TrainerStateFile {
     /// Writes the file (pretty JSON) and syncs it.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text =
-            serde_json::to_string_pretty(self).with_context(|| format!("{}: serializing", path.display()))?;
-        let mut file =
-            std::fs::File::create(path).with_context(|| format!("{}: creating", path.display()))?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::invalid(path, format!("serializing: {e}")))?;
+        let mut file = std::fs::File::create(path).map_err(|e| Error::io(path, "creating", e))?;
         std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes())
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("{}: writing", path.display()))
+            .map_err(|e| Error::io(path, "writing", e))
     }
 
     /// Reads and checks the file: its format version first, then every field.
     pub fn read(path: &Path) -> Result<TrainerStateFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: reading", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "reading", e))?;
         let value: Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+            serde_json::from_str(&text).map_err(|e| Error::invalid(path, format!("not valid JSON: {e}")))?;
         match value.get("format_version").and_then(Value::as_u64) {
             Some(FORMAT_VERSION) => {}
-            Some(v) => bail!(
-                "{}: `format_version` is {v}, but this build reads checkpoints of version {FORMAT_VERSION}",
-                path.display()
-            ),
-            None => bail!("{}: `format_version` is missing or not an integer", path.display()),
+            Some(v) => {
+                return Err(Error::invalid(
+                    path,
+                    format!(
+                        "`format_version` is {v}, but this build reads checkpoints of version {FORMAT_VERSION}"
+                    ),
+                ));
+            }
+            None => return Err(Error::invalid(path, "`format_version` is missing or not an integer")),
         }
-        serde_json::from_value(value).with_context(|| format!("{}: invalid trainer state", path.display()))
+        serde_json::from_value(value).map_err(|e| Error::invalid(path, format!("invalid trainer state: {e}")))
     }
 }
 
 /// The fields (dotted JSON paths with both values) in which `saved` and `wanted` differ.
 pub fn config_differences(saved: &TrainConfig, wanted: &TrainConfig) -> Result<Vec<String>> {
-    let (a, b) = (serde_json::to_value(saved)?, serde_json::to_value(wanted)?);
+    let json = |c: &TrainConfig| {
+        serde_json::to_value(c).map_err(|e| Error::invalid("TrainConfig", format!("serializing: {e}")))
+    };
     let mut out = Vec::new();
-    diff("", &a, &b, &mut out);
+    diff("", &json(saved)?, &json(wanted)?, &mut out);
     Ok(out)
 }
 
@@ -125,11 +131,13 @@ pub fn check_config(dir: &Path, saved: &TrainConfig, wanted: &TrainConfig) -> Re
     if differences.is_empty() {
         return Ok(());
     }
-    bail!(
-        "{}: the checkpoint's training config differs from the requested one: {}",
-        dir.join(super::STATE_DIR).join(super::STATE_FILE).display(),
-        differences.join("; ")
-    )
+    Err(Error::invalid(
+        dir.join(super::STATE_DIR).join(super::STATE_FILE),
+        format!(
+            "the checkpoint's training config differs from the requested one: {}",
+            differences.join("; ")
+        ),
+    ))
 }
 
 #[cfg(test)]

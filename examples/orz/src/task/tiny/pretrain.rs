@@ -20,7 +20,7 @@ use orz_core::recipe::RecipeConfig;
 use orz_core::rng::Rng;
 use orz_core::schedule::LrSchedule;
 
-use super::task::{Noise, demonstration, problems, terms_of};
+use super::problems::{Noise, demonstration, problems, terms_of};
 use crate::tokenizer::Tokenizer;
 
 /// The settings of one pretraining run.

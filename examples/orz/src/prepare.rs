@@ -1,17 +1,13 @@
-//! What the `orz` commands run: [`prepare`] checks every input (model directory, tokenizer,
-//! data, eval files, output directory, config) before any long work and gathers them in a
-//! [`Prepared`]; [`train`] is the training loop (the eval and sampling commands are in
-//! [`crate::commands`] and [`crate::eval`]).
-
-pub mod data_order;
-pub mod models;
-pub mod train;
+//! What every `orz` command does first: [`prepare`] checks every input (model directory,
+//! tokenizer, data, eval files, output directory, config) before any long work and gathers them
+//! in a [`Prepared`]. The task ([`Task`]) supplies what the command line leaves out: the base
+//! model (tiny), the training and held-out problems (tiny, Countdown), the reward.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use orz_core::backend::DType;
-use orz_core::model::Qwen2Config;
+use orz_core::model::{Head, Qwen2Config, parameter_specs};
 use orz_core::recipe::Preset;
 
 use crate::backend::parse_dtype;
@@ -19,10 +15,7 @@ use crate::cli::Common;
 use crate::data::{self, Problem};
 use crate::settings::{Overrides, Settings};
 use crate::task::Task;
-use crate::tiny;
 use crate::tokenizer::Tokenizer;
-
-pub use data_order::{DataCursor, DataOrder};
 
 /// Every checked input of a command.
 #[derive(Debug)]
@@ -33,8 +26,8 @@ pub struct Prepared {
     pub settings: Settings,
     /// Compute dtype of the models.
     pub dtype: DType,
-    /// The Hugging Face model directory (for the tiny preset without `--model`: the embedded
-    /// base model, written under the output directory).
+    /// The Hugging Face model directory (without `--model`: the task's embedded base model,
+    /// written under the output directory).
     pub model_dir: PathBuf,
     /// Its config.
     pub model_config: Qwen2Config,
@@ -52,43 +45,43 @@ pub struct Prepared {
     pub iterations: usize,
     /// A checkpoint to resume from.
     pub resume: Option<PathBuf>,
-    /// The task (reward and default data).
+    /// The task (reward, default data and base model).
     pub task: Task,
     /// Whether progress bars are off.
     pub quiet: bool,
 }
 
 /// Problems a generated task (tiny, Countdown) makes for training when no `--data` is given.
-pub const TINY_TRAIN_PROBLEMS: usize = 20_000;
+pub const GENERATED_TRAIN_PROBLEMS: usize = 20_000;
 /// Held-out generated problems for eval when no `--eval` is given.
-pub const TINY_EVAL_PROBLEMS: usize = 128;
+pub const GENERATED_EVAL_PROBLEMS: usize = 128;
 
 /// Checks and loads every input of a command: `needs_train_data` for `train`. Errors say what
 /// and where: a missing or malformed model directory, tokenizer, data or config file, an
 /// unknown config field, an output directory that is not writable.
 pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
-    let preset = common.preset;
+    let (preset, task) = (common.preset, common.task());
     let dtype = parse_dtype(&common.dtype)?;
     let out = common.out.clone();
     check_writable(&out)?;
-    let model_dir = match (&common.model, &common.resume) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(ckpt)) => ckpt.join(crate::checkpoint::POLICY_DIR),
-        (None, None) if preset == Preset::Tiny => {
+    let model_dir = match (&common.model, &common.resume, task.base_model()) {
+        (Some(dir), _, _) => dir.clone(),
+        (None, Some(ckpt), _) => orz_hf::trainer_checkpoint::policy_dir(ckpt),
+        (None, None, Some(base)) => {
             let dir = out.join("base-model");
-            tiny::write_base_model(&dir)
-                .with_context(|| format!("writing the tiny base model to {}", dir.display()))?;
+            base.write(&dir)
+                .with_context(|| format!("writing the {task} base model to {}", dir.display()))?;
             dir
         }
-        (None, None) => bail!(
+        (None, None, None) => bail!(
             "--model is required for preset {preset}: a Hugging Face directory of {} (config.json, *.safetensors, \
              tokenizer.json)",
             preset.config().base_model
         ),
     };
-    let (model_config, tokenizer) = models::check_model_dir(&model_dir)?;
+    let (model_config, tokenizer) = check_model_dir(&model_dir)?;
     let settings = Settings::resolve(preset, &overrides(common)?, model_config.eos_token_ids.clone())?;
-    let generated = common.task.generated(common.seed, TINY_TRAIN_PROBLEMS, TINY_EVAL_PROBLEMS)?;
+    let generated = task.generated(common.seed, GENERATED_TRAIN_PROBLEMS, GENERATED_EVAL_PROBLEMS)?;
     let train_data = if !needs_train_data {
         Vec::new()
     } else if !common.data.is_empty() {
@@ -99,8 +92,6 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         all
     } else if let Some((train, _)) = &generated {
         train.clone()
-    } else if preset == Preset::Tiny {
-        tiny::problems(common.seed, TINY_TRAIN_PROBLEMS)
     } else {
         bail!("--data is required for preset {preset} (e.g. data/orz/orz_math_57k_subset.json)");
     };
@@ -109,9 +100,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
     }
     let mut eval_sets = data::load_named(&common.eval)?;
     if let (true, true, Some((_, eval))) = (common.eval.is_empty(), common.data.is_empty(), &generated) {
-        eval_sets.push((format!("{:?}-heldout", common.task).to_lowercase(), eval.clone()));
-    } else if common.eval.is_empty() && preset == Preset::Tiny && common.data.is_empty() {
-        eval_sets.push(("tiny-heldout".to_string(), tiny::eval_problems(TINY_EVAL_PROBLEMS)));
+        eval_sets.push((format!("{task}-heldout"), eval.clone()));
     }
     let iterations = common.iterations.unwrap_or(settings.recipe.iterations);
     if let Some(r) = common.resume.as_ref().filter(|r| !r.is_dir()) {
@@ -130,7 +119,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
         seed: common.seed,
         iterations,
         resume: common.resume.clone(),
-        task: common.task,
+        task,
         quiet: common.quiet,
     })
 }
@@ -138,7 +127,7 @@ pub fn prepare(common: &Common, needs_train_data: bool) -> Result<Prepared> {
 /// The overrides of a command line, in the order they apply: the task's (`--task`), the
 /// `--config` file, then `--set`.
 pub fn overrides(common: &Common) -> Result<Vec<Overrides>> {
-    let mut out: Vec<Overrides> = common.task.overrides().into_iter().collect();
+    let mut out: Vec<Overrides> = common.task().overrides().into_iter().collect();
     if let Some(path) = &common.config {
         out.push(Overrides::from_file(path)?);
     }
@@ -146,6 +135,36 @@ pub fn overrides(common: &Common) -> Result<Vec<Overrides>> {
         out.push(Overrides::from_assignments(&common.set)?);
     }
     Ok(out)
+}
+
+/// The tokenizer file a model directory must have.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+
+/// Checks a model directory without loading weights: `config.json` parses, `tokenizer.json`
+/// loads and fits the vocabulary, and every policy tensor is present with its shape.
+pub fn check_model_dir(dir: &Path) -> Result<(Qwen2Config, Tokenizer)> {
+    if !dir.is_dir() {
+        bail!("model directory {} does not exist", dir.display());
+    }
+    let config = orz_hf::read_config(dir).map_err(|e| anyhow!("{e}"))?;
+    let tok_path = dir.join(TOKENIZER_FILE);
+    if !tok_path.is_file() {
+        bail!("model directory {} has no {TOKENIZER_FILE}", dir.display());
+    }
+    let tokenizer = Tokenizer::from_file(&tok_path)?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        bail!(
+            "{}: the tokenizer has {} tokens but config.json's vocab_size is {}",
+            tok_path.display(),
+            tokenizer.vocab_size(),
+            config.vocab_size
+        );
+    }
+    let mut ckpt = orz_hf::Checkpoint::open(dir).map_err(|e| anyhow!("{e}"))?;
+    for spec in parameter_specs(&config, Head::Lm) {
+        ckpt.check_shape(&spec.name, &spec.shape).map_err(|e| anyhow!("{e}"))?;
+    }
+    Ok((config, tokenizer))
 }
 
 /// Creates `dir` and proves it writable by writing and removing a file in it.
