@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use orz_core::optimizer::StepReport;
-use orz_core::train::{IterationReport, PhaseTimes, ReflectionCounts, SkippedStep};
+use orz_core::train::{IterationReport, PhaseTimes, RolloutMetrics, SkippedStep};
 use serde::{Deserialize, Serialize};
 
 /// The file name [`MetricsWriter`] writes in its directory.
@@ -26,34 +26,20 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 
 /// What one training iteration measured: one line of `metrics.jsonl`.
 ///
-/// Rewards, lengths and ratios are over the iteration's kept samples (completions with empty
-/// text are dropped, ORZ_RECIPE.md step 4).
+/// The rollout's statistics are core's [`RolloutMetrics`], flattened into the line (`prompts`,
+/// `generated`, `dropped_empty`, `samples`, `mean_reward`, `pass_at_n`, `correct_fraction`,
+/// `response_length_mean`/`_std`, `correct_length_mean`, `incorrect_length_mean`, `stop_ratio`,
+/// `reflection`); rewards, lengths and ratios are over the iteration's kept samples
+/// (completions with empty text are dropped, ORZ_RECIPE.md step 4). The other fields summarize
+/// the rest of core's [`IterationReport`]: its per-step vectors become means and the last
+/// learning rate, its non-finite losses become absent values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IterationMetrics {
     /// The iteration's index (0 for the first).
     pub iteration: u64,
-    /// Prompts of the iteration.
-    pub prompts: usize,
-    /// Samples trained on.
-    pub samples: usize,
-    /// Completions dropped for empty text.
-    pub dropped_empty: usize,
-    /// Mean score of the samples.
-    pub mean_reward: f64,
-    /// Fraction of prompts with at least one correct sample (pass@n, n samples per prompt).
-    pub pass_at_n: f64,
-    /// Fraction of samples labelled correct.
-    pub correct_fraction: f64,
-    /// Mean response length in tokens.
-    pub response_length_mean: f64,
-    /// Population standard deviation of the response length in tokens.
-    pub response_length_std: f64,
-    /// Mean response length of the correct samples (absent without one).
-    pub correct_length_mean: Option<f64>,
-    /// Mean response length of the other samples (absent without one).
-    pub incorrect_length_mean: Option<f64>,
-    /// Fraction of samples that finished with `stop` (not `length`).
-    pub stop_ratio: f64,
+    /// Rewards, pass@n, lengths, stop ratio and reflection words of the kept samples.
+    #[serde(flatten)]
+    pub rollout: RolloutMetrics,
     /// Fraction of the policy steps' response tokens where the PPO clip bound.
     pub clip_fraction: f64,
     /// Mean policy loss over the policy steps (absent when not finite).
@@ -90,8 +76,6 @@ pub struct IterationMetrics {
     pub decode_batch_mean: f64,
     /// Seconds per phase (absent without a clock).
     pub phase_seconds: Option<PhaseTimes>,
-    /// ORZ's reflection-word counts over the responses.
-    pub reflection: ReflectionCounts,
     /// Optimizer steps the NaN/Inf guard skipped, with their reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_steps: Vec<SkippedStep>,
@@ -123,24 +107,13 @@ impl IterationMetrics {
     /// The metrics of `report`, with no eval results and no wall time (set
     /// [`Self::eval`] and [`Self::wall_seconds`] after).
     pub fn from_report(report: &IterationReport) -> IterationMetrics {
-        let r = &report.rollout;
         let policy_norms = finite_norms(&report.policy_steps);
         let critic_norms = finite_norms(&report.critic_steps);
         let times = report.phase_seconds;
         let training_seconds = times.map(|t| t.experience + t.advantages + t.critic_update + t.policy_update);
         IterationMetrics {
             iteration: report.iteration,
-            prompts: r.prompts,
-            samples: r.samples,
-            dropped_empty: r.dropped_empty,
-            mean_reward: r.mean_reward,
-            pass_at_n: r.pass_at_n,
-            correct_fraction: r.correct_fraction,
-            response_length_mean: r.response_length_mean,
-            response_length_std: r.response_length_std,
-            correct_length_mean: r.correct_length_mean,
-            incorrect_length_mean: r.incorrect_length_mean,
-            stop_ratio: r.stop_ratio,
+            rollout: report.rollout.clone(),
             clip_fraction: report.clip_fraction,
             policy_loss: finite(report.policy_loss),
             value_loss: report.value_loss.and_then(finite),
@@ -158,7 +131,6 @@ impl IterationMetrics {
             training_tokens_per_s: training_seconds.and_then(|s| per_second(report.training_tokens, s)),
             decode_batch_mean: report.generation.mean_batch_size(),
             phase_seconds: times,
-            reflection: r.reflection,
             skipped_steps: report.skipped_steps.clone(),
             eval: BTreeMap::new(),
             wall_seconds: None,

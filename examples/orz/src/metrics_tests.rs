@@ -7,7 +7,7 @@ use orz_core::generation::GenerationStats;
 use orz_core::model::{Critic, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
-use orz_core::train::{ModelKind, PromptItem, RolloutMetrics, TrainConfig, Trainer};
+use orz_core::train::{ModelKind, PromptItem, ReflectionCounts, RolloutMetrics, TrainConfig, Trainer};
 use orz_reference::Reference;
 
 use super::*;
@@ -108,9 +108,12 @@ fn hand_report() -> IterationReport {
 #[test]
 fn derived_numbers_of_a_hand_built_report() {
     let m = IterationMetrics::from_report(&hand_report());
-    assert_eq!((m.iteration, m.prompts, m.samples, m.dropped_empty), (4, 2, 7, 1));
-    assert_eq!((m.pass_at_n, m.response_length_std, m.stop_ratio), (0.5, 2.25, 6.0 / 7.0));
-    assert_eq!((m.correct_length_mean, m.incorrect_length_mean), (Some(10.0), Some(14.375)));
+    assert_eq!((m.iteration, m.rollout.prompts, m.rollout.samples, m.rollout.dropped_empty), (4, 2, 7, 1));
+    assert_eq!(
+        (m.rollout.pass_at_n, m.rollout.response_length_std, m.rollout.stop_ratio),
+        (0.5, 2.25, 6.0 / 7.0)
+    );
+    assert_eq!((m.rollout.correct_length_mean, m.rollout.incorrect_length_mean), (Some(10.0), Some(14.375)));
     // Tokens per second: 900 generated over 4.5 s of rollout; 1200 trained over 1 + 0.25 + 2 + 0.75.
     assert_eq!(m.generation_tokens_per_s, Some(200.0));
     assert_eq!(m.training_tokens_per_s, Some(300.0));
@@ -124,7 +127,10 @@ fn derived_numbers_of_a_hand_built_report() {
     );
     assert_eq!((m.policy_lr, m.critic_lr, m.policy_steps, m.critic_steps), (Some(1e-6), Some(5e-6), 1, 3));
     assert_eq!(m.decode_batch_mean, 6.4);
-    assert_eq!((m.reflection.wait, m.reflection.however, m.reflection.total()), (3, 1, 4));
+    assert_eq!(
+        (m.rollout.reflection.wait, m.rollout.reflection.however, m.rollout.reflection.total()),
+        (3, 1, 4)
+    );
     assert_eq!(m.skipped_steps.len(), 1);
     assert!(m.eval.is_empty() && m.wall_seconds.is_none());
     // Without timings there are no rates.
@@ -139,12 +145,12 @@ fn lines_round_trip_and_append() {
     let mut a = IterationMetrics::from_report(&hand_report());
     a.eval = BTreeMap::from([("math500".to_string(), 0.314), ("aime2024".to_string(), 1.0 / 30.0)]);
     a.wall_seconds = Some(123.456789);
-    let b = IterationMetrics {
+    let mut b = IterationMetrics {
         iteration: 5,
-        mean_reward: 0.1 + 0.2,
         phase_seconds: None,
         ..IterationMetrics::from_report(&hand_report())
     };
+    b.rollout.mean_reward = 0.1 + 0.2;
     {
         let mut w = MetricsWriter::create(&dir).unwrap();
         assert_eq!(w.path(), dir.join(METRICS_FILE));
@@ -207,8 +213,11 @@ fn metrics_of_a_real_tiny_iteration() {
     let report = trainer.iteration_timed(&prompts, &HasE, &detok, Some(&tick)).unwrap();
     let m = IterationMetrics::from_report(&report);
     let r = &report.rollout;
-    assert_eq!((m.iteration, m.prompts, m.samples), (0, 3, r.samples));
-    assert_eq!((m.mean_reward, m.pass_at_n, m.stop_ratio), (r.mean_reward, r.pass_at_n, r.stop_ratio));
+    assert_eq!((m.iteration, m.rollout.prompts, m.rollout.samples), (0, 3, r.samples));
+    assert_eq!(
+        (m.rollout.mean_reward, m.rollout.pass_at_n, m.rollout.stop_ratio),
+        (r.mean_reward, r.pass_at_n, r.stop_ratio)
+    );
     let times = report.phase_seconds.unwrap();
     assert_eq!(m.generation_tokens_per_s, Some(report.tokens_generated as f64 / times.rollout));
     // The fake clock gives each of the four training phases 0.5 s.

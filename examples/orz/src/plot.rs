@@ -66,12 +66,17 @@ impl Line {
 fn reward_lines(metrics: &[IterationMetrics]) -> Vec<Line> {
     let x = |m: &IterationMetrics| m.iteration as f64;
     let mut lines = vec![
-        Line::new("mean training reward", BLUE, 0, metrics.iter().map(|m| (x(m), Some(m.mean_reward)))),
+        Line::new(
+            "mean training reward",
+            BLUE,
+            0,
+            metrics.iter().map(|m| (x(m), Some(m.rollout.mean_reward))),
+        ),
         Line::new(
             "pass@n (training)",
             RGBColor(120, 170, 230),
             0,
-            metrics.iter().map(|m| (x(m), Some(m.pass_at_n))),
+            metrics.iter().map(|m| (x(m), Some(m.rollout.pass_at_n))),
         ),
     ];
     let mut names: Vec<&String> = metrics.iter().flat_map(|m| m.eval.keys()).collect();
@@ -92,15 +97,20 @@ fn length_lines(metrics: &[IterationMetrics]) -> Vec<Line> {
             "mean response length",
             BLACK,
             0,
-            metrics.iter().map(|m| (x(m), Some(m.response_length_mean))),
+            metrics.iter().map(|m| (x(m), Some(m.rollout.response_length_mean))),
         ),
         Line::new(
             "correct responses",
             RGBColor(0, 150, 60),
             0,
-            metrics.iter().map(|m| (x(m), m.correct_length_mean)),
+            metrics.iter().map(|m| (x(m), m.rollout.correct_length_mean)),
         ),
-        Line::new("incorrect responses", RED, 0, metrics.iter().map(|m| (x(m), m.incorrect_length_mean))),
+        Line::new(
+            "incorrect responses",
+            RED,
+            0,
+            metrics.iter().map(|m| (x(m), m.rollout.incorrect_length_mean)),
+        ),
     ]
 }
 
@@ -211,11 +221,12 @@ mod tests {
                 let wiggle = 0.03 * ((i * 7 % 11) as f64 / 11.0 - 0.5);
                 let mut m = base.clone();
                 m.iteration = i;
-                m.mean_reward = 0.1 + 0.6 * t + wiggle;
-                m.pass_at_n = (0.4 + 0.55 * t + wiggle).min(1.0);
-                m.response_length_mean = 200.0 + 2300.0 * t * t + 40.0 * wiggle;
-                m.correct_length_mean = Some(m.response_length_mean * 0.9);
-                m.incorrect_length_mean = (i % 13 != 5).then_some(m.response_length_mean * 1.2);
+                m.rollout.mean_reward = 0.1 + 0.6 * t + wiggle;
+                m.rollout.pass_at_n = (0.4 + 0.55 * t + wiggle).min(1.0);
+                m.rollout.response_length_mean = 200.0 + 2300.0 * t * t + 40.0 * wiggle;
+                m.rollout.correct_length_mean = Some(m.rollout.response_length_mean * 0.9);
+                m.rollout.incorrect_length_mean =
+                    (i % 13 != 5).then_some(m.rollout.response_length_mean * 1.2);
                 m.eval = if i % 10 == 0 {
                     BTreeMap::from([
                         ("math500".to_string(), 0.3 + 0.5 * t),

@@ -35,7 +35,10 @@ fn bar(total: u64, visible: bool, template: &str, prefix: String) -> ProgressBar
 /// iteration's timings, else from `fallback_seconds`).
 pub fn iteration_message(m: &IterationMetrics, fallback_seconds: f64) -> String {
     let seconds = m.seconds().unwrap_or(fallback_seconds);
-    format!("reward {:.3} | len {:.0} | {seconds:.1} s/it", m.mean_reward, m.response_length_mean)
+    format!(
+        "reward {:.3} | len {:.0} | {seconds:.1} s/it",
+        m.rollout.mean_reward, m.rollout.response_length_mean
+    )
 }
 
 /// The plain stderr line of an iteration (1-based count of `total`), e.g. `iteration 3/100:
@@ -45,11 +48,11 @@ pub fn iteration_line(m: &IterationMetrics, total: u64, fallback_seconds: f64) -
     let mut line = format!(
         "iteration {}/{total}: reward {:.3}, pass@n {:.3}, length {:.0} ± {:.0}, stop {:.3}, {seconds:.1} s",
         m.iteration + 1,
-        m.mean_reward,
-        m.pass_at_n,
-        m.response_length_mean,
-        m.response_length_std,
-        m.stop_ratio,
+        m.rollout.mean_reward,
+        m.rollout.pass_at_n,
+        m.rollout.response_length_mean,
+        m.rollout.response_length_std,
+        m.rollout.stop_ratio,
     );
     for (name, accuracy) in &m.eval {
         line.push_str(&format!(", eval {name} {accuracy:.3}"));

@@ -65,14 +65,14 @@ fn one_full_iteration_of_the_orz_7b_code_path() {
     let m = &metrics[0];
     // Every knob but the sizes is ORZ-7B's: the prompt is ORZ's template (about 650 bytes, one
     // token per byte here, before the question), so every trained sequence is that long.
-    assert_eq!((m.prompts, m.samples), (2, 6), "{m:?}");
-    let per_sample = m.training_tokens as f64 / m.samples as f64;
+    assert_eq!((m.rollout.prompts, m.rollout.samples), (2, 6), "{m:?}");
+    let per_sample = m.training_tokens as f64 / m.rollout.samples as f64;
     assert!(per_sample > 650.0 && per_sample <= 912.0, "{per_sample}");
     let gens = std::fs::read_to_string(out.join("eval/iter-000000.jsonl")).unwrap();
     assert_eq!(gens.lines().count(), 3);
     assert!(m.eval.contains_key("math3"), "{m:?}");
     // A random model never answers: reward 0, but the iteration ran every phase.
-    assert_eq!(m.mean_reward, 0.0);
+    assert_eq!(m.rollout.mean_reward, 0.0);
     assert!(out.join("training.png").is_file());
     assert!(out.join("checkpoint-000001").join("policy").join("config.json").is_file());
 

@@ -51,7 +51,7 @@ fn tiny_preset_raises_the_training_reward() {
     .unwrap();
     orz::commands::train(&cli.common).expect("the tiny run trains");
     let metrics = orz::metrics::read_metrics(&out.join("metrics.jsonl")).unwrap();
-    let rewards: Vec<f64> = metrics.iter().map(|m| m.mean_reward).collect();
+    let rewards: Vec<f64> = metrics.iter().map(|m| m.rollout.mean_reward).collect();
     assert_eq!(rewards.len(), 15);
     let (first, last) = (mean(&rewards[..3]), mean(&rewards[rewards.len() - 3..]));
     eprintln!("first {first:.3}, last {last:.3}, {:.0} s: {rewards:.3?}", start.elapsed().as_secs_f64());

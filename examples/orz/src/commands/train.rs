@@ -42,10 +42,10 @@ pub fn train(common: &Common) -> Result<()> {
         println!(
             "trained {} iterations: mean reward {:.3} -> {:.3}, response length {:.1} -> {:.1}",
             summary.metrics.len(),
-            f.mean_reward,
-            l.mean_reward,
-            f.response_length_mean,
-            l.response_length_mean
+            f.rollout.mean_reward,
+            l.rollout.mean_reward,
+            f.rollout.response_length_mean,
+            l.rollout.response_length_mean
         );
     }
     if let Some(eval) = &summary.final_eval {
