@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use orz_core::backend::Backend;
 use orz_core::rng::Rng;
-use orz_core::train::{PromptItem, Trainer};
+use orz_core::train::Trainer;
 
 use orz_hf::trainer_checkpoint::{self, RunState};
 
@@ -164,10 +164,9 @@ pub fn run_training<B: Backend + 'static>(
         let prompts = batch
             .iter()
             .map(|&i| {
-                let problem = &p.train_data[i];
-                let text = recipe.render_prompt(&problem.question);
-                let tokens = p.tokenizer.encode(&text).with_context(|| format!("training problem {i}"))?;
-                Ok(PromptItem { tokens, text, reference: problem.answer.clone() })
+                p.train_data[i]
+                    .to_prompt(recipe, &p.tokenizer)
+                    .with_context(|| format!("training problem {i}"))
             })
             .collect::<Result<Vec<_>>>()?;
         let t0 = clock();

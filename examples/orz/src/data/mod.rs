@@ -31,9 +31,13 @@ use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use orz_core::recipe::RecipeConfig;
 use orz_core::reward::countdown::{self, GeneratorConfig};
+use orz_core::train::PromptItem;
 
 pub use order::{DataCursor, DataOrder};
+
+use crate::tokenizer::Tokenizer;
 
 use records::parse_record;
 
@@ -44,6 +48,15 @@ pub struct Problem {
     pub question: String,
     /// The reference answer the reward compares against.
     pub answer: String,
+}
+
+impl Problem {
+    /// The training prompt of this problem: the question put into `recipe`'s template and
+    /// tokenized, with the answer as the reward's reference.
+    pub fn to_prompt(&self, recipe: &RecipeConfig, tokenizer: &Tokenizer) -> Result<PromptItem> {
+        let text = recipe.render_prompt(&self.question);
+        Ok(PromptItem { tokens: tokenizer.encode(&text)?, text, reference: self.answer.clone() })
+    }
 }
 
 /// A record layout (see the [module docs](self)).
