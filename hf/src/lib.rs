@@ -68,9 +68,9 @@ pub use tensors::{
 /// head)` (for [`Head::Lm`] with tied embeddings there is no `lm_head.weight`; one present in
 /// the file is ignored), as plain tensors of `dtype`.
 ///
-/// A critic starting from a base checkpoint has no value head in it: load the backbone with
-/// [`load_tensors`] and the specs of [`Head::Value`] without
-/// [`VALUE_HEAD`](orz_core::model::VALUE_HEAD), and initialize the head.
+/// A critic starting from a base checkpoint has no value head in it: [`load_critic`] loads the
+/// backbone ([`load_tensors`] with the specs of [`Head::Value`] without [`VALUE_HEAD`]) and
+/// initializes the head.
 pub fn load_model<B: Backend>(
     b: &B,
     dir: impl AsRef<Path>,

@@ -1,7 +1,7 @@
 //! The tiny default: a small Qwen2-architecture base model, its character-level tokenizer and
 //! task, embedded in the program so that `orz` with no arguments trains on a laptop CPU.
 //!
-//! - [`problems`]: sums of three or four digits worked step by step (`7+5=12, 12+8=20`), graded by
+//! - [`problems`](mod@problems): sums of three or four digits worked step by step (`7+5=12, 12+8=20`), graded by
 //!   ORZ's own reward (`orz_math`: boxed answer correct and finish reason `stop`), with a
 //!   held-out eval split.
 //! - [`vocab`]: the character-level `tokenizer.json` (plus the four ORZ tags and EOS as whole
