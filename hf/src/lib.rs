@@ -10,6 +10,10 @@
 //! - [`load_tensors`] / [`save_tensors`]: named tensors ⇄ safetensors files (reading seeks to
 //!   each tensor instead of loading whole files; writing is atomic per file).
 //! - [`load_model`] / [`save_model`]: both, for the parameters of a policy or a critic.
+//! - [`load_policy`] / [`load_critic`]: a model directory as a ready [`Policy`] or [`Critic`]
+//!   (a critic from a base checkpoint gets ORZ's fresh value head).
+//! - [`trainer_checkpoint`]: a whole [`Trainer`](orz_core::train::Trainer) (both models, both
+//!   optimizers, the seed generator, the iteration counter) saved and loaded with exact resume.
 //!
 //! Every error names the file and the field or tensor at fault ([`Error`]): a missing tensor, a
 //! tensor of the wrong shape (expected and actual), a truncated file, malformed JSON.
@@ -43,12 +47,15 @@ pub mod config;
 pub mod error;
 mod fs;
 pub mod tensors;
+pub mod trainer_checkpoint;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::rc::Rc;
 
 use orz_core::backend::{Backend, DType};
-use orz_core::model::{Head, Qwen2Config, parameter_specs};
+use orz_core::model::{Critic, Head, Policy, Qwen2Config, VALUE_HEAD, parameter_specs};
+use orz_core::rng::Rng;
 
 pub use config::{CONFIG_FILE, parse_config, read_config, write_config};
 pub use error::{Error, Result};
@@ -61,9 +68,9 @@ pub use tensors::{
 /// head)` (for [`Head::Lm`] with tied embeddings there is no `lm_head.weight`; one present in
 /// the file is ignored), as plain tensors of `dtype`.
 ///
-/// A critic starting from a base checkpoint has no value head in it: load the backbone with
-/// [`load_tensors`] and the specs of [`Head::Value`] without
-/// [`VALUE_HEAD`](orz_core::model::VALUE_HEAD), and initialize the head.
+/// A critic starting from a base checkpoint has no value head in it: [`load_critic`] loads the
+/// backbone ([`load_tensors`] with the specs of [`Head::Value`] without [`VALUE_HEAD`]) and
+/// initializes the head.
 pub fn load_model<B: Backend>(
     b: &B,
     dir: impl AsRef<Path>,
@@ -116,4 +123,33 @@ pub fn save_model<B: Backend>(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating the directory", e))?;
     save_tensors(b, dir, &ordered, dtype, max_shard_bytes)?;
     write_config(dir, config, dtype)
+}
+
+/// The policy of model directory `dir`, with parameters of `dtype`.
+pub fn load_policy<B: Backend>(b: &Rc<B>, dir: impl AsRef<Path>, dtype: DType) -> Result<Policy<B>> {
+    let dir = dir.as_ref();
+    let (config, tensors) = load_model(&**b, dir, Head::Lm, dtype)?;
+    Policy::from_tensors(Rc::clone(b), &config, tensors)
+        .map_err(|e| Error::invalid(dir, format!("building the policy: {e}")))
+}
+
+/// A critic starting from model directory `dir`: from a base checkpoint (ORZ: the policy's
+/// weights without the LM head, and a fresh value head Normal(0, 1/(hidden+1)) drawn from
+/// `rng`), or from a critic checkpoint that has its [`VALUE_HEAD`].
+pub fn load_critic<B: Backend>(
+    b: &Rc<B>,
+    dir: impl AsRef<Path>,
+    dtype: DType,
+    rng: &mut Rng,
+) -> Result<Critic<B>> {
+    let dir = dir.as_ref();
+    let config = read_config(dir)?;
+    let has_head = Checkpoint::open(dir)?.names()?.iter().any(|n| n == VALUE_HEAD);
+    let specs: Vec<_> = parameter_specs(&config, Head::Value)
+        .into_iter()
+        .filter(|s| has_head || s.name != VALUE_HEAD)
+        .collect();
+    let tensors = load_tensors(&**b, dir, &specs, dtype)?;
+    Critic::from_pretrained(Rc::clone(b), &config, tensors, rng)
+        .map_err(|e| Error::invalid(dir, format!("building the critic: {e}")))
 }

@@ -1,0 +1,62 @@
+//! `orz presets [NAME]`: the presets side by side, or one preset's full configuration as TOML.
+
+use anyhow::{Result, anyhow};
+use orz_core::recipe::Preset;
+
+use crate::settings::Settings;
+
+/// `orz presets [NAME]`.
+pub fn presets(name: Option<&str>) -> Result<()> {
+    match name {
+        None => {
+            print!("{}", presets_table());
+            println!("\n`orz presets NAME` prints every field of a preset as TOML (the format of --config).");
+        }
+        Some(name) => {
+            let preset: Preset = name.parse().map_err(|e| anyhow!("{e}"))?;
+            // EOS ids come from the model's config.json at run time; shown here with Qwen2.5's.
+            let settings = Settings::resolve(preset, &[], vec![151_643])?;
+            println!("# preset {preset}; train.stop.eos_token_ids come from the model's config.json\n");
+            print!("{}", settings.to_toml()?);
+        }
+    }
+    Ok(())
+}
+
+/// One row per preset with the values that distinguish them.
+pub fn presets_table() -> String {
+    let mut out = format!(
+        "{:<9} {:<30} {:>8} {:>8} {:>9} {:>8} {:>10} {:>6} {:>5}\n",
+        "preset", "base model", "prompts", "samples", "pack len", "gen len", "lr pol/cr", "iters", "GPUs"
+    );
+    for p in Preset::ALL {
+        let c = p.config();
+        out += &format!(
+            "{:<9} {:<30} {:>8} {:>8} {:>9} {:>8} {:>10} {:>6} {:>5}\n",
+            p.name(),
+            c.base_model,
+            c.rollout_batch_size,
+            c.n_samples_per_prompt,
+            c.packing_max_len,
+            c.generate_max_len,
+            format!("{:.0e}/{:.0e}", c.policy_lr, c.critic_lr),
+            c.iterations,
+            c.orz_gpus
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_lists_every_preset() {
+        let t = presets_table();
+        for p in Preset::ALL {
+            assert!(t.contains(p.name()), "{t}");
+        }
+        assert!(t.contains("16384"));
+    }
+}

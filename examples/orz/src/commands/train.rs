@@ -1,0 +1,258 @@
+//! `orz train` (and `orz` without a command): the ORZ training loop around
+//! [`orz_core::train::Trainer`]: eval every `eval_interval` iterations including before the first
+//! (ORZ_RECIPE.md step 11), one iteration per `rollout_batch_size` prompts, a metrics line and a
+//! progress update per iteration, a checkpoint ([`orz_hf::trainer_checkpoint`]) every
+//! `save_interval` iterations and at the end, a PNG of the curves at the end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use orz_core::backend::Backend;
+use orz_core::rng::Rng;
+use orz_core::train::Trainer;
+
+use orz_hf::trainer_checkpoint::{self, RunState};
+
+use super::dry_run::{dry_run, plan_without_model};
+use crate::backend::{BackendJob, run_on};
+use crate::cli::Common;
+use crate::data::{DataCursor, DataOrder};
+use crate::eval::{EvalOptions, evaluate};
+use crate::metrics::{IterationMetrics, METRICS_FILE, MetricsWriter};
+use crate::plot::{PLOT_FILE, plot_training};
+use crate::prepare::{Prepared, prepare};
+use crate::progress::Progress;
+
+/// `orz train`: trains, then prints what changed and where the outputs are.
+pub fn train(common: &Common) -> Result<()> {
+    if common.dry_run && common.model.is_none() && common.resume.is_none() && !common.task().has_base_model()
+    {
+        return plan_without_model(common);
+    }
+    let prepared = prepare(common, true)?;
+    if common.dry_run {
+        return dry_run(common, &prepared);
+    }
+    let summary = run_on(common.backend, common.device, TrainJob { prepared })?;
+    let (first, last) = (summary.metrics.first(), summary.metrics.last());
+    if let (Some(f), Some(l)) = (first, last) {
+        println!(
+            "trained {} iterations: mean reward {:.3} -> {:.3}, response length {:.1} -> {:.1}",
+            summary.metrics.len(),
+            f.rollout.mean_reward,
+            l.rollout.mean_reward,
+            f.rollout.response_length_mean,
+            l.rollout.response_length_mean
+        );
+    }
+    if let Some(eval) = &summary.final_eval {
+        for (name, acc) in eval {
+            println!("eval {name}: accuracy {acc:.3} after training");
+        }
+    }
+    if let Some(c) = &summary.last_checkpoint {
+        println!("checkpoint: {}", c.display());
+    }
+    println!("metrics: {}\nplot: {}", common.out.join(METRICS_FILE).display(), summary.plot.display());
+    Ok(())
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// Every iteration's metrics, in order (of this invocation only when resumed).
+    pub metrics: Vec<IterationMetrics>,
+    /// Accuracy per eval set of the trained model.
+    pub final_eval: Option<BTreeMap<String, f64>>,
+    /// The last checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
+    /// The PNG of the curves.
+    pub plot: PathBuf,
+}
+
+/// `orz train` as a [`BackendJob`].
+#[derive(Debug)]
+pub struct TrainJob {
+    /// The checked inputs.
+    pub prepared: Prepared,
+}
+
+impl BackendJob for TrainJob {
+    type Output = TrainSummary;
+
+    fn run<B: Backend + 'static>(self, b: Rc<B>, name: &str) -> Result<TrainSummary> {
+        run_training(&b, &self.prepared, name)
+    }
+}
+
+/// The directory of the checkpoint after `iterations` iterations.
+pub fn checkpoint_dir(out: &Path, iterations: u64) -> PathBuf {
+    out.join(format!("checkpoint-{iterations:06}"))
+}
+
+/// Builds a fresh trainer or restores the checkpoint, then runs to `prepared.iterations`.
+pub fn run_training<B: Backend + 'static>(
+    b: &Rc<B>,
+    p: &Prepared,
+    backend_name: &str,
+) -> Result<TrainSummary> {
+    let recipe = &p.settings.recipe;
+    let (mut trainer, cursor) = match &p.resume {
+        Some(dir) => {
+            let loaded = trainer_checkpoint::load(Rc::clone(b), dir, p.dtype)?;
+            trainer_checkpoint::check_config(dir, loaded.trainer.config(), &p.settings.train)?;
+            let run = loaded.run;
+            if run.seed != p.seed {
+                bail!(
+                    "--resume {}: the checkpoint's seed is {}, not --seed {}",
+                    dir.display(),
+                    run.seed,
+                    p.seed
+                );
+            }
+            if run.preset != p.preset.name() {
+                bail!(
+                    "--resume {}: the checkpoint is of preset {}, not {}",
+                    dir.display(),
+                    run.preset,
+                    p.preset
+                );
+            }
+            let position = usize::try_from(run.position)?;
+            (loaded.trainer, DataCursor { epoch: run.epoch, position })
+        }
+        None => {
+            let mut init = Rng::seed_from_u64(p.seed).fork(u64::MAX);
+            let policy = orz_hf::load_policy(b, &p.model_dir, p.dtype)?;
+            let critic = if p.settings.train.estimator.uses_critic() {
+                Some(orz_hf::load_critic(b, &p.model_dir, p.dtype, &mut init)?)
+            } else {
+                None
+            };
+            let trainer = Trainer::new(p.settings.train.clone(), policy, critic, Rng::seed_from_u64(p.seed))?;
+            (trainer, DataCursor::default())
+        }
+    };
+    let mut order = DataOrder::new(p.seed, p.train_data.len(), cursor);
+    let start_iteration = trainer.iterations();
+    forget_metrics_from(&p.out.join(METRICS_FILE), start_iteration)?;
+    let mut writer = MetricsWriter::create(&p.out)?;
+    let total = p.iterations as u64;
+    eprintln!(
+        "orz train: preset {}, backend {backend_name}, model {} ({} parameters), {} training problems, \
+         iterations {start_iteration}..{total}, output {}",
+        p.preset,
+        p.model_dir.display(),
+        parameter_count(trainer.policy().model().config()),
+        p.train_data.len(),
+        p.out.display()
+    );
+    let mut progress = Progress::iterations(total, p.quiet).resume_at(start_iteration);
+    let clock_start = Instant::now();
+    let clock = move || clock_start.elapsed().as_secs_f64();
+    let reward = p.task.reward();
+    let mut all = Vec::new();
+    let mut last_checkpoint = None;
+    let eval_every = recipe.eval_interval.max(1) as u64;
+    let save_every = recipe.save_interval.max(1) as u64;
+    for k in start_iteration..total {
+        let eval = if k % eval_every == 0 { run_eval(&trainer, p, k)? } else { None };
+        let batch = order.next_batch(recipe.rollout_batch_size);
+        let prompts = batch
+            .iter()
+            .map(|&i| {
+                p.train_data[i]
+                    .to_prompt(recipe, &p.tokenizer)
+                    .with_context(|| format!("training problem {i}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t0 = clock();
+        let report = trainer
+            .iteration_timed(&prompts, reward.as_ref(), &p.tokenizer, Some(&clock))
+            .with_context(|| format!("iteration {k}"))?;
+        let mut m = IterationMetrics::from_report(&report);
+        m.eval = eval.unwrap_or_default();
+        m.wall_seconds = Some(clock() - t0);
+        for s in &report.skipped_steps {
+            progress.println(&format!("iteration {k}: skipped a {:?} step: {}", s.model, s.reason));
+        }
+        writer.write(&m)?;
+        progress.update(&m);
+        all.push(m);
+        let done = k + 1;
+        if done % save_every == 0 || done == total {
+            let dir = checkpoint_dir(&p.out, done);
+            let cursor = order.cursor();
+            let run = RunState {
+                seed: p.seed,
+                preset: p.preset.name().to_string(),
+                epoch: cursor.epoch,
+                position: cursor.position as u64,
+                extras: serde_json::json!({ "training_problems": p.train_data.len() }),
+            };
+            trainer_checkpoint::save(&dir, &trainer, Some(&p.tokenizer.to_json()?), &run)
+                .with_context(|| format!("saving checkpoint {}", dir.display()))?;
+            last_checkpoint = Some(dir);
+        }
+    }
+    progress.finish();
+    // The eval of the trained model (a metrics line holds the eval of the policy that sampled
+    // it, so this one has no line: it goes to eval/final.json and the summary).
+    let final_eval = if total > start_iteration { run_eval(&trainer, p, total)? } else { None };
+    if let Some(eval) = &final_eval {
+        let path = p.out.join("eval").join("final.json");
+        let json = serde_json::json!({ "iteration": total, "accuracy": eval });
+        std::fs::write(&path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let plot = p.out.join(PLOT_FILE);
+    let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
+    plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
+    Ok(TrainSummary { metrics: all, final_eval, last_checkpoint, plot })
+}
+
+/// Drops the lines of iterations `>= from` from a metrics file (a resumed run rewrites what
+/// happened after its checkpoint); no file is fine.
+fn forget_metrics_from(path: &Path, from: u64) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    let kept: Vec<String> = crate::metrics::read_metrics(path)?
+        .iter()
+        .filter(|m| m.iteration < from)
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()?;
+    let text: String = kept.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).with_context(|| format!("rewriting {}", path.display()))
+}
+
+/// Parameters of a policy with `config`.
+fn parameter_count(config: &orz_core::model::Qwen2Config) -> usize {
+    orz_core::model::parameter_specs(config, orz_core::model::Head::Lm)
+        .iter()
+        .map(|s| s.shape.iter().product::<usize>())
+        .sum()
+}
+
+/// The accuracy per eval set of the current policy (`eval_samples` per question), or `None`
+/// without eval sets; generations go to `OUT/eval/iter-K.jsonl`.
+fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Option<BTreeMap<String, f64>>> {
+    if p.eval_sets.is_empty() {
+        return Ok(None);
+    }
+    let jsonl = p.out.join("eval").join(format!("iter-{k:06}.jsonl"));
+    std::fs::create_dir_all(jsonl.parent().ok_or_else(|| anyhow!("no parent"))?)?;
+    let total: usize =
+        p.eval_sets.iter().map(|(_, s)| s.len()).sum::<usize>() * p.settings.recipe.eval_samples;
+    let bar = Progress::counter(&format!("eval before iteration {k}"), total, p.quiet);
+    let seed = p.seed ^ 0x0e7a_1000 ^ k;
+    let mut options = EvalOptions::new(p.settings.recipe.eval_samples, seed);
+    options.engine = p.settings.train.engine;
+    options.out_jsonl = Some(&jsonl);
+    let reward = p.task.reward();
+    options.reward = Some(reward.as_ref());
+    let report = evaluate(trainer.policy(), &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
+    Ok(Some(report.sets.iter().map(|s| (s.name.clone(), s.accuracy)).collect()))
+}

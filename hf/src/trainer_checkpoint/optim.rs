@@ -1,0 +1,164 @@
+//! An optimizer's tensors in a safetensors file: per parameter `exp_avg.<name>`,
+//! `exp_avg_sq.<name>` (the AdamW moments, once it was updated) and `master.<name>` (its f32
+//! master, when the parameter is not F32), all F32 with the parameter's shape. Written as a
+//! stream (one tensor on the host at a time); read back into an [`OptimizerState`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use orz_core::backend::Backend;
+use orz_core::model::ParamSpec;
+use orz_core::optimizer::{MomentsState, Optimizer, OptimizerState, ParamState};
+use serde_json::{Map, Value, json};
+
+use super::state::OptimizerRecord;
+use crate::{Error, Result, SafetensorsFile};
+
+/// Name prefix of the first moments.
+pub const EXP_AVG: &str = "exp_avg.";
+/// Name prefix of the second moments.
+pub const EXP_AVG_SQ: &str = "exp_avg_sq.";
+/// Name prefix of the f32 master weights.
+pub const MASTER: &str = "master.";
+
+/// Which tensor of parameter `index` an entry holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    ExpAvg,
+    ExpAvgSq,
+    Master,
+}
+
+/// Writes `opt`'s tensors to `path` (`names[i]` names parameter `i`) and returns its record.
+pub(crate) fn write_optimizer<B: Backend>(
+    b: &B,
+    path: &Path,
+    opt: &Optimizer<B>,
+    names: &[String],
+) -> Result<OptimizerRecord> {
+    let params = opt.params();
+    if names.len() != params.len() {
+        return Err(Error::invalid(
+            path,
+            format!("the optimizer has {} parameters but the model names {}", params.len(), names.len()),
+        ));
+    }
+    let mut entries = Vec::new();
+    let mut param_steps = BTreeMap::new();
+    for (i, name) in names.iter().enumerate() {
+        if let Some(m) = opt.moments(i) {
+            param_steps.insert(name.clone(), m.step);
+            entries.push((format!("{EXP_AVG}{name}"), i, Kind::ExpAvg));
+            entries.push((format!("{EXP_AVG_SQ}{name}"), i, Kind::ExpAvgSq));
+        }
+        if opt.master(i).is_some() {
+            entries.push((format!("{MASTER}{name}"), i, Kind::Master));
+        }
+    }
+    let mut header = Map::new();
+    header.insert("__metadata__".into(), json!({"format": "pt"}));
+    let mut offset = 0usize;
+    for (name, i, _) in &entries {
+        let shape = b.shape(&params[*i]);
+        let end = offset + 4 * shape.iter().product::<usize>();
+        header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        offset = end;
+    }
+    let mut header = serde_json::to_string(&Value::Object(header))
+        .map_err(|e| Error::invalid(path, format!("serializing the header: {e}")))?
+        .into_bytes();
+    header.resize(header.len().next_multiple_of(8), b' ');
+
+    let io = |e: std::io::Error| Error::io(path, "writing", e);
+    let file = File::create(path).map_err(|e| Error::io(path, "creating", e))?;
+    let mut w = BufWriter::new(file);
+    w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    w.write_all(&header).map_err(io)?;
+    for (name, i, kind) in &entries {
+        let tensor = match kind {
+            Kind::ExpAvg => opt.moments(*i).map(|m| &m.m),
+            Kind::ExpAvgSq => opt.moments(*i).map(|m| &m.v),
+            Kind::Master => opt.master(*i),
+        };
+        let tensor = tensor.ok_or_else(|| Error::invalid(path, format!("tensor `{name}` vanished")))?;
+        let values = b
+            .to_host_f32(tensor)
+            .map_err(|e| Error::invalid(path, format!("reading tensor `{name}`: {e}")))?;
+        let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        w.write_all(&bytes).map_err(io)?;
+    }
+    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    Ok(OptimizerRecord {
+        file: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        steps: opt.steps(),
+        param_steps,
+    })
+}
+
+/// Reads one F32 tensor of `spec`'s shape from `file`, naming file and tensor in errors.
+fn read(file: &mut SafetensorsFile, name: &str, spec: &ParamSpec) -> Result<Vec<f32>> {
+    let (shape, values) = file.read_f32(name)?;
+    if shape != spec.shape {
+        return Err(Error::invalid(
+            file.path(),
+            format!(
+                "tensor `{name}` has shape {shape:?}, but parameter `{}` has shape {:?}",
+                spec.name, spec.shape
+            ),
+        ));
+    }
+    Ok(values)
+}
+
+/// Reads the optimizer state of a model with parameters `specs` from `dir/record.file`: moments
+/// for the parameters `record.param_steps` lists, masters where the file holds them. Errors
+/// name the file and the tensor: a missing or extra tensor, another shape, a step count for a
+/// parameter the model does not have.
+pub(crate) fn read_optimizer(
+    dir: &Path,
+    record: &OptimizerRecord,
+    specs: &[ParamSpec],
+) -> Result<OptimizerState> {
+    let path = dir.join(&record.file);
+    let mut file = SafetensorsFile::open(&path)?;
+    if let Some(name) = record.param_steps.keys().find(|n| !specs.iter().any(|s| &&s.name == n)) {
+        return Err(Error::invalid(
+            dir.join(super::STATE_FILE),
+            format!(
+                "`param_steps` names `{name}`, which is not a parameter of the model (another model config?)"
+            ),
+        ));
+    }
+    let mut expected = std::collections::BTreeSet::new();
+    let mut params = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let moments = match record.param_steps.get(&spec.name) {
+            Some(&step) => {
+                let (m_name, v_name) =
+                    (format!("{EXP_AVG}{}", spec.name), format!("{EXP_AVG_SQ}{}", spec.name));
+                let m = read(&mut file, &m_name, spec)?;
+                let v = read(&mut file, &v_name, spec)?;
+                expected.extend([m_name, v_name]);
+                Some(MomentsState { m, v, step })
+            }
+            None => None,
+        };
+        let master_name = format!("{MASTER}{}", spec.name);
+        let master = match file.shape(&master_name) {
+            Some(_) => Some(read(&mut file, &master_name, spec)?),
+            None => None,
+        };
+        expected.insert(master_name);
+        params.push(ParamState { shape: spec.shape.clone(), moments, master });
+    }
+    if let Some(extra) = file.names().into_iter().find(|n| !expected.contains(n)) {
+        return Err(Error::invalid(
+            &path,
+            format!("tensor `{extra}` belongs to no parameter of the model (another model config?)"),
+        ));
+    }
+    Ok(OptimizerState { step: record.steps, params })
+}
