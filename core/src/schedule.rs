@@ -71,7 +71,15 @@ impl LrSchedule {
         steps: ORZ_32B_ANNEAL_STEPS,
     };
 
-    /// The learning rate at optimizer step `step` (counting from 0).
+    /// The highest learning rate of the schedule (for summaries).
+    pub fn peak(&self) -> f64 {
+        match *self {
+            LrSchedule::WarmupConstant { peak, .. } | LrSchedule::WarmupCosine { peak, .. } => peak,
+            LrSchedule::LinearDecay { start, end, .. } => start.max(end),
+        }
+    }
+
+    /// The learning rate of optimizer step `step` (counting from 0).
     pub fn lr(&self, step: usize) -> f64 {
         match *self {
             LrSchedule::WarmupConstant { peak, warmup_steps } => peak * warmup(step, warmup_steps),

@@ -350,10 +350,10 @@ impl<'a> Laps<'a> {
 /// What to lower when generation runs out of memory.
 const KNOB_GENERATION: &str = "lower train.engine.max_batch_slots or train.engine.kv_budget_bytes";
 /// What to lower when the experience pass runs out of memory.
-const KNOB_PACK: &str = "lower packing_max_len";
+const KNOB_PACK: &str = "lower train.packing_max_len";
 /// What to turn when a training step runs out of memory.
 const KNOB_TRAIN: &str = "turn on train.memory.activation_checkpointing, lower train.memory.head_chunk_tokens, \
-                          or lower packing_max_len";
+                          or lower train.packing_max_len";
 
 fn skipped(model: ModelKind, out: &UpdateOutcome) -> Vec<SkippedStep> {
     out.steps

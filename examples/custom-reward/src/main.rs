@@ -14,7 +14,7 @@ use orz_core::backend::DType;
 use orz_core::recipe::Preset;
 use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
-use orz_core::train::{IterationReport, TrainConfig, Trainer};
+use orz_core::train::{IterationReport, Trainer};
 
 /// 1 for the right sum, 0.5 when the last `\boxed{}` number is off by one or two, 0 otherwise.
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +47,8 @@ pub fn train(dir: &Path, iterations: usize) -> Result<Vec<IterationReport>> {
     let critic = orz_hf::load_critic(&b, dir, DType::F32, &mut Rng::seed_from_u64(1))?;
     let tokenizer = tiny::tokenizer()?;
     let mut recipe = Preset::Tiny.config();
-    (recipe.rollout_batch_size, recipe.n_samples_per_prompt) = (4, 4);
-    let config = TrainConfig::from_recipe(&recipe, policy.model().config().eos_token_ids.clone())?;
+    (recipe.rollout_batch_size, recipe.train.n_samples_per_prompt) = (4, 4);
+    let config = recipe.train_config(policy.model().config().eos_token_ids.clone())?;
     let mut trainer = Trainer::new(config, policy, Some(critic), Rng::seed_from_u64(0))?;
     let reward = NearMiss.gate_on_stop();
     let problems = tiny::problems(0, iterations * recipe.rollout_batch_size);

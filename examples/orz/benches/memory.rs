@@ -64,7 +64,7 @@ fn shape(vocab: usize, hidden: usize, layers: usize) -> Qwen2Config {
 
 /// The iteration settings the plan reads: packs of `t`, `slots` generation slots of `max_len`.
 fn train_config(t: usize, options: MemoryOptions, slots: usize, max_len: usize) -> TrainConfig {
-    let mut c = TrainConfig::from_recipe(&Preset::Tiny.config(), vec![1]).expect("tiny preset");
+    let mut c = Preset::Tiny.config().train_config(vec![1]).expect("tiny preset");
     c.packing_max_len = t;
     c.memory = options;
     c.engine.max_batch_slots = slots;

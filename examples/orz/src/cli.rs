@@ -69,7 +69,8 @@ pub struct Common {
     /// TOML file overriding any recipe field (top level) or iteration field (`[train]`).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
-    /// Override one field: `--set policy_lr=1e-4`, `--set train.aggregation='"TokenMean"'`.
+    /// Override one field by its dotted path in the tree `orz presets NAME` prints:
+    /// `--set train.eps_clip=0.3`, `--set train.aggregation='"TokenMean"'`.
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// What to train on and how to score it: ORZ math, TinyZero's Countdown, or the tiny digit

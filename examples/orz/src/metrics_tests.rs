@@ -7,7 +7,8 @@ use orz_core::generation::GenerationStats;
 use orz_core::model::{Critic, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
-use orz_core::train::{ModelKind, PromptItem, ReflectionCounts, RolloutMetrics, TrainConfig, Trainer};
+use orz_core::schedule::LrSchedule;
+use orz_core::train::{ModelKind, PromptItem, ReflectionCounts, RolloutMetrics, Trainer};
 use orz_reference::Reference;
 
 use super::*;
@@ -188,11 +189,14 @@ fn errors_name_the_file_and_line() {
 #[test]
 fn metrics_of_a_real_tiny_iteration() {
     let model = Qwen2Config::tiny_test();
-    let mut recipe = Preset::Tiny.config();
-    recipe.n_samples_per_prompt = 4;
-    (recipe.generate_max_len, recipe.max_len, recipe.prompt_max_len, recipe.packing_max_len) = (4, 12, 6, 24);
-    (recipe.warmup_steps, recipe.critic_update_steps) = (0, 3);
-    let config = TrainConfig::from_recipe(&recipe, model.eos_token_ids.clone()).unwrap();
+    let mut config = Preset::Tiny.config().train_config(model.eos_token_ids.clone()).unwrap();
+    config.n_samples_per_prompt = 4;
+    let c = &mut config;
+    (c.stop.max_new_tokens, c.stop.max_total_len, c.prompt_max_len, c.packing_max_len) = (4, 12, 6, 24);
+    for o in [&mut c.policy_optimizer, &mut c.critic_optimizer] {
+        o.schedule = LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 0 };
+    }
+    c.critic_update_steps = 3;
     let b = Rc::new(Reference::new());
     let mut rng = Rng::seed_from_u64(3);
     let policy = Policy::random(Rc::clone(&b), &model, DType::F32, &mut rng).unwrap();

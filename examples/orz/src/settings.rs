@@ -60,7 +60,10 @@ pub const RENAMED: &[(&str, &str)] = &[
     ("pack_shuffle_seed", "train.pack_shuffle_seed"),
     ("policy_lr", "train.policy_optimizer.schedule.WarmupConstant.peak"),
     ("critic_lr", "train.critic_optimizer.schedule.WarmupConstant.peak"),
-    ("warmup_steps", "train.policy_optimizer.schedule.WarmupConstant.warmup_steps (and the critic_optimizer's)"),
+    (
+        "warmup_steps",
+        "train.policy_optimizer.schedule.WarmupConstant.warmup_steps (and the critic_optimizer's)",
+    ),
     ("adam_betas", "train.policy_optimizer.adamw.beta1 and .beta2 (and the critic_optimizer's)"),
     ("adam_eps", "train.policy_optimizer.adamw.eps (and the critic_optimizer's)"),
     ("weight_decay", "train.policy_optimizer.adamw.weight_decay (and the critic_optimizer's)"),
@@ -111,8 +114,10 @@ impl Overrides {
             if path.iter().any(|p| p.is_empty()) {
                 bail!("--set {pair}: `{}` is not a field path (e.g. train.eps_clip)", key.trim());
             }
-            let nested =
-                path[1..].iter().rev().fold(value, |v, k| Value::Object(Map::from_iter([(k.to_string(), v)])));
+            let nested = path[1..]
+                .iter()
+                .rev()
+                .fold(value, |v, k| Value::Object(Map::from_iter([(k.to_string(), v)])));
             merge_into(&mut out.values, path[0], nested);
         }
         Ok(out)
@@ -127,7 +132,10 @@ impl Settings {
         for o in overrides {
             recipe = apply(&recipe, &o.values, &o.source)?;
         }
-        recipe.train.validate().map_err(|e| anyhow!("the [train] config after overrides is not valid: {e}"))?;
+        recipe
+            .train
+            .validate()
+            .map_err(|e| anyhow!("the [train] config after overrides is not valid: {e}"))?;
         Ok(Settings { recipe })
     }
 
@@ -176,7 +184,9 @@ fn check_keys(base: &Value, changes: &Map<String, Value>, source: &str, prefix: 
         match (fields.get(key), value) {
             (None, _) => {
                 if let Some((_, new)) = RENAMED.iter().find(|(old, _)| *old == path) {
-                    bail!("{source}: `{path}` is now `{new}` (the iteration's knobs live once, under [train])");
+                    bail!(
+                        "{source}: `{path}` is now `{new}` (the iteration's knobs live once, under [train])"
+                    );
                 }
                 let mut known: Vec<&str> = fields.keys().map(String::as_str).collect();
                 known.sort_unstable();
@@ -298,7 +308,10 @@ mod tests {
         let e = err(Overrides::from_assignments(&["eps_clip=0.3".into()]).unwrap());
         assert!(e.contains("`eps_clip` is now `train.eps_clip`"), "{e}");
         let e = err(toml("policy_lr = 1e-4"));
-        assert!(e.contains("`policy_lr` is now `train.policy_optimizer.schedule.WarmupConstant.peak`"), "{e}");
+        assert!(
+            e.contains("`policy_lr` is now `train.policy_optimizer.schedule.WarmupConstant.peak`"),
+            "{e}"
+        );
         let e = err(toml("generate_max_len = 10"));
         assert!(e.contains("train.stop.max_new_tokens"), "{e}");
         // Every old spelling names a path that exists in the tree.

@@ -14,14 +14,13 @@ use support::{repo, temp_dir, write_small_model};
 
 const SCALED: &str = "\
 rollout_batch_size = 2
-n_samples_per_prompt = 3
-generate_max_len = 12
-prompt_max_len = 900
-max_len = 912
-packing_max_len = 2048
 eval_interval = 1
 [train]
+n_samples_per_prompt = 3
+prompt_max_len = 900
+packing_max_len = 2048
 engine = { max_batch_slots = 6 }
+stop = { max_new_tokens = 12, max_total_len = 912 }
 ";
 
 #[test]

@@ -12,15 +12,16 @@ use support::{temp_dir, write_small_model};
 
 const SMALL: &str = "\
 rollout_batch_size = 3
-n_samples_per_prompt = 2
-generate_max_len = 6
-prompt_max_len = 40
-max_len = 48
-packing_max_len = 96
 save_interval = 2
-warmup_steps = 0
-critic_update_steps = 2
 prompt_template = \"Q: {question}\\nA:\"
+[train]
+n_samples_per_prompt = 2
+prompt_max_len = 40
+packing_max_len = 96
+critic_update_steps = 2
+stop = { max_new_tokens = 6, max_total_len = 48 }
+policy_optimizer.schedule.WarmupConstant.warmup_steps = 0
+critic_optimizer.schedule.WarmupConstant.warmup_steps = 0
 ";
 
 fn train(root: &Path, out: &str, iterations: usize, resume: Option<&Path>) {
@@ -102,7 +103,7 @@ fn resumed_run_equals_the_uninterrupted_one() {
 
     // Resuming with another config is refused, naming the field.
     let mut args: Vec<String> =
-        ["orz", "train", "--quiet", "--set", "eps_clip=0.3", "--iterations", "4", "--seed", "11"]
+        ["orz", "train", "--quiet", "--set", "train.eps_clip=0.3", "--iterations", "4", "--seed", "11"]
             .iter()
             .map(|s| s.to_string())
             .collect();

@@ -16,7 +16,7 @@ use orz_core::backend::DType;
 use orz_core::recipe::RecipeConfig;
 use orz_core::reward::orz_math::orz_math;
 use orz_core::rng::Rng;
-use orz_core::train::{IterationReport, TrainConfig, Trainer};
+use orz_core::train::{IterationReport, Trainer};
 use orz_hf::trainer_checkpoint::{self, RunState};
 
 /// One PPO iteration per `recipe.rollout_batch_size` problems on the model of `model_dir`,
@@ -31,7 +31,7 @@ pub fn train(
     let tokenizer = Tokenizer::from_file(model_dir.join("tokenizer.json"))?;
     let policy = orz_hf::load_policy(&b, model_dir, DType::F32)?;
     let critic = orz_hf::load_critic(&b, model_dir, DType::F32, &mut Rng::seed_from_u64(1))?;
-    let config = TrainConfig::from_recipe(recipe, policy.model().config().eos_token_ids.clone())?;
+    let config = recipe.train_config(policy.model().config().eos_token_ids.clone())?;
     let mut trainer = Trainer::new(config, policy, Some(critic), Rng::seed_from_u64(0))?;
     let mut reports = Vec::new();
     for batch in problems.chunks(recipe.rollout_batch_size) {
@@ -47,7 +47,7 @@ pub fn train(
 /// `Preset::Orz0p5b.config()`, and ORZ's data.
 pub fn recipe() -> RecipeConfig {
     let mut recipe = orz_core::recipe::Preset::Tiny.config();
-    (recipe.rollout_batch_size, recipe.n_samples_per_prompt) = (2, 4);
+    (recipe.rollout_batch_size, recipe.train.n_samples_per_prompt) = (2, 4);
     recipe
 }
 

@@ -146,7 +146,7 @@ mod tests {
     use orz_core::recipe::Preset;
 
     fn config() -> TrainConfig {
-        TrainConfig::from_recipe(&Preset::Tiny.config(), vec![1]).unwrap()
+        Preset::Tiny.config().train_config(vec![1]).unwrap()
     }
 
     #[test]

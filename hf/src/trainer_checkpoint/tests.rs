@@ -11,6 +11,7 @@ use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, Head, PackedBatch, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
+use orz_core::schedule::LrSchedule;
 use orz_core::train::{PromptItem, TrainConfig, Trainer};
 
 use super::*;
@@ -37,11 +38,13 @@ fn tokenizer() -> String {
 /// The tiny preset shrunk to `Qwen2Config::tiny_test()`, with a 3-step warmup (so the resumed
 /// schedule must continue from the saved step counters) and large learning rates.
 fn train_config() -> TrainConfig {
-    let mut recipe = Preset::Tiny.config();
-    (recipe.n_samples_per_prompt, recipe.generate_max_len, recipe.max_len) = (4, 6, 16);
-    (recipe.prompt_max_len, recipe.packing_max_len, recipe.critic_update_steps) = (8, 32, 3);
-    (recipe.policy_lr, recipe.critic_lr, recipe.warmup_steps) = (1e-2, 1e-3, 3);
-    TrainConfig::from_recipe(&recipe, Qwen2Config::tiny_test().eos_token_ids).unwrap()
+    let mut c = Preset::Tiny.config().train_config(Qwen2Config::tiny_test().eos_token_ids).unwrap();
+    (c.n_samples_per_prompt, c.stop.max_new_tokens, c.stop.max_total_len) = (4, 6, 16);
+    (c.prompt_max_len, c.packing_max_len, c.critic_update_steps) = (8, 32, 3);
+    c.policy_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-2, warmup_steps: 3 };
+    c.critic_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 3 };
+    c.validate().unwrap();
+    c
 }
 
 fn prompts() -> Vec<PromptItem> {

@@ -29,7 +29,7 @@ pub fn dry_run(common: &Common, p: &Prepared) -> Result<()> {
         println!("eval set {name}: {} problems", set.len());
     }
     let (bytes, source) = device_memory(common.device.cuda_ordinal());
-    let plan = MemoryPlan::new(m, &p.settings.train, p.dtype, common.backend.plan(), bytes, &source);
+    let plan = MemoryPlan::new(m, &p.settings.recipe.train, p.dtype, common.backend.plan(), bytes, &source);
     println!("\n{plan}");
     let gpus = p.settings.recipe.orz_gpus;
     if gpus > 0 {
@@ -55,7 +55,10 @@ pub fn plan_without_model(common: &Common) -> Result<()> {
     }
     let (bytes, source) = device_memory(common.device.cuda_ordinal());
     let dtype = crate::backend::parse_dtype(&common.dtype)?;
-    println!("{}", MemoryPlan::new(&shape, &settings.train, dtype, common.backend.plan(), bytes, &source));
+    println!(
+        "{}",
+        MemoryPlan::new(&shape, &settings.recipe.train, dtype, common.backend.plan(), bytes, &source)
+    );
     println!(
         "ORZ trained this preset on {} GPUs (80 GB each). Pass --model DIR to check the checkpoint and tokenizer.",
         settings.recipe.orz_gpus

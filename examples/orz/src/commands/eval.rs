@@ -43,7 +43,7 @@ impl BackendJob for EvalJob {
         let total = p.eval_sets.iter().map(|(_, s)| s.len()).sum::<usize>() * self.samples;
         let bar = Progress::counter("eval", total, p.quiet);
         let mut options = EvalOptions::new(self.samples, p.seed);
-        options.engine = p.settings.train.engine;
+        options.engine = p.settings.recipe.train.engine;
         options.out_jsonl = Some(&jsonl);
         let reward = p.task.reward();
         options.reward = Some(reward.as_ref());

@@ -39,7 +39,7 @@ impl BackendJob for GenerateJob {
         let p = &self.p;
         let policy = orz_hf::load_policy(&b, &p.model_dir, p.dtype)?;
         let mut options = EvalOptions::new(self.samples, p.seed);
-        options.engine = p.settings.train.engine;
+        options.engine = p.settings.recipe.train.engine;
         let outs =
             crate::eval::generate(&policy, &p.tokenizer, &p.settings.recipe, &self.questions, &options)?;
         for o in outs {

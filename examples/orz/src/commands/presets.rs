@@ -31,15 +31,16 @@ pub fn presets_table() -> String {
     );
     for p in Preset::ALL {
         let c = p.config();
+        let t = &c.train;
         out += &format!(
             "{:<9} {:<30} {:>8} {:>8} {:>9} {:>8} {:>10} {:>6} {:>5}\n",
             p.name(),
             c.base_model,
             c.rollout_batch_size,
-            c.n_samples_per_prompt,
-            c.packing_max_len,
-            c.generate_max_len,
-            format!("{:.0e}/{:.0e}", c.policy_lr, c.critic_lr),
+            t.n_samples_per_prompt,
+            t.packing_max_len,
+            t.stop.max_new_tokens,
+            format!("{:.0e}/{:.0e}", t.policy_optimizer.schedule.peak(), t.critic_optimizer.schedule.peak()),
             c.iterations,
             c.orz_gpus
         );

@@ -103,7 +103,7 @@ pub fn run_training<B: Backend + 'static>(
     let (mut trainer, cursor) = match &p.resume {
         Some(dir) => {
             let loaded = trainer_checkpoint::load(Rc::clone(b), dir, p.dtype)?;
-            trainer_checkpoint::check_config(dir, loaded.trainer.config(), &p.settings.train)?;
+            trainer_checkpoint::check_config(dir, loaded.trainer.config(), &p.settings.recipe.train)?;
             let run = loaded.run;
             if run.seed != p.seed {
                 bail!(
@@ -127,12 +127,13 @@ pub fn run_training<B: Backend + 'static>(
         None => {
             let mut init = Rng::seed_from_u64(p.seed).fork(u64::MAX);
             let policy = orz_hf::load_policy(b, &p.model_dir, p.dtype)?;
-            let critic = if p.settings.train.estimator.uses_critic() {
+            let critic = if p.settings.recipe.train.estimator.uses_critic() {
                 Some(orz_hf::load_critic(b, &p.model_dir, p.dtype, &mut init)?)
             } else {
                 None
             };
-            let trainer = Trainer::new(p.settings.train.clone(), policy, critic, Rng::seed_from_u64(p.seed))?;
+            let trainer =
+                Trainer::new(p.settings.recipe.train.clone(), policy, critic, Rng::seed_from_u64(p.seed))?;
             (trainer, DataCursor::default())
         }
     };
@@ -249,7 +250,7 @@ fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Op
     let bar = Progress::counter(&format!("eval before iteration {k}"), total, p.quiet);
     let seed = p.seed ^ 0x0e7a_1000 ^ k;
     let mut options = EvalOptions::new(p.settings.recipe.eval_samples, seed);
-    options.engine = p.settings.train.engine;
+    options.engine = p.settings.recipe.train.engine;
     options.out_jsonl = Some(&jsonl);
     let reward = p.task.reward();
     options.reward = Some(reward.as_ref());

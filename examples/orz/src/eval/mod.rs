@@ -29,7 +29,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use orz_core::backend::Backend;
 use orz_core::backend::ops::no_grad;
 use orz_core::checker::extract_answer;
-use orz_core::generation::{EngineConfig, Generator, Request, SamplingParams, SlotDecoder, StopCriteria};
+use orz_core::generation::{EngineConfig, Generator, Request, SlotDecoder, StopCriteria};
 use orz_core::model::Policy;
 use orz_core::recipe::RecipeConfig;
 use orz_core::reward::{FinishReason, Reward, RewardInput, orz_math::orz_math};
@@ -248,10 +248,8 @@ pub fn generate<B: Backend>(
 fn engine(recipe: &RecipeConfig, eos: &[u32], options: &EvalOptions<'_>) -> Result<Generator> {
     ensure!(options.samples >= 1, "evaluation: samples must be >= 1, got 0");
     ensure!(options.prompts_per_call >= 1, "evaluation: prompts_per_call must be >= 1, got 0");
-    let sampling = SamplingParams::from_recipe(recipe).map_err(|e| anyhow!("recipe sampling: {e}"))?;
-    let stop =
-        StopCriteria::from_recipe(recipe, eos.to_vec()).map_err(|e| anyhow!("recipe stop criteria: {e}"))?;
-    Generator::new(sampling, stop, options.engine).map_err(|e| anyhow!("generation engine: {e}"))
+    let stop = StopCriteria { eos_token_ids: eos.to_vec(), ..recipe.train.stop.clone() };
+    Generator::new(recipe.train.sampling, stop, options.engine).map_err(|e| anyhow!("generation engine: {e}"))
 }
 
 /// Each question's prompt text and its (truncated) tokens.
@@ -267,7 +265,7 @@ fn render(
         .map(|(i, p)| {
             let text = recipe.render_prompt(&p.question);
             let tokens = tokenizer.encode(&text).with_context(|| format!("`{set}` question {i}"))?;
-            let tokens = truncate_prompt(i, &tokens, recipe.prompt_max_len, PromptOverflow::KeepFirst)
+            let tokens = truncate_prompt(i, &tokens, recipe.train.prompt_max_len, PromptOverflow::KeepFirst)
                 .map_err(|e| anyhow!("`{set}`: {e}"))?;
             Ok((text, tokens))
         })

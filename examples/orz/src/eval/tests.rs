@@ -46,7 +46,7 @@ fn toy_tokenizer() -> Tokenizer {
 fn recipe(generate_max_len: usize) -> RecipeConfig {
     let mut r = Preset::Tiny.config();
     r.prompt_template = "q: {question}\na:".into();
-    r.generate_max_len = generate_max_len;
+    r.train.stop.max_new_tokens = generate_max_len;
     r
 }
 
@@ -356,13 +356,13 @@ fn real_eval_file_prompts_are_cut_to_prompt_max_len() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/orz/eval/aime2024.json");
     let problems = crate::data::load_eval(&path).unwrap();
     let mut r = Preset::Tiny.config(); // ORZ's template: about 700 characters, so 700 toy tokens
-    r.generate_max_len = 2;
+    r.train.stop.max_new_tokens = 2;
     let tokenizer = toy_tokenizer();
     let prompts = render(&tokenizer, &r, "aime2024", &problems).unwrap();
     assert_eq!(prompts.len(), 30);
     for ((text, tokens), p) in prompts.iter().zip(&problems) {
         assert!(text.contains(&p.question) && text.ends_with("Assistant: <think>"));
-        assert_eq!(tokens[..], tokenizer.encode(text).unwrap()[..r.prompt_max_len]);
+        assert_eq!(tokens[..], tokenizer.encode(text).unwrap()[..r.train.prompt_max_len]);
     }
     let config = Qwen2Config::tiny_test();
     let policy =

@@ -75,7 +75,9 @@ impl MemoryPlan {
         }
         match self.largest_pack_len(bytes) {
             Some(t) => {
-                format!("lower packing_max_len to {t} (--set packing_max_len={t}; max_len must stay below)")
+                format!(
+                    "lower packing_max_len to {t} (--set train.packing_max_len={t}; train.stop.max_total_len must stay below)"
+                )
             }
             None => "shard the model states across devices (ZeRO-3 style)".to_string(),
         }

@@ -6,7 +6,7 @@ use orz_core::recipe::Preset;
 
 fn plan(preset: Preset, dtype: DType, backend: PlanBackend) -> MemoryPlan {
     let model = qwen25_shape(preset).unwrap();
-    let train = TrainConfig::from_recipe(&preset.config(), vec![151_643]).unwrap();
+    let train = preset.config().train_config(vec![151_643]).unwrap();
     MemoryPlan::new(&model, &train, dtype, backend, Some(H200_BYTES), "test")
 }
 
@@ -81,7 +81,7 @@ fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
 #[test]
 fn the_kv_cache_is_capped_by_the_budget() {
     let model = qwen25_shape(Preset::Orz0p5b).unwrap();
-    let mut train = TrainConfig::from_recipe(&Preset::Orz0p5b.config(), vec![0]).unwrap();
+    let mut train = Preset::Orz0p5b.config().train_config(vec![0]).unwrap();
     train.engine.kv_budget_bytes = 1000;
     let plan = |t: &TrainConfig| MemoryPlan::new(&model, t, DType::BF16, PlanBackend::TCH, None, "x");
     assert_eq!(plan(&train).kv_cache, 1000);

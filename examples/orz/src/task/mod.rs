@@ -98,9 +98,9 @@ impl Task {
         match self {
             Task::Math | Task::Tiny => None,
             Task::Countdown => {
-                let mut recipe = Map::new();
-                recipe.insert("prompt_template".into(), Value::String(TINYZERO_PROMPT_TEMPLATE.into()));
-                Some(Overrides { source: "--task countdown".into(), recipe, train: Map::new() })
+                let mut values = Map::new();
+                values.insert("prompt_template".into(), Value::String(TINYZERO_PROMPT_TEMPLATE.into()));
+                Some(Overrides { source: "--task countdown".into(), values })
             }
         }
     }
@@ -170,6 +170,6 @@ mod tests {
         assert_eq!(reward.score(&no_answer).score, 0.0);
         assert!(Task::Math.generated(0, 1, 1).unwrap().is_none());
         let o = Task::Countdown.overrides().unwrap();
-        assert!(o.recipe["prompt_template"].as_str().unwrap().contains("{question}"));
+        assert!(o.values["prompt_template"].as_str().unwrap().contains("{question}"));
     }
 }
