@@ -1,7 +1,7 @@
 //! Level 3: PPO math. The backend's policy and value losses (method and default) against their
-//! host oracles in the same modules of `orz_core::ppo` (values and gradients, kinks included); whitening and the three
-//! loss aggregations composed from backend ops against the host math; one AdamW step and global
-//! gradient clipping against the reference.
+//! host oracles in the same modules of `orz_core::ppo` (values and gradients, kinks included);
+//! whitening and the three loss aggregations composed from backend ops against the host math;
+//! one AdamW step and global gradient clipping against the reference.
 
 use orz_core::Result;
 use orz_core::backend::{Backend, DType};

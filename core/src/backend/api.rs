@@ -412,9 +412,9 @@ pub trait Backend {
         adamw::adamw_update(self, param, grad, m, v, hp)
     }
     /// Global L2 gradient clipping (PyTorch `clip_grad_norm_`): `norm = sqrt(Σ‖g‖²)` over all
-    /// tensors, each scaled by `min(1, max_norm / (norm + 1e-6))` ([`clip::clip_factor`]). Returns the scaled gradients
-    /// and `norm`; when `norm` is not finite, the gradients come back unscaled and the caller
-    /// should skip the step. See [`clip::clip_grad_norm`].
+    /// tensors, each scaled by `min(1, max_norm / (norm + 1e-6))` ([`clip::clip_factor`]).
+    /// Returns the scaled gradients and `norm`; when `norm` is not finite, the gradients come
+    /// back unscaled and the caller should skip the step. See [`clip::clip_grad_norm`].
     fn clip_grad_norm(&self, grads: &[Self::Tensor], max_norm: f64) -> Result<(Vec<Self::Tensor>, f64)> {
         clip::clip_grad_norm(self, grads, max_norm)
     }
