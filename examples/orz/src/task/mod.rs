@@ -172,4 +172,18 @@ mod tests {
         let o = Task::Countdown.overrides().unwrap();
         assert!(o.values["prompt_template"].as_str().unwrap().contains("{question}"));
     }
+
+    #[test]
+    fn the_tiny_task_brings_its_model_and_problems_and_is_the_tiny_presets_default() {
+        assert_eq!(Task::default_for(Preset::Tiny), Task::Tiny);
+        assert_eq!(Task::default_for(Preset::Orz7b), Task::Math);
+        let (train, eval) = Task::Tiny.generated(3, 4, 2).unwrap().unwrap();
+        assert_eq!((train, eval), (tiny::problems(3, 4), tiny::eval_problems(2)));
+        assert!(
+            Task::Tiny.has_base_model() && !Task::Math.has_base_model() && !Task::Countdown.has_base_model()
+        );
+        assert_eq!(Task::Tiny.to_string(), "tiny");
+        let e = Task::Countdown.pretrain(Path::new("unused"), 0).unwrap_err().to_string();
+        assert!(e.contains("countdown task has no base model"), "{e}");
+    }
 }
