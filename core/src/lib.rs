@@ -20,7 +20,7 @@
 //!
 //! | convention | orz-rs (ORZ) | where peers differ |
 //! |---|---|---|
-//! | GAE terminal value | `V` after a sample's last response token is 0, also for truncated (`length`) completions; nothing crosses a sample boundary in a pack ([`ppo::gae`]) | some libraries bootstrap truncated episodes from the next value |
+//! | GAE terminal value | `V` after a sample's last response token is 0, also for truncated (`length`) completions; nothing crosses a sample boundary in a pack ([`ppo::gae::GaeEstimator`], the trainer's default [`ppo::estimator::AdvantageEstimator`]) | some libraries bootstrap truncated episodes from the next value |
 //! | GAE with γ = λ = 1 | `A_t = score − V_t`, `return_t = score` | — |
 //! | advantage whitening | over all response tokens of the iteration: mean, **biased** variance (÷ n), `(A − mean) / sqrt(max(var, 1e-8))`; returns are not whitened ([`ppo::whitening::WhiteningConvention::OrzBiased`]) | TRL/veRL `masked_whiten` use the Bessel-corrected variance (÷ (n − 1)) and `rsqrt(var + 1e-8)` |
 //! | advantage dtype | f32 (ORZ casts to bf16: a deliberate deviation) | — |
@@ -28,7 +28,7 @@
 //! | value loss | `0.5 · max((V_clip − R)², (V − R)²)`, `V_clip = V_old + clamp(V − V_old, −c, c)`, c = 0.2 (trains: [`ppo::value_loss::value_loss`]; oracle: [`ppo::value_loss::value_loss_token`]) | some use the unclipped MSE |
 //! | masking | masked positions never contribute to a sum, a mean, a variance or a gradient, and a NaN there never leaks | — |
 //! | loss aggregation | ORZ: mean over the response tokens of each pack, averaged over the packs of one optimizer step ([`ppo::aggregation::Aggregation::OrzPackMean`]); options: global token mean, sequence-mean-token-mean | OpenRLHF: per-micro-batch mean; DAPO/veRL: token mean |
-//! | GRPO (option) | per prompt group `score − mean`, ÷ the group's std when it is > 0 ([`ppo::grpo`]) | ORZ's own GRPO flag divides by 1 (a bug in its code) |
+//! | GRPO (option) | per prompt group `score − mean`, ÷ the group's std when it is > 0 ([`ppo::grpo::GrpoEstimator`]) | ORZ's own GRPO flag divides by 1 (a bug in its code) |
 //! | learning rate | linear warmup from 0 over 50 steps (multiplier k/50 at step k, counting from 0), then constant ([`schedule`]) | PyTorch/HF warmup usually starts at step 1 |
 //! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`), the norm in f32; a non-finite norm skips the step (trains: [`optimizer::clip::clip_grad_norm`]; oracle: [`optimizer::clip::clip_grad_norm_host`]; one factor: [`optimizer::clip::clip_factor`]) | tch's `backward_step_clip` clamps values; candle has none |
 //! | optimizer | AdamW as PyTorch's `torch.optim.AdamW`: betas (0.9, 0.95), eps 1e-8 added to the bias-corrected `sqrt(v)`, weight decay 0; f32 moments, f32 master weights for bf16/f16 parameters; a non-finite loss or gradient norm skips the step without advancing the schedule (trains: [`optimizer::adamw::adamw_update`], driven by [`optimizer::Optimizer`]) | PyTorch's `AdamW` keeps the moments in the parameter's dtype; the skip is DeepSpeed's for an overflowing step |
@@ -41,7 +41,8 @@
 //! - [`backend`]: the `Backend` trait (tensor primitives and autodiff) with its provided
 //!   composites (softmax, RMSNorm, rotary embedding, attention; the PPO losses, AdamW and
 //!   clipping, whose default bodies live in [`ppo`] and [`optimizer`]).
-//! - [`ppo`]: GAE, whitening, aggregation, GRPO; the policy and value losses (the tensor version
+//! - [`ppo`]: the advantage-estimator extension point ([`ppo::estimator`]) with GAE and GRPO,
+//!   whitening, aggregation; the policy and value losses (the tensor version
 //!   that trains and the host oracle with its gradients, side by side).
 //! - [`schedule`]: learning-rate schedules.
 //! - [`optimizer`]: the training optimizer (AdamW with a schedule, gradient accumulation,
@@ -55,8 +56,9 @@
 //! - [`generation`]: the generation engine (sampling, stop handling, batched KV-cache decoding).
 //! - [`rng`]: the seeded random generator every draw comes from.
 //! - [`recipe`]: the ORZ recipe presets.
-//! - [`train`]: the ORZ trainer: one iteration (sample, reward, pack, GAE, critic and policy
-//!   updates) generic over the backend, with its report.
+//! - [`train`]: the ORZ trainer, generic over the backend: one iteration as four typed phases
+//!   (rollout, experience, advantages, update), each a public method, with its report and its
+//!   configuration ([`train::TrainConfig`], the iteration's knobs, held once by each recipe).
 //! - [`rational`]: exact rationals with checked arithmetic.
 
 #![no_std]

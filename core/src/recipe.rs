@@ -18,7 +18,7 @@ use crate::train::TrainConfig;
 #[cfg_attr(feature = "serde", serde(rename_all = "kebab-case"))]
 pub enum Preset {
     /// orz-rs's tiny CPU demo: a 3-layer, hidden-64 Qwen2 pretrained by orz-rs on noisy worked
-    /// sums (`orz::tiny`), ORZ's algorithm unchanged; sized so that its 40 iterations take about
+    /// sums (`orz::task::tiny`), ORZ's algorithm unchanged; sized so that its 40 iterations take about
     /// 5 minutes on 2 CPU cores with candle, the training reward rising from about 0.35 to 0.9+.
     Tiny,
     /// ORZ-0.5B on Qwen2.5-0.5B.

@@ -6,10 +6,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
-use super::grouping::{greedy_packs, shuffled_order};
+use super::grouping::shuffled_order;
 use super::rollout::Sample;
 use crate::backend::Backend;
 use crate::backend::ops::no_grad;
+use crate::model::packing::greedy_packs;
 use crate::model::{Critic, PackedBatch, Policy, response_positions};
 use crate::ppo::aggregation::PackLayout;
 use crate::{Error, Result};

@@ -18,9 +18,6 @@ pub fn shuffled_order(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
-/// Greedy packing lives with the packed layout (one rule for every packer).
-pub use crate::model::packing::greedy_packs;
-
 /// The packs (positions in the shuffled pack order) each of `steps` optimizer steps accumulates,
 /// given `packs` packs (ORZ_RECIPE.md steps 9 and 10): every step takes `max(1, packs / steps)`
 /// consecutive packs (integer division); the `packs − steps · per_step` leftover packs are not
