@@ -153,7 +153,8 @@ proptest! {
         let losses: Vec<Vec<f64>> = step.iter().map(|p| poison(&p.advantages, &p.mask)).collect();
         let loss_refs: Vec<&[f64]> = losses.iter().map(|l| &l[..]).collect();
         let totals = StepTotals::of(&layouts).unwrap();
-        for agg in [Aggregation::OrzPackMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenMean] {
+        let dr_grpo = Aggregation::SeqMeanTokenSumNorm { norm: 7 };
+        for agg in [Aggregation::OrzPackMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenMean, dr_grpo] {
             let whole = agg.aggregate(&layouts, &loss_refs).unwrap();
             prop_assert!(whole.is_finite());
             // Micro-batches end after every pack whose cut flag is set.

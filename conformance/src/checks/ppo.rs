@@ -222,7 +222,7 @@ pub struct Aggregate(pub Aggregation);
 
 impl TensorOp for Aggregate {
     /// Inputs: losses `[P, T]` (NaN at masked and padded tokens), mask `[P, T]`, and for
-    /// `SeqMeanTokenMean` the valid tokens of each sample `[P, S, T]` and the samples with one
+    /// the per-sample aggregations the valid tokens of each sample `[P, S, T]` and the samples with one
     /// `[P, S]`.
     fn apply<C: Backend + ?Sized>(&self, b: &C, xs: &[C::Tensor]) -> Result<Vec<C::Tensor>> {
         let (l, m) = (&xs[0], &xs[1]);
@@ -232,6 +232,11 @@ impl TensorOp for Aggregate {
             Aggregation::SeqMeanTokenMean => {
                 let per_sample = b.broadcast_to(&b.unsqueeze(l, 1)?, &b.shape(&xs[2]))?;
                 b.masked_mean(&b.masked_mean(&per_sample, &xs[2], Some(2))?, &xs[3], None)?
+            }
+            Aggregation::SeqMeanTokenSumNorm { norm } => {
+                let per_sample = b.broadcast_to(&b.unsqueeze(l, 1)?, &b.shape(&xs[2]))?;
+                let sums = b.masked_sum(&per_sample, &xs[2], Some(2))?;
+                b.masked_mean(&b.affine(&sums, 1.0 / norm as f64, 0.0)?, &xs[3], None)?
             }
         };
         Ok(vec![out])
@@ -265,7 +270,7 @@ fn aggregate_inputs(h_dtype: DType, packs: &[PackedBatch]) -> (Vec<Input>, Vec<V
     (inputs, host)
 }
 
-/// The three loss aggregations composed from backend ops (masked means, NaN at masked and padded
+/// The loss aggregations composed from backend ops (masked means, NaN at masked and padded
 /// tokens) against `Aggregation::aggregate`, and their gradients against the host token weights.
 pub fn check_aggregation<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome {
     let h = Harness::new(backend, dtype);
@@ -275,7 +280,9 @@ pub fn check_aggregation<B: Backend>(backend: &B, dtype: DType) -> CheckOutcome 
             packs.iter().map(|b| PackLayout { mask: &b.mask, sample_lengths: &b.lengths }).collect();
         let losses: Vec<&[f64]> = host.iter().map(Vec::as_slice).collect();
         let t = inputs_width(&inputs);
-        for agg in [Aggregation::OrzPackMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenMean] {
+        let dr_grpo = Aggregation::SeqMeanTokenSumNorm { norm: 5 };
+        for agg in [Aggregation::OrzPackMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenMean, dr_grpo]
+        {
             let kit = |e: orz_core::Error| format!("kit bug: {e}");
             let want = agg.aggregate(&layouts, &losses).map_err(kit)?;
             let totals = StepTotals::of(&layouts).map_err(kit)?;

@@ -30,6 +30,15 @@ pub enum Aggregation {
     /// `seq-mean-token-mean`, GRPO's original form). Samples with no valid token are not counted
     /// (as OpenRLHF's `get_loss_batch_info`).
     SeqMeanTokenMean,
+    /// Mean over the samples of the step of each sample's token *sum* divided by the constant
+    /// `norm` (Dr. GRPO's "no length normalisation", Liu et al. 2025; veRL
+    /// `seq-mean-token-sum-norm`): a token's weight does not depend on its sample's length.
+    /// Dr. GRPO takes `norm` = the generation budget (`train.stop.max_new_tokens`). Samples with
+    /// no valid token are not counted.
+    SeqMeanTokenSumNorm {
+        /// The constant every sample's token sum is divided by (at least 1).
+        norm: usize,
+    },
 }
 
 /// One pack's layout: which tokens are valid (response tokens) and how its tokens split into
@@ -110,6 +119,10 @@ impl Aggregation {
                         Aggregation::OrzPackMean => inverse::<F>(totals.packs * tokens),
                         Aggregation::TokenMean => inverse::<F>(totals.tokens),
                         Aggregation::SeqMeanTokenMean => inverse::<F>(totals.samples * valid.max(1)),
+                        Aggregation::SeqMeanTokenSumNorm { norm: 0 } => {
+                            return Err(Error::invalid(OP, "SeqMeanTokenSumNorm needs norm >= 1, got 0"));
+                        }
+                        Aggregation::SeqMeanTokenSumNorm { norm } => inverse::<F>(totals.samples * norm),
                     };
                     let start = weights.len();
                     weights
@@ -181,6 +194,8 @@ mod tests {
         assert!((agg(Aggregation::TokenMean) - 3.5).abs() < 1e-12);
         // Sample means 2, 5, 4 → 11 / 3.
         assert!((agg(Aggregation::SeqMeanTokenMean) - 11.0 / 3.0).abs() < 1e-12);
+        // Sample sums 4, 5, 12, each / 4, averaged over 3 samples → 21 / 12.
+        assert!((agg(Aggregation::SeqMeanTokenSumNorm { norm: 4 }) - 21.0 / 12.0).abs() < 1e-12);
     }
 
     #[test]
@@ -205,5 +220,7 @@ mod tests {
         let half_empty = [PackLayout { mask: &M1, sample_lengths: &[3] }, empty[0]];
         let totals = StepTotals::of(&half_empty).unwrap();
         assert!(Aggregation::OrzPackMean.token_weights::<f64>(&totals, &half_empty).is_err());
+        let zero = Aggregation::SeqMeanTokenSumNorm { norm: 0 };
+        assert!(zero.token_weights::<f64>(&StepTotals::of(&packs()).unwrap(), &packs()).is_err());
     }
 }

@@ -93,6 +93,18 @@ impl EstimatorInput<'_> {
         Ok(groups)
     }
 
+    /// The estimate of a group-relative, critic-free estimator: `per_group(scores, group_sizes)`
+    /// gives one advantage per sample ([`EstimatorInput::prompt_groups`]), spread over its
+    /// response tokens ([`Estimate::spread`]). Validates the input first.
+    pub fn group_estimate(
+        &self,
+        per_group: impl FnOnce(&[f64], &[usize]) -> Result<Vec<f64>>,
+    ) -> Result<Estimate> {
+        self.validate()?;
+        let groups = self.prompt_groups()?;
+        Estimate::spread(&per_group(self.scores, &groups)?, self.response_lengths)
+    }
+
     /// The critic's values, or an error naming `estimator` when there is no critic.
     pub fn require_values(&self, estimator: &str) -> Result<&[f64]> {
         self.values.ok_or_else(|| {

@@ -14,9 +14,9 @@
 use alloc::vec::Vec;
 use num_traits::Float;
 
-use crate::error::{Error, Result, check_finite, check_len};
+use crate::error::{Error, Result, check_len};
 use crate::ppo::estimator::{AdvantageEstimator, Estimate, EstimatorInput};
-use crate::ppo::layout::sample_ranges;
+use crate::ppo::layout::{sample_ranges, score_groups};
 use crate::ppo::sum::{compensated_sum, count};
 
 /// Which standard deviation divides a group's centred scores.
@@ -39,11 +39,7 @@ pub enum GroupStd {
 /// non-finite score.
 pub fn grpo_advantages<F: Float>(scores: &[F], group_sizes: &[usize], std: GroupStd) -> Result<Vec<F>> {
     const OP: &str = "grpo_advantages";
-    if scores.is_empty() {
-        return Err(Error::Empty { op: OP, what: "scores" });
-    }
-    let groups = sample_ranges(OP, group_sizes, ("scores", scores.len()))?;
-    check_finite(OP, "scores", scores)?;
+    let groups = score_groups(OP, scores, group_sizes)?;
     let mut out = Vec::with_capacity(scores.len());
     for range in groups {
         let group = &scores[range];
@@ -93,9 +89,7 @@ impl AdvantageEstimator for GrpoEstimator {
     }
 
     fn estimate(&self, input: &EstimatorInput<'_>) -> Result<Estimate> {
-        input.validate()?;
-        let groups = input.prompt_groups()?;
-        Estimate::spread(&grpo_advantages(input.scores, &groups, self.std)?, input.response_lengths)
+        input.group_estimate(|scores, groups| grpo_advantages(scores, groups, self.std))
     }
 }
 

@@ -8,6 +8,21 @@ use num_traits::Float;
 
 use crate::error::{Error, Result, check_len};
 
+/// Checks per-sample `scores` (non-empty, finite) cut into consecutive prompt groups of
+/// `group_sizes` samples; returns each group's range (group-relative estimators: GRPO, RLOO).
+pub fn score_groups<F: Float>(
+    op: &'static str,
+    scores: &[F],
+    group_sizes: &[usize],
+) -> Result<Vec<Range<usize>>> {
+    if scores.is_empty() {
+        return Err(Error::Empty { op, what: "scores" });
+    }
+    let groups = sample_ranges(op, group_sizes, ("scores", scores.len()))?;
+    crate::error::check_finite(op, "scores", scores)?;
+    Ok(groups)
+}
+
 /// Checks that `sample_lengths` is non-empty, has no zero length, and sums to `total` tokens
 /// (the length of the per-token input named `what`); returns each sample's token range.
 pub fn sample_ranges(

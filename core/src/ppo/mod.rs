@@ -1,5 +1,5 @@
-//! PPO math: the advantage-estimator extension point ([`estimator`]) with GAE and GRPO as its
-//! members, advantage whitening and loss aggregation on host slices; the clipped policy and
+//! PPO math: the advantage-estimator extension point ([`estimator`]) with its members (GAE,
+//! GRPO and Dr. GRPO, RLOO, REINFORCE++), advantage whitening and loss aggregation on host slices; the clipped policy and
 //! value losses twice, side by side in one module each: the tensor version the trainer trains
 //! with (the default of [`crate::backend::Backend::policy_loss`] and
 //! [`crate::backend::Backend::value_loss`]) and its host oracle with hand-written gradients,
@@ -19,6 +19,8 @@ pub mod gae;
 pub mod grpo;
 pub mod layout;
 pub mod policy_loss;
+pub mod reinforce;
+pub mod rloo;
 pub mod value_loss;
 pub mod whitening;
 

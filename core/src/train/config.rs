@@ -13,6 +13,8 @@ use crate::ppo::aggregation::Aggregation;
 use crate::ppo::estimator::AdvantageEstimator;
 use crate::ppo::gae::{GaeEstimator, ORZ_GAMMA, ORZ_LAMBDA};
 use crate::ppo::grpo::{GroupStd, GrpoEstimator};
+use crate::ppo::reinforce::ReinforcePlusPlusEstimator;
+use crate::ppo::rloo::RlooEstimator;
 use crate::schedule::LrSchedule;
 use crate::{Error, Result};
 
@@ -29,6 +31,17 @@ pub enum EstimatorChoice {
     /// `score − mean`, divided by the group's std ([`GroupStd`]; the recipe's option uses
     /// [`GroupStd::Unbiased`], ORZ's own flag effectively [`GroupStd::OrzDividesByOne`]).
     Grpo(GroupStd),
+    /// Option: Dr. GRPO's advantages (Liu et al. 2025, "Understanding R1-Zero-Like Training"):
+    /// `score − mean` per prompt group, no std division ([`GrpoEstimator`] with
+    /// [`GroupStd::OrzDividesByOne`], the same centring). Its other half, no length
+    /// normalisation, is the aggregation [`Aggregation::SeqMeanTokenSumNorm`].
+    DrGrpo,
+    /// Option: RLOO, a leave-one-out baseline per prompt group, no critic
+    /// ([`crate::ppo::rloo`]).
+    Rloo,
+    /// Option: REINFORCE++, per-token discounted returns of the score with `gamma`, whitened
+    /// over the iteration, no critic ([`crate::ppo::reinforce`]).
+    ReinforcePlusPlus,
 }
 
 impl EstimatorChoice {
@@ -37,11 +50,14 @@ impl EstimatorChoice {
         self == EstimatorChoice::Gae
     }
 
-    /// The estimator, with GAE's `gamma` and `lambda`.
+    /// The estimator, with GAE's `gamma` and `lambda` (REINFORCE++ uses `gamma`).
     pub fn build(self, gamma: f64, lambda: f64) -> Box<dyn AdvantageEstimator> {
         match self {
             EstimatorChoice::Gae => Box::new(GaeEstimator { gamma, lambda }),
             EstimatorChoice::Grpo(std) => Box::new(GrpoEstimator { std }),
+            EstimatorChoice::DrGrpo => Box::new(GrpoEstimator { std: GroupStd::OrzDividesByOne }),
+            EstimatorChoice::Rloo => Box::new(RlooEstimator),
+            EstimatorChoice::ReinforcePlusPlus => Box::new(ReinforcePlusPlusEstimator { gamma }),
         }
     }
 }
@@ -97,7 +113,8 @@ pub struct TrainConfig {
     pub policy_update_steps: usize,
     /// How per-token losses become a step's loss (ORZ: [`Aggregation::OrzPackMean`]).
     pub aggregation: Aggregation,
-    /// GAE with a critic (ORZ) or GRPO without one.
+    /// GAE with a critic (ORZ), or one of the critic-free options (GRPO, Dr. GRPO, RLOO,
+    /// REINFORCE++).
     pub estimator: EstimatorChoice,
     /// The policy's optimizer (ORZ: AdamW (0.9, 0.95), lr 1e-6 after 50 warmup steps, clip 1).
     pub policy_optimizer: OptimizerConfig,

@@ -1,10 +1,12 @@
 //! A trivially learnable toy task: reward 1 when the first generated token is a given id. A few
 //! ORZ iterations (PPO, GAE 1/1, whitening, pack-mean aggregation) with a large learning rate
-//! must raise that token's probability after every prompt, and the reward.
+//! must raise that token's probability after every prompt, and the reward; so must the
+//! critic-free estimators (GRPO, Dr. GRPO, RLOO, REINFORCE++).
 
 use orz_core::backend::Backend;
 use orz_core::model::PackedBatch;
-use orz_core::train::PromptItem;
+use orz_core::ppo::grpo::GroupStd;
+use orz_core::train::{Aggregation, EstimatorChoice, PromptItem};
 
 use super::support::{config, detok, letter, prompts, starts_with, trainer};
 
@@ -48,4 +50,32 @@ fn the_reward_of_a_learnable_toy_task_rises() {
     // 1 to 4 had not reached 0.5 at 10 iterations (whichever the sampling order), so ask it of
     // 4 runs of 5.
     assert!(learned >= 4, "only {learned} of 5 runs made the target dominate");
+}
+
+#[test]
+fn the_toy_task_is_learned_with_every_critic_free_estimator() {
+    let prompts = prompts(4);
+    let reward = starts_with(letter(TARGET));
+    let options = [
+        (EstimatorChoice::Grpo(GroupStd::Unbiased), Aggregation::OrzPackMean),
+        (EstimatorChoice::DrGrpo, Aggregation::SeqMeanTokenSumNorm { norm: 4 }),
+        (EstimatorChoice::Rloo, Aggregation::OrzPackMean),
+        (EstimatorChoice::ReinforcePlusPlus, Aggregation::OrzPackMean),
+    ];
+    for (estimator, aggregation) in options {
+        let mut c = config(16, 5e-2);
+        (c.estimator, c.aggregation) = (estimator, aggregation);
+        let mut t = trainer(c, 13);
+        let p0 = target_probability(&t, &prompts);
+        let first = t.iteration(&prompts, &reward, &detok).unwrap();
+        for _ in 0..8 {
+            t.iteration(&prompts, &reward, &detok).unwrap();
+        }
+        let last = t.iteration(&prompts, &reward, &detok).unwrap();
+        assert!(last.value_loss.is_none(), "{estimator:?} trains no critic");
+        let p1 = target_probability(&t, &prompts);
+        let (r0, r1) = (first.rollout.mean_reward, last.rollout.mean_reward);
+        assert!(p0 < 0.1 && p1 > 3.0 * p0, "{estimator:?}: P(target) went from {p0} to {p1}");
+        assert!(r1 > r0, "{estimator:?}: the reward went from {r0} to {r1}");
+    }
 }

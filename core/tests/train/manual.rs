@@ -49,7 +49,7 @@ fn experience(c: &TrainConfig) -> Hand {
 
 /// The step's loss under `agg`, written from its definition: ORZ's mean over packs of each
 /// pack's response-token mean; the global token mean; the mean over samples of their token
-/// means.
+/// means (or token sums over a constant, Dr. GRPO's).
 fn aggregate(b: &Reference, agg: Aggregation, samples: &[Sample], packs: &[Pack], tok: &[Tensor]) -> Tensor {
     let (n_packs, n_tokens) =
         (packs.len() as f64, packs.iter().map(Pack::response_tokens).sum::<usize>() as f64);
@@ -64,7 +64,7 @@ fn aggregate(b: &Reference, agg: Aggregation, samples: &[Sample], packs: &[Pack]
             Aggregation::TokenMean => {
                 b.affine(&b.masked_sum(loss, &mask, None).unwrap(), 1.0 / n_tokens, 0.0)
             }
-            Aggregation::SeqMeanTokenMean => {
+            Aggregation::SeqMeanTokenMean | Aggregation::SeqMeanTokenSumNorm { .. } => {
                 let mut sum = b.zeros(&[], DType::F32).unwrap();
                 for (span, &i) in pack.batch.samples().iter().zip(&pack.samples) {
                     let s = &samples[i];
@@ -72,7 +72,13 @@ fn aggregate(b: &Reference, agg: Aggregation, samples: &[Sample], packs: &[Pack]
                     m[response_positions(span.start, s.prompt_tokens.len(), s.response.len()).unwrap()]
                         .fill(true);
                     let m = b.tensor_bool(&m, &shape).unwrap();
-                    sum = b.add(&sum, &b.masked_mean(loss, &m, None).unwrap()).unwrap();
+                    let per_sample = match agg {
+                        Aggregation::SeqMeanTokenSumNorm { norm } => {
+                            b.affine(&b.masked_sum(loss, &m, None).unwrap(), 1.0 / norm as f64, 0.0)
+                        }
+                        _ => b.masked_mean(loss, &m, None),
+                    };
+                    sum = b.add(&sum, &per_sample.unwrap()).unwrap();
                 }
                 b.affine(&sum, 1.0 / samples.len() as f64, 0.0)
             }
@@ -95,7 +101,8 @@ fn step(b: &Reference, params: Vec<Tensor>, c: &TrainConfig, loss: &Tensor) {
 
 #[test]
 fn the_policy_step_equals_the_hand_assembled_loss_for_every_aggregation() {
-    for agg in [Aggregation::OrzPackMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenMean] {
+    let dr_grpo = Aggregation::SeqMeanTokenSumNorm { norm: 6 };
+    for agg in [Aggregation::OrzPackMean, Aggregation::TokenMean, Aggregation::SeqMeanTokenMean, dr_grpo] {
         let mut c = config(4, 1e-3);
         c.aggregation = agg;
         let mut t = trainer(c.clone(), SEED);

@@ -91,9 +91,11 @@ pub fn models(seed: u64) -> (Rc<Reference>, Policy<Reference>, Critic<Reference>
 }
 
 /// A trainer with `config` over [`models`]`(seed)`, its generator seeded with `seed + 1`.
+/// The critic is left out when the config's estimator uses none.
 pub fn trainer(config: TrainConfig, seed: u64) -> Trainer<Reference> {
     let (_, policy, critic) = models(seed);
-    Trainer::new(config, policy, Some(critic), Rng::seed_from_u64(seed + 1)).unwrap()
+    let critic = config.estimator.uses_critic().then_some(critic);
+    Trainer::new(config, policy, critic, Rng::seed_from_u64(seed + 1)).unwrap()
 }
 
 /// Host values of every parameter of a model, in order.

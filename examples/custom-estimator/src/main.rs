@@ -1,8 +1,9 @@
-//! A custom advantage estimator plugged into ORZ training: RLOO, REINFORCE with a leave-one-out
-//! baseline (Ahmadian et al. 2024, "Back to Basics"; TRL's `RLOOTrainer`), which core does not
-//! ship. Each sample's advantage is its score minus the mean score of the *other* samples of its
-//! prompt, spread over its response tokens; no critic. The trainer then whitens the advantages as
-//! for GAE (`advantage_normalize`) and runs ORZ's policy step, unchanged.
+//! A custom advantage estimator plugged into ORZ training: a median baseline, which core does
+//! not ship. Each sample's advantage is its score minus the median score of its prompt's samples
+//! (robust to one outlier score in a group, unlike GRPO's mean), spread over its response tokens;
+//! no critic. The trainer then whitens the advantages as for GAE (`advantage_normalize`) and runs
+//! ORZ's policy step, unchanged. (Core's own estimators, GAE, GRPO, Dr. GRPO, RLOO and
+//! REINFORCE++, are chosen by name with `train.estimator`.)
 //!
 //! Nothing in the trainer changes: the estimator is a type implementing
 //! [`AdvantageEstimator`], handed to [`Trainer::with_estimator`].
@@ -22,14 +23,14 @@ use orz_core::reward::orz_math::orz_math;
 use orz_core::rng::Rng;
 use orz_core::train::{IterationReport, Trainer};
 
-/// REINFORCE leave-one-out: `A_i = s_i − mean_{j ≠ i} s_j` over the samples of one prompt (0 for
-/// a prompt with a single kept sample), the same for every response token of sample `i`.
+/// Median baseline: `A_i = s_i − median_j s_j` over the samples of sample `i`'s prompt (the
+/// mean of the two middle scores for an even group), the same for every response token.
 #[derive(Debug, Clone, Copy)]
-pub struct Rloo;
+pub struct MedianBaseline;
 
-impl AdvantageEstimator for Rloo {
+impl AdvantageEstimator for MedianBaseline {
     fn name(&self) -> &str {
-        "rloo"
+        "median_baseline"
     }
 
     fn uses_critic(&self) -> bool {
@@ -37,23 +38,24 @@ impl AdvantageEstimator for Rloo {
     }
 
     fn estimate(&self, input: &EstimatorInput<'_>) -> orz_core::Result<Estimate> {
-        input.validate()?;
-        let mut per_sample = Vec::with_capacity(input.scores.len());
-        let mut start = 0;
-        for size in input.prompt_groups()? {
-            let group = &input.scores[start..start + size];
-            let total: f64 = group.iter().sum();
-            per_sample.extend(
-                group.iter().map(|&s| if size < 2 { 0.0 } else { s - (total - s) / (size - 1) as f64 }),
-            );
-            start += size;
-        }
-        Estimate::spread(&per_sample, input.response_lengths)
+        input.group_estimate(|scores, groups| {
+            let mut per_sample = Vec::with_capacity(scores.len());
+            let mut start = 0;
+            for &size in groups {
+                let group = &scores[start..start + size];
+                let mut sorted = group.to_vec();
+                sorted.sort_by(f64::total_cmp);
+                let median = (sorted[(size - 1) / 2] + sorted[size / 2]) / 2.0;
+                per_sample.extend(group.iter().map(|&s| s - median));
+                start += size;
+            }
+            Ok(per_sample)
+        })
     }
 }
 
 /// Trains the tiny model (written to `dir`) for `iterations` iterations of 4 prompts x 4 samples
-/// with [`Rloo`] and ORZ's math reward, no critic.
+/// with [`MedianBaseline`] and ORZ's math reward, no critic.
 pub fn train(dir: &Path, iterations: usize) -> Result<Vec<IterationReport>> {
     let b = Rc::new(orz_candle::Candle::cpu());
     tiny::write_base_model(dir)?;
@@ -62,7 +64,8 @@ pub fn train(dir: &Path, iterations: usize) -> Result<Vec<IterationReport>> {
     let mut recipe = Preset::Tiny.config();
     (recipe.rollout_batch_size, recipe.train.n_samples_per_prompt) = (4, 4);
     let config = recipe.train_config(policy.model().config().eos_token_ids.clone())?;
-    let mut trainer = Trainer::with_estimator(config, policy, None, Rng::seed_from_u64(0), Box::new(Rloo))?;
+    let mut trainer =
+        Trainer::with_estimator(config, policy, None, Rng::seed_from_u64(0), Box::new(MedianBaseline))?;
     let problems = tiny::problems(0, iterations * recipe.rollout_batch_size);
     let mut reports = Vec::new();
     for batch in problems.chunks(recipe.rollout_batch_size) {
@@ -90,16 +93,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn leave_one_out_by_hand() {
-        // Prompt 0: scores 1, 0, 0 -> 1 − 0, 0 − 0.5, 0 − 0.5. Prompt 2: a single sample -> 0.
+    fn median_baseline_by_hand() {
+        // Prompt 0: scores 1, 0, 0 (median 0) -> 1, 0, 0. Prompt 2: 1, 0 (median 0.5) -> ±0.5.
         let input = EstimatorInput {
-            scores: &[1.0, 0.0, 0.0, 1.0],
-            prompts: &[0, 0, 0, 2],
-            response_lengths: &[2, 1, 1, 3],
+            scores: &[1.0, 0.0, 0.0, 1.0, 0.0],
+            prompts: &[0, 0, 0, 2, 2],
+            response_lengths: &[2, 1, 1, 3, 1],
             values: None,
         };
-        let e = Rloo.estimate(&input).unwrap();
-        assert_eq!(e.advantages, [1.0, 1.0, -0.5, -0.5, 0.0, 0.0, 0.0]);
+        let e = MedianBaseline.estimate(&input).unwrap();
+        assert_eq!(e.advantages, [1.0, 1.0, 0.0, 0.0, 0.5, 0.5, 0.5, -0.5]);
         assert!(e.returns.is_none());
     }
 
