@@ -381,6 +381,9 @@ pub fn check_ppo_iteration_updates<B: Backend>(backend: &B, dtype: DType) -> Che
         let fraction = |u: &UpdateOutcome| u.clipped_tokens as f64 / u.tokens.max(1) as f64;
         let (g, w) = ([fraction(&got.policy)], [fraction(&want.policy)]);
         bad.note(compare("clip fraction", &[1], &g, &w, tol, stats));
+        let outside = |u: &UpdateOutcome| u.ratio_outside_tokens as f64 / u.tokens.max(1) as f64;
+        let (g, w) = ([outside(&got.policy)], [outside(&want.policy)]);
+        bad.note(compare("ORZ clip ratio", &[1], &g, &w, tol, stats));
         bad.note(compare_params("critic", &got.critic_params, &want.critic_params, tol, stats));
         bad.note(compare_params("policy", &got.policy_params, &want.policy_params, tol, stats));
         bad.finish()
@@ -480,9 +483,10 @@ fn compare_reports(
             m.response_length_std,
             m.stop_ratio,
             r.clip_fraction,
+            r.clip_ratio,
         ]
     };
-    let what = "report (mean reward, pass@n, correct, length mean, length std, stop ratio, clip fraction)";
+    let what = "report (mean reward, pass@n, correct, length mean, length std, stop ratio, clip fraction, ORZ clip ratio)";
     compare(what, &[7], &metrics(got), &metrics(want), tol, stats)?;
     let value_loss = |r: &IterationReport| [r.value_loss.unwrap_or(f64::NAN)];
     compare_steps(

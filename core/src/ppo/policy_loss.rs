@@ -75,6 +75,13 @@ pub fn clip_binds<F: Float>(ratio: F, advantage: F, eps: F) -> bool {
     surr2 < surr1
 }
 
+/// Whether the ratio lies outside `[1 − ε, 1 + ε]`, whatever the advantage's sign: ORZ's
+/// `clip_ratio` metric (`orz/ppo`), which counts more tokens than [`clip_binds`] (a ratio
+/// above `1 + ε` with a negative advantage is outside but does not bind).
+pub fn ratio_outside<F: Float>(ratio: F, eps: F) -> bool {
+    ratio < F::one() - eps || ratio > F::one() + eps
+}
+
 /// Host oracle: the policy loss of one token from its new and old log-probs and its advantage.
 pub fn policy_loss_token<F: Float>(logp: F, logp_old: F, advantage: F, eps: F) -> PolicyLossToken<F> {
     let (lo, hi) = (F::one() - eps, F::one() + eps);
@@ -159,5 +166,14 @@ mod tests {
         assert!(policy_loss_host(&[f64::NAN], &[0.0], &[1.0], None, 0.2).is_err());
         let masked = policy_loss_host(&[f64::NAN, 0.0], &[0.0, 0.0], &[1.0, 1.0], Some(&[false, true]), 0.2);
         assert_eq!(masked.unwrap()[0], PolicyLossToken::default());
+    }
+
+    #[test]
+    fn orz_clip_ratio_counts_every_ratio_outside_the_range() {
+        let eps = 0.2;
+        // Outside above with a negative advantage: outside, but the clip does not bind.
+        assert!(ratio_outside(1.5, eps) && !clip_binds(1.5, -1.0, eps));
+        assert!(ratio_outside(1.5, eps) && clip_binds(1.5, 1.0, eps));
+        assert!(ratio_outside(0.5, eps) && !ratio_outside(1.0, eps) && !ratio_outside(1.2, eps));
     }
 }

@@ -212,6 +212,11 @@ pub struct IterationReport {
     /// Fraction of response tokens over the policy steps whose clipped surrogate was strictly
     /// the smaller (their gradient is 0; always 0 at ORZ's single step, where the ratio is 1).
     pub clip_fraction: f64,
+    /// Fraction of response tokens over the policy steps whose ratio lay outside
+    /// `[1 − ε, 1 + ε]` (ORZ's `clip_ratio` metric; at least [`Self::clip_fraction`]; 0 at
+    /// ORZ's single step).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub clip_ratio: f64,
     /// Mean over the policy steps of each step's aggregated policy loss.
     pub policy_loss: f64,
     /// Mean over the critic steps of each step's aggregated value loss (`None` without critic).

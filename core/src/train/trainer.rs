@@ -304,6 +304,7 @@ impl<B: Backend> Trainer<B> {
             training_tokens: experience.training_tokens(),
             generation: stats,
             clip_fraction: policy.clipped_tokens as f64 / policy.tokens.max(1) as f64,
+            clip_ratio: policy.ratio_outside_tokens as f64 / policy.tokens.max(1) as f64,
             policy_loss: policy.mean_loss(),
             value_loss: critic.as_ref().map(UpdateOutcome::mean_loss),
             skipped_steps,

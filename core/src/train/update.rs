@@ -23,7 +23,7 @@ use crate::backend::{Backend, DType};
 use crate::model::{Backprop, Critic, Policy};
 use crate::optimizer::{Optimizer, StepReport};
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
-use crate::ppo::policy_loss::clip_binds;
+use crate::ppo::policy_loss::{clip_binds, ratio_outside};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -44,8 +44,12 @@ pub struct UpdateOutcome {
     pub steps: Vec<StepReport>,
     /// Each step's aggregated loss (the sum of its packs' weighted losses).
     pub losses: Vec<f64>,
-    /// Response tokens whose clipped surrogate was strictly the smaller one (policy only).
+    /// Response tokens whose clipped surrogate was strictly the smaller one (policy only;
+    /// OpenRLHF's and TRL's clip fraction, [`clip_binds`]).
     pub clipped_tokens: usize,
+    /// Response tokens whose ratio lay outside `[1 − ε, 1 + ε]` (policy only; ORZ's
+    /// `clip_ratio`, [`ratio_outside`]).
+    pub ratio_outside_tokens: usize,
     /// Response tokens seen over all steps.
     pub tokens: usize,
 }
@@ -165,7 +169,7 @@ pub fn policy_update<B: Backend>(
 ) -> Result<UpdateOutcome> {
     let b = policy.model().backend();
     let eps = config.eps_clip;
-    let mut clipped = 0;
+    let (mut clipped, mut outside) = (0, 0);
     let mut out = run_steps(
         b,
         opt,
@@ -180,18 +184,17 @@ pub fn policy_update<B: Backend>(
                 let shape = [1, range.len()];
                 let logp = b.cast(logp, DType::F32)?;
                 let now = b.to_host_f64(&logp)?;
-                clipped += range
-                    .clone()
-                    .zip(&now)
-                    .filter(|&(t, _)| pack.response_mask[t])
-                    .filter(|&(t, &lp)| clip_binds(Float::exp(lp - old[t]), adv[t], eps))
-                    .count();
+                for (t, &lp) in range.clone().zip(&now).filter(|&(t, _)| pack.response_mask[t]) {
+                    let ratio = Float::exp(lp - old[t]);
+                    clipped += usize::from(clip_binds(ratio, adv[t], eps));
+                    outside += usize::from(ratio_outside(ratio, eps));
+                }
                 let old = b.tensor_f64(&old[range.clone()], &shape, DType::F32)?;
                 let adv = b.tensor_f64(&adv[range.clone()], &shape, DType::F32)?;
                 weighted_sum(b, &b.policy_loss(&logp, &old, &adv, eps)?, w, pack, range)
             })
         },
     )?;
-    out.clipped_tokens = clipped;
+    (out.clipped_tokens, out.ratio_outside_tokens) = (clipped, outside);
     Ok(out)
 }

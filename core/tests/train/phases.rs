@@ -109,3 +109,13 @@ fn a_custom_estimator_plugs_in_without_trainer_code() {
     assert!(err.contains("`inconsistent` uses no critic but gave returns"), "{err}");
     assert_eq!(t.iterations(), 0);
 }
+
+#[test]
+fn orz_clip_ratio_counts_at_least_the_binding_tokens() {
+    let mut c = config(4, 5e-2);
+    c.policy_update_steps = 4; // after the first step the ratio moves away from 1
+    let mut t = trainer(c, SEED);
+    let r = t.iteration(&prompts(3), &contains('e'), &detok).unwrap();
+    assert!(r.clip_ratio > 0.0 && r.clip_ratio >= r.clip_fraction, "{} vs {}", r.clip_ratio, r.clip_fraction);
+    assert!(r.clip_ratio <= 1.0);
+}

@@ -40,8 +40,12 @@ pub struct IterationMetrics {
     /// Rewards, pass@n, lengths, stop ratio and reflection words of the kept samples.
     #[serde(flatten)]
     pub rollout: RolloutMetrics,
-    /// Fraction of the policy steps' response tokens where the PPO clip bound.
+    /// Fraction of the policy steps' response tokens where the PPO clip bound (OpenRLHF, TRL).
     pub clip_fraction: f64,
+    /// Fraction of the policy steps' response tokens whose ratio lay outside `[1 − ε, 1 + ε]`
+    /// (ORZ's `clip_ratio`; absent in metrics written before it was logged).
+    #[serde(default)]
+    pub clip_ratio: f64,
     /// Mean policy loss over the policy steps (absent when not finite).
     pub policy_loss: Option<f64>,
     /// Mean value loss over the critic steps (absent without critic or when not finite).
@@ -115,6 +119,7 @@ impl IterationMetrics {
             iteration: report.iteration,
             rollout: report.rollout.clone(),
             clip_fraction: report.clip_fraction,
+            clip_ratio: report.clip_ratio,
             policy_loss: finite(report.policy_loss),
             value_loss: report.value_loss.and_then(finite),
             policy_grad_norm: mean(&policy_norms),
