@@ -1,5 +1,5 @@
-//! Property tests of the advantage estimators of `orz_core::ppo` (RLOO, Dr. GRPO, REINFORCE++):
-//! the invariants that define them.
+//! Property tests of the advantage estimators of `orz_core::ppo` (RLOO, Dr. GRPO, REINFORCE++)
+//! and of its KL estimators: the invariants that define them.
 
 use orz_core::ppo::estimator::{AdvantageEstimator, EstimatorInput};
 use orz_core::ppo::grpo::{GroupStd, GrpoEstimator};
@@ -92,6 +92,44 @@ proptest! {
                 prop_assert!((a[start + t] - want).abs() < 1e-12, "{} vs {}", a[start + t], want);
             }
             start += len;
+        }
+    }
+}
+
+/// Two discrete distributions over the same 2 to 8 outcomes, every probability at least about
+/// 1e-3 / 8.
+fn two_distributions() -> impl Strategy<Value = (Vec<f64>, Vec<f64>)> {
+    let normalized = |w: Vec<f64>| {
+        let total: f64 = w.iter().sum();
+        w.into_iter().map(|x| x / total).collect::<Vec<f64>>()
+    };
+    (2usize..9).prop_flat_map(move |n| {
+        let d = prop::collection::vec(1e-3f64..1.0, n);
+        (d.clone().prop_map(normalized), d.prop_map(normalized))
+    })
+}
+
+proptest! {
+    #[test]
+    fn kl_estimators_are_nonnegative_where_they_must_be_and_zero_at_equality(
+        logp in -20.0f64..0.0, logp_ref in -20.0f64..0.0,
+    ) {
+        use orz_core::ppo::kl::KlEstimator;
+        prop_assert!(KlEstimator::K2.per_token(logp, logp_ref) >= 0.0);
+        prop_assert!(KlEstimator::K3.per_token(logp, logp_ref) >= 0.0);
+        for k in [KlEstimator::K1, KlEstimator::K2, KlEstimator::K3] {
+            prop_assert_eq!(k.per_token(logp, logp), 0.0);
+        }
+    }
+
+    #[test]
+    fn k1_and_k3_are_unbiased_under_the_policy((q, p) in two_distributions()) {
+        use orz_core::ppo::kl::KlEstimator;
+        // KL(q ‖ p) exactly, and the expectation under q of each estimator.
+        let kl: f64 = q.iter().zip(&p).map(|(a, b)| a * (a / b).ln()).sum();
+        for k in [KlEstimator::K1, KlEstimator::K3] {
+            let e: f64 = q.iter().zip(&p).map(|(a, b)| a * k.per_token(a.ln(), b.ln())).sum();
+            prop_assert!((e - kl).abs() < 1e-9, "{:?}: {} vs {}", k, e, kl);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! PPO math: the advantage-estimator extension point ([`estimator`]) with its members (GAE,
+//! PPO math: per-token KL estimators ([`kl`]), the advantage-estimator extension point ([`estimator`]) with its members (GAE,
 //! GRPO and Dr. GRPO, RLOO, REINFORCE++), advantage whitening and loss aggregation on host slices; the clipped policy and
 //! value losses twice, side by side in one module each: the tensor version the trainer trains
 //! with (the default of [`crate::backend::Backend::policy_loss`] and
@@ -17,6 +17,7 @@ pub mod autograd;
 pub mod estimator;
 pub mod gae;
 pub mod grpo;
+pub mod kl;
 pub mod layout;
 pub mod policy_loss;
 pub mod reinforce;
