@@ -12,7 +12,6 @@ use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, PackedBatch, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
-use orz_core::schedule::LrSchedule;
 use orz_core::train::{PromptItem, Trainer};
 use orz_reference::Reference;
 use orz_tch::Tch;
@@ -72,9 +71,7 @@ fn one_orz_iteration_runs_on_tch_and_moves_the_weights() {
     let c = &mut train_config;
     (c.n_samples_per_prompt, c.stop.max_new_tokens, c.stop.max_total_len) = (4, 6, 32);
     (c.prompt_max_len, c.packing_max_len, c.critic_update_steps) = (8, 32, 2);
-    for o in [&mut c.policy_optimizer, &mut c.critic_optimizer] {
-        o.schedule = LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 0 };
-    }
+    c.set_learning_rates(1e-3, 1e-3, 0);
     let mut trainer = Trainer::new(train_config, policy, Some(critic), Rng::seed_from_u64(5)).unwrap();
     let prompts: Vec<PromptItem> = [vec![5u32, 6, 7], vec![9, 10]]
         .into_iter()

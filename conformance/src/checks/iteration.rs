@@ -44,7 +44,6 @@ use orz_core::optimizer::StepReport;
 use orz_core::recipe::Preset;
 use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
-use orz_core::schedule::LrSchedule;
 use orz_core::train::rollout::rollout;
 use orz_core::train::trainer::stream;
 use orz_core::train::update::{UpdateOutcome, Updates};
@@ -110,8 +109,7 @@ pub fn tiny_config() -> orz_core::Result<TrainConfig> {
     let mut c = Preset::Tiny.config().train_config(tiny_model().eos_token_ids)?;
     c.n_samples_per_prompt = 4;
     (c.stop.max_new_tokens, c.stop.max_total_len, c.prompt_max_len, c.packing_max_len) = (4, 12, 6, 24);
-    c.policy_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-2, warmup_steps: 0 };
-    c.critic_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-4, warmup_steps: 0 };
+    c.set_learning_rates(1e-2, 1e-4, 0);
     (c.policy_optimizer.adamw.eps, c.critic_optimizer.adamw.eps) = (1e-3, 1e-3);
     c.critic_update_steps = 3;
     c.validate()?;

@@ -176,20 +176,23 @@ impl TrainConfig {
     /// backward.
     pub fn tiny() -> TrainConfig {
         let orz = TrainConfig::orz();
-        let lr = |o: OptimizerConfig| OptimizerConfig {
-            schedule: LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 5 },
-            ..o
-        };
-        TrainConfig {
+        let mut tiny = TrainConfig {
             n_samples_per_prompt: 8,
             prompt_max_len: 40,
             stop: StopCriteria { max_new_tokens: 48, max_total_len: 88, ..orz.stop.clone() },
             packing_max_len: 256,
-            policy_optimizer: lr(orz.policy_optimizer),
-            critic_optimizer: lr(orz.critic_optimizer),
             memory: MemoryOptions::for_pack_len(256),
             ..orz
-        }
+        };
+        tiny.set_learning_rates(1e-3, 1e-3, 5);
+        tiny
+    }
+
+    /// Sets both optimizers to ORZ's warmup-then-constant schedule with these peaks and warmup
+    /// (ORZ's recipe keys `policy_lr`, `critic_lr`, `warmup_steps`).
+    pub fn set_learning_rates(&mut self, policy_lr: f64, critic_lr: f64, warmup_steps: usize) {
+        self.policy_optimizer.schedule = LrSchedule::WarmupConstant { peak: policy_lr, warmup_steps };
+        self.critic_optimizer.schedule = LrSchedule::WarmupConstant { peak: critic_lr, warmup_steps };
     }
 
     /// Checks every field, naming the bad one: counts of at least 1, `prompt_max_len <

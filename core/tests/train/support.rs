@@ -7,7 +7,6 @@ use orz_core::model::{Critic, Policy};
 use orz_core::recipe::Preset;
 use orz_core::reward::{Reward, RewardInput, RewardOutcome, label};
 use orz_core::rng::Rng;
-use orz_core::schedule::LrSchedule;
 use orz_core::train::{PromptItem, TrainConfig, Trainer};
 use orz_reference::Reference;
 
@@ -74,8 +73,7 @@ pub fn config(n: usize, lr: f64) -> TrainConfig {
     let mut c = Preset::Tiny.config().train_config(tiny().eos_token_ids).unwrap();
     c.n_samples_per_prompt = n;
     (c.stop.max_new_tokens, c.stop.max_total_len, c.prompt_max_len, c.packing_max_len) = (4, 12, 6, 24);
-    let constant = LrSchedule::WarmupConstant { peak: lr, warmup_steps: 0 };
-    (c.policy_optimizer.schedule, c.critic_optimizer.schedule) = (constant, constant);
+    c.set_learning_rates(lr, lr, 0);
     c.critic_update_steps = 12;
     c.validate().unwrap();
     c

@@ -7,7 +7,6 @@ use orz_core::generation::GenerationStats;
 use orz_core::model::{Critic, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
-use orz_core::schedule::LrSchedule;
 use orz_core::train::{ModelKind, PromptItem, ReflectionCounts, RolloutMetrics, Trainer};
 use orz_reference::Reference;
 
@@ -195,9 +194,7 @@ fn metrics_of_a_real_tiny_iteration() {
     config.n_samples_per_prompt = 4;
     let c = &mut config;
     (c.stop.max_new_tokens, c.stop.max_total_len, c.prompt_max_len, c.packing_max_len) = (4, 12, 6, 24);
-    for o in [&mut c.policy_optimizer, &mut c.critic_optimizer] {
-        o.schedule = LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 0 };
-    }
+    c.set_learning_rates(1e-3, 1e-3, 0);
     c.critic_update_steps = 3;
     let b = Rc::new(Reference::new());
     let mut rng = Rng::seed_from_u64(3);

@@ -11,7 +11,6 @@ use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, Head, PackedBatch, Policy, Qwen2Config};
 use orz_core::recipe::Preset;
 use orz_core::rng::Rng;
-use orz_core::schedule::LrSchedule;
 use orz_core::train::{PromptItem, TrainConfig, Trainer};
 
 use super::*;
@@ -41,8 +40,7 @@ fn train_config() -> TrainConfig {
     let mut c = Preset::Tiny.config().train_config(Qwen2Config::tiny_test().eos_token_ids).unwrap();
     (c.n_samples_per_prompt, c.stop.max_new_tokens, c.stop.max_total_len) = (4, 6, 16);
     (c.prompt_max_len, c.packing_max_len, c.critic_update_steps) = (8, 32, 3);
-    c.policy_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-2, warmup_steps: 3 };
-    c.critic_optimizer.schedule = LrSchedule::WarmupConstant { peak: 1e-3, warmup_steps: 3 };
+    c.set_learning_rates(1e-2, 1e-3, 3);
     c.validate().unwrap();
     c
 }
