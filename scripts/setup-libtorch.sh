@@ -38,6 +38,26 @@ else
   has_torch || { echo "setup-libtorch: error: torch $TORCH_VERSION does not import from $VENV" >&2; exit 1; }
 fi
 
+# Gloo's headers, for orz-tch's `c10d` feature (the process groups): the torch wheel ships
+# libtorch's c10d headers and Gloo's symbols inside libtorch_cpu.so, but not the Gloo headers
+# ProcessGroupGloo.hpp includes. Debian's libgloo-dev has them (BSD-3; 49 kB); it is unpacked
+# into the venv, not installed.
+GLOO="$VENV/gloo"
+if [ ! -f "$GLOO/usr/include/gloo/config.h" ]; then
+  if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
+    echo "setup-libtorch: unpacking Gloo's headers (Debian libgloo-dev) into $GLOO" >&2
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get download libgloo-dev >/dev/null 2>&1) && dpkg -x "$tmp"/libgloo-dev_*.deb "$GLOO"; then
+      :
+    else
+      echo "setup-libtorch: warning: could not fetch libgloo-dev; orz-tch's c10d feature will not build" >&2
+    fi
+    rm -rf "$tmp"
+  else
+    echo "setup-libtorch: warning: no apt-get/dpkg to fetch Gloo's headers; orz-tch's c10d feature will not build" >&2
+  fi
+fi
+
 LIB=$(PYTHONWARNINGS=ignore "$VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 # torch-sys asks `python` (with VIRTUAL_ENV set) for libtorch's headers and libraries. The
 # binaries carry an rpath to $LIB (backends/tch/build.rs); LD_LIBRARY_PATH is a fallback for
@@ -47,4 +67,5 @@ export LIBTORCH_USE_PYTORCH=1
 export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:\$PATH"
 export LD_LIBRARY_PATH="$LIB\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export ORZ_GLOO_INCLUDE="$GLOO/usr/include"
 ENV

@@ -77,6 +77,17 @@ pub enum Error {
         /// The backend's own message.
         message: String,
     },
+    /// A collective operation failed or timed out (a rank died, hung or disagreed on shapes).
+    Collective {
+        /// The collective, e.g. `"all_reduce"`.
+        op: &'static str,
+        /// The rank that reports it.
+        rank: usize,
+        /// The world size.
+        world: usize,
+        /// What went wrong (the engine's own message, or the disagreement).
+        message: String,
+    },
     /// The device ran out of memory during a training phase ([`Error::in_phase`] turns a
     /// backend's out-of-memory error into this).
     OutOfMemory {
@@ -122,7 +133,8 @@ impl Error {
             | Error::Shape { op, .. }
             | Error::DType { op, .. }
             | Error::IndexOutOfRange { op, .. }
-            | Error::Backend { op, .. } => op,
+            | Error::Backend { op, .. }
+            | Error::Collective { op, .. } => op,
             Error::OutOfMemory { phase, .. } => phase,
         }
     }
@@ -173,6 +185,9 @@ impl fmt::Display for Error {
             }
             Error::IndexOutOfRange { op, index, size, context } => {
                 write!(f, "{op}: index {index} is out of range for size {size} ({context})")
+            }
+            Error::Collective { op, rank, world, message } => {
+                write!(f, "{op} on rank {rank} of {world}: {message}")
             }
             Error::OutOfMemory { phase, pack_len, knob, message } => write!(
                 f,

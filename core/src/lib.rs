@@ -79,6 +79,7 @@ extern crate std;
 
 pub mod backend;
 pub mod checker;
+pub mod collective;
 pub mod error;
 pub mod generation;
 pub mod model;
@@ -89,6 +90,7 @@ pub mod recipe;
 pub mod reward;
 pub mod rng;
 pub mod schedule;
+pub mod shard;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -152,6 +152,20 @@ impl<B: Backend> Qwen2<B> {
         out
     }
 
+    /// The sharding units over [`Qwen2::parameters`]: the embedding, each decoder layer, and
+    /// the final norm with the head weight (FSDP's per-layer wrapping), as index ranges.
+    pub fn parameter_units(&self) -> Vec<core::ops::Range<usize>> {
+        let per_layer = Layer::<B::Tensor>::TENSORS;
+        let mut units = Vec::with_capacity(self.layers.len() + 2);
+        units.push(0..1);
+        for l in 0..self.layers.len() {
+            units.push(1 + l * per_layer..1 + (l + 1) * per_layer);
+        }
+        let tail = 1 + self.layers.len() * per_layer;
+        units.push(tail..tail + 1 + usize::from(self.head_weight.is_some()));
+        units
+    }
+
     /// Every parameter with its Hugging Face name, in [`parameter_specs`] order (what a
     /// checkpoint writer saves).
     pub fn named_tensors(&self) -> Vec<(String, B::Tensor)> {
