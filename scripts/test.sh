@@ -46,6 +46,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 step "tests: cargo test --workspace"
 cargo test --workspace
 
+step "scale-out over libtorch's c10d (Gloo): orz-tch --features c10d, 2 and 4 processes"
+cargo clippy -p orz-tch --features c10d --all-targets -- -D warnings
+cargo test -p orz-tch --features c10d --test c10d
+
 step "benches with orz-tch: cargo test -p orz-bench --features tch (every workload once, tiny sizes)"
 cargo test -p orz-bench --features tch --lib
 

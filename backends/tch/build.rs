@@ -9,6 +9,11 @@
 //! that depend on this one as `DEP_ORZ_TCH_LIBTORCH_LIB` (their own build scripts emit the same
 //! link arguments; see conformance/build.rs). libtorch itself comes from
 //! `./scripts/setup-libtorch.sh` (a project-local venv with torch==2.11.0).
+//!
+//! With the `c10d` feature it also compiles `csrc/c10d_shim.cpp` (a C ABI over libtorch's c10d
+//! process groups) against the wheel's headers and the Gloo headers named by `ORZ_GLOO_INCLUDE`
+//! (which `./scripts/setup-libtorch.sh` unpacks and exports), the way torch-sys builds its own
+//! C++ layer.
 
 use std::path::Path;
 
@@ -23,6 +28,8 @@ fn main() {
         return;
     };
     println!("cargo:libtorch_lib={lib}");
+    #[cfg(feature = "c10d")]
+    build_c10d_shim(&lib);
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }
@@ -32,4 +39,33 @@ fn main() {
         println!("cargo:rustc-link-arg=-ltorch_cuda");
     }
     println!("cargo:rustc-link-arg=-ltorch");
+}
+
+/// Compiles the c10d shim (feature `c10d`) into a static library linked into this crate.
+#[cfg(feature = "c10d")]
+fn build_c10d_shim(lib: &str) {
+    println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
+    println!("cargo:rerun-if-env-changed=ORZ_GLOO_INCLUDE");
+    let include = Path::new(lib).join("..").join("include");
+    let gloo = std::env::var("ORZ_GLOO_INCLUDE").unwrap_or_default();
+    if gloo.is_empty() || !Path::new(&gloo).join("gloo").join("config.h").exists() {
+        panic!(
+            "orz-tch feature `c10d`: Gloo's headers were not found (ORZ_GLOO_INCLUDE={gloo:?}); run \
+             `eval \"$(./scripts/setup-libtorch.sh)\"`, which unpacks them and exports ORZ_GLOO_INCLUDE"
+        );
+    }
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .file("csrc/c10d_shim.cpp")
+        .include(&include)
+        .include(include.join("torch").join("csrc").join("api").join("include"))
+        .include(&gloo)
+        .define("USE_C10D_GLOO", None)
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .flag("-w")
+        .compile("orz_c10d_shim");
+    println!("cargo:rustc-link-search=native={lib}");
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }

@@ -31,6 +31,8 @@
 
 mod attention;
 mod backend;
+#[cfg(feature = "c10d")]
+pub mod c10d;
 mod composites;
 mod convert;
 pub mod safetensors;

@@ -72,7 +72,9 @@ pub fn scatter_len(op: &'static str, shape: &[usize], world: usize) -> Result<us
         [len] if world > 0 && len % world == 0 => Ok(len / world),
         _ => Err(Error::shape(
             op,
-            format!("needs a 1-D tensor whose length is a multiple of the world size {world}, got shape {shape:?}"),
+            format!(
+                "needs a 1-D tensor whose length is a multiple of the world size {world}, got shape {shape:?}"
+            ),
         )),
     }
 }
@@ -119,7 +121,11 @@ impl<B: Backend> Collective<B> for Single {
 
     fn broadcast(&self, _b: &B, t: &B::Tensor, root: usize) -> Result<B::Tensor> {
         if root != 0 {
-            return Err(<Single as Collective<B>>::error(self, "broadcast", &format!("root {root} is not a rank")));
+            return Err(<Single as Collective<B>>::error(
+                self,
+                "broadcast",
+                &format!("root {root} is not a rank"),
+            ));
         }
         Ok(t.clone())
     }
@@ -145,7 +151,9 @@ mod tests {
     #[test]
     fn scatter_and_gather_lengths_are_checked() {
         assert_eq!(scatter_len("rs", &[12], 4), Ok(3));
-        assert!(scatter_len("rs", &[10], 4).unwrap_err().to_string().contains("multiple of the world size 4"));
+        assert!(
+            scatter_len("rs", &[10], 4).unwrap_err().to_string().contains("multiple of the world size 4")
+        );
         assert!(scatter_len("rs", &[2, 6], 2).unwrap_err().to_string().contains("[2, 6]"));
         assert_eq!(gather_len("ag", &[5]), Ok(5));
         assert!(gather_len("ag", &[]).is_err());

@@ -94,7 +94,9 @@ impl<B: Backend> ShardedOptimizer<B> {
             if r.start != next || r.is_empty() {
                 return Err(Error::invalid(
                     OP,
-                    format!("unit {u} covers parameters {r:?}; units must be non-empty and consecutive from {next}"),
+                    format!(
+                        "unit {u} covers parameters {r:?}; units must be non-empty and consecutive from {next}"
+                    ),
                 ));
             }
             next = r.end;
@@ -117,7 +119,8 @@ impl<B: Backend> ShardedOptimizer<B> {
             units
                 .iter()
                 .map(|u| {
-                    let own: Vec<Option<B::Tensor>> = params[u.params.clone()].iter().cloned().map(Some).collect();
+                    let own: Vec<Option<B::Tensor>> =
+                        params[u.params.clone()].iter().cloned().map(Some).collect();
                     let flat = collective.broadcast(b, &u.layout.flatten(b, &own)?, 0)?;
                     let r = u.layout.shard_range(rank);
                     b.param(&b.narrow(&flat, 0, r.start, r.len())?)
@@ -228,7 +231,10 @@ impl<B: Backend> ShardedOptimizer<B> {
     /// back into the model's parameters.
     pub fn step(&mut self, b: &B) -> Result<StepReport> {
         if self.micro_batches == 0 {
-            return Err(Error::invalid("sharded optimizer step", "no micro-batch gradients were accumulated"));
+            return Err(Error::invalid(
+                "sharded optimizer step",
+                "no micro-batch gradients were accumulated",
+            ));
         }
         let mut report = StepReport {
             applied: false,
@@ -250,8 +256,9 @@ impl<B: Backend> ShardedOptimizer<B> {
         let local = [f64::from(u8::from(bad_loss.is_some())), self.sum_of_squares(b, &grads)?];
         let global = self.collective.all_reduce_host(&local, ReduceOp::Sum)?;
         if global[0] > 0.0 {
-            report.skipped_reason =
-                Some(bad_loss.unwrap_or_else(|| String::from("a micro-batch loss on another rank is not finite")));
+            report.skipped_reason = Some(
+                bad_loss.unwrap_or_else(|| String::from("a micro-batch loss on another rank is not finite")),
+            );
             return Ok(report);
         }
         let norm = global[1].sqrt();
@@ -266,7 +273,13 @@ impl<B: Backend> ShardedOptimizer<B> {
         let grads: Vec<Option<B::Tensor>> = no_grad(b, || {
             grads
                 .iter()
-                .map(|g| if report.clip_factor < 1.0 { b.affine(g, report.clip_factor, 0.0) } else { Ok(g.clone()) })
+                .map(|g| {
+                    if report.clip_factor < 1.0 {
+                        b.affine(g, report.clip_factor, 0.0)
+                    } else {
+                        Ok(g.clone())
+                    }
+                })
                 .map(|g| g.map(Some))
                 .collect::<Result<Vec<_>>>()
         })?;
@@ -281,8 +294,10 @@ impl<B: Backend> ShardedOptimizer<B> {
     /// slices summed in f64 on the host (one transfer).
     fn sum_of_squares(&self, b: &B, grads: &[B::Tensor]) -> Result<f64> {
         let sums = no_grad(b, || {
-            let per_unit =
-                grads.iter().map(|g| b.reshape(&b.sum_all(&b.mul(g, g)?)?, &[1])).collect::<Result<Vec<_>>>()?;
+            let per_unit = grads
+                .iter()
+                .map(|g| b.reshape(&b.sum_all(&b.mul(g, g)?)?, &[1]))
+                .collect::<Result<Vec<_>>>()?;
             b.cat(&per_unit, 0)
         })?;
         Ok(b.to_host_f64(&sums)?.iter().sum())
@@ -333,7 +348,8 @@ impl<B: Backend> ShardedOptimizer<B> {
         crate::error::check_len(OP, ("units", self.units.len()), ("state.params", state.params.len()))?;
         for (u, (unit, s)) in self.units.iter().zip(&state.params).enumerate() {
             let n = unit.layout.shard_len();
-            let lens = s.moments.iter().flat_map(|m| [m.m.len(), m.v.len()]).chain(s.master.iter().map(Vec::len));
+            let lens =
+                s.moments.iter().flat_map(|m| [m.m.len(), m.v.len()]).chain(s.master.iter().map(Vec::len));
             if s.shape != [n] || s.master.is_none() || lens.into_iter().any(|l| l != n) {
                 return Err(Error::shape(
                     OP,
