@@ -78,7 +78,7 @@ fn save_load_sample_train_save_load() {
     };
     let engine = EngineConfig { max_batch_slots: 4, kv_budget_bytes: 1 << 24 };
     let generator = Generator::new(SamplingParams::default(), stop, engine).unwrap();
-    let requests = [Request { prompt: vec![5, 6, 7], n: 3 }, Request { prompt: vec![9, 10], n: 2 }];
+    let requests = [Request::new(vec![5, 6, 7], 3), Request::new(vec![9, 10], 2)];
     let out = generator.generate(b, &policy, &requests, &detok, &Rng::seed_from_u64(3)).unwrap();
     assert_eq!(out.completions.len(), 5);
     assert!(out.completions.iter().all(|c| !c.tokens.is_empty() && c.tokens.len() <= 6));

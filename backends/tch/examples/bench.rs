@@ -49,9 +49,8 @@ fn generation<B: Backend>(backend: &Rc<B>, policy: &Policy<B>, reps: usize) -> (
         StopCriteria { eos_token_ids: vec![], stop_strings: vec![], max_new_tokens: 64, max_total_len: 96 };
     let engine = EngineConfig { max_batch_slots: 16, kv_budget_bytes: 1 << 28 };
     let generator = Generator::new(SamplingParams::default(), stop, engine).unwrap();
-    let requests: Vec<Request> = (0..4)
-        .map(|r| Request { prompt: (0..16).map(|i| 2 + (r * 16 + i) as u32).collect(), n: 4 })
-        .collect();
+    let requests: Vec<Request> =
+        (0..4).map(|r| Request::new((0..16).map(|i| 2 + (r * 16 + i) as u32).collect(), 4)).collect();
     let mut best = f64::MAX;
     let mut tokens = 0;
     for rep in 0..reps {

@@ -36,7 +36,7 @@ pub enum ReduceOp {
 
 /// The collective operations of a group of `world_size()` processes, on one backend's tensors
 /// (see the [module docs](self) for the contract every engine follows).
-pub trait Collective<B: Backend> {
+pub trait Collective<B: Backend>: core::fmt::Debug {
     /// This process's rank, in `0..world_size()`.
     fn rank(&self) -> usize;
     /// The number of ranks.
@@ -58,6 +58,9 @@ pub trait Collective<B: Backend> {
     fn all_reduce_host(&self, values: &[f64], op: ReduceOp) -> Result<Vec<f64>>;
     /// Every rank's host values (the same count on every rank), concatenated in rank order.
     fn all_gather_host(&self, values: &[f64]) -> Result<Vec<f64>>;
+    /// Every rank's bytes (any length per rank), in rank order: how ranks exchange records
+    /// such as their completions ([`crate::train::data_parallel`]).
+    fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>>;
 
     /// The error a collective reports: names the collective, this rank and the world size.
     fn error(&self, op: &'static str, message: &str) -> Error {
@@ -140,6 +143,10 @@ impl<B: Backend> Collective<B> for Single {
 
     fn all_gather_host(&self, values: &[f64]) -> Result<Vec<f64>> {
         Ok(values.to_vec())
+    }
+
+    fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(alloc::vec![bytes.to_vec()])
     }
 }
 

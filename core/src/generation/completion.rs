@@ -14,12 +14,21 @@ pub struct Request {
     pub prompt: Vec<u32>,
     /// How many completions to sample (ORZ `n_samples_per_prompt`), at least 1.
     pub n: usize,
+    /// The key of its random streams (sample `s` draws from `rng.fork(key).fork(s)`); `None`:
+    /// its index in the request list. A data-parallel rollout keys each request by its prompt's
+    /// index in the whole iteration, so that samples do not depend on the world size.
+    pub seed_key: Option<u64>,
 }
 
 impl Request {
     /// A request for `n` completions of `prompt`.
     pub fn new(prompt: Vec<u32>, n: usize) -> Self {
-        Request { prompt, n }
+        Request { prompt, n, seed_key: None }
+    }
+
+    /// The same request drawing from the streams keyed `key` (see [`Request::seed_key`]).
+    pub fn with_seed_key(self, key: u64) -> Self {
+        Request { seed_key: Some(key), ..self }
     }
 }
 

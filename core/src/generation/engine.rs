@@ -17,7 +17,8 @@
 //! waiting sample, or the next request's prefill, so the batch stays full while work remains.
 //!
 //! **Determinism.** Sample `s` of request `r` draws its uniforms (one per token) from its own
-//! stream `rng.fork(r).fork(s)`, so the completions do not depend on `max_batch_slots`, the KV
+//! stream `rng.fork(r).fork(s)` (`r` is the request's [`Request::seed_key`] when it has one), so
+//! the completions do not depend on `max_batch_slots`, the KV
 //! budget, or the order in which slots free up (given a model whose logits for a slot do not
 //! depend on the other rows of the batch). `rng` is not advanced: pass a fresh fork per
 //! iteration.
@@ -365,7 +366,8 @@ impl<B: Backend, M: SlotDecoder<B>, D: Detokenize> Run<'_, B, M, D> {
     /// Samples the first tokens of `group` (slot, sample) of request `r` from its shared
     /// prefill logits and makes them active.
     fn start(&mut self, r: usize, logits: &B::Tensor, group: &[(usize, usize)]) -> Result<()> {
-        let mut rngs: Vec<Rng> = group.iter().map(|&(_, s)| self.rng.fork(r as u64).fork(s as u64)).collect();
+        let key = self.requests[r].seed_key.unwrap_or(r as u64);
+        let mut rngs: Vec<Rng> = group.iter().map(|&(_, s)| self.rng.fork(key).fork(s as u64)).collect();
         let draws: Vec<f64> = rngs.iter_mut().map(Rng::uniform).collect();
         let tokens = sample_device(self.b, logits, &self.engine.params, &draws)?;
         for ((&(slot, sample), rng), token) in group.iter().zip(rngs).zip(tokens) {

@@ -261,7 +261,7 @@ impl<B: Backend> ShardedOptimizer<B> {
             );
             return Ok(report);
         }
-        let norm = global[1].sqrt();
+        let norm = num_traits::Float::sqrt(global[1]);
         report.grad_norm = norm;
         if !norm.is_finite() {
             report.skipped_reason = Some(format!("the gradient norm is {norm}"));

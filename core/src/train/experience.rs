@@ -6,10 +6,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
+use super::data_parallel::{owned, share_per_sample};
 use super::grouping::shuffled_order;
 use super::rollout::Sample;
 use crate::backend::Backend;
 use crate::backend::ops::no_grad;
+use crate::collective::{Collective, Single};
 use crate::model::packing::greedy_packs;
 use crate::model::{Critic, PackedBatch, Policy, response_positions};
 use crate::ppo::aggregation::PackLayout;
@@ -151,15 +153,32 @@ pub fn make_experience<B: Backend>(
     packing_max_len: usize,
     pack_shuffle_seed: u64,
 ) -> Result<Experience> {
+    make_experience_shared(policy, critic, samples, packing_max_len, pack_shuffle_seed, &Single)
+}
+
+/// [`make_experience`] over the ranks of `collective` (every rank passes the same samples):
+/// each rank reads the packs it owns (pack `p` on rank `p mod W`) and the ranks exchange the
+/// results ([`super::data_parallel`]), so every rank ends with the whole experience.
+pub fn make_experience_shared<B: Backend>(
+    policy: &Policy<B>,
+    critic: Option<&Critic<B>>,
+    samples: Vec<Sample>,
+    packing_max_len: usize,
+    pack_shuffle_seed: u64,
+    collective: &dyn Collective<B>,
+) -> Result<Experience> {
     let packs = build_packs(&samples, packing_max_len, pack_shuffle_seed)?;
     let b = policy.model().backend();
     let mut logp_old = vec![Vec::new(); samples.len()];
     let mut values = critic.map(|_| vec![Vec::new(); samples.len()]);
+    let mut mine = vec![false; samples.len()];
     no_grad(b, || {
-        for pack in &packs {
+        for p in owned(packs.len(), collective.rank(), collective.world_size()) {
+            let pack = &packs[p];
             let logp = pack.gather(&b.to_host_f64(&policy.next_token_log_probs(&pack.batch)?)?)?;
             for (&i, entries) in pack.samples.iter().zip(logp) {
                 logp_old[i] = entries;
+                mine[i] = true;
             }
             if let (Some(c), Some(values)) = (critic, values.as_mut()) {
                 let v = pack.gather(&b.to_host_f64(&c.values(&pack.batch)?)?)?;
@@ -170,5 +189,8 @@ pub fn make_experience<B: Backend>(
         }
         Ok(())
     })?;
+    let lengths: Vec<usize> = samples.iter().map(|s| s.response.len()).collect();
+    let logp_old = share_per_sample(collective, logp_old, &lengths, &mine)?;
+    let values = values.map(|v| share_per_sample(collective, v, &lengths, &mine)).transpose()?;
     Ok(Experience { samples, packs, logp_old, values })
 }

@@ -75,8 +75,10 @@
 
 pub mod advantages;
 pub mod config;
+pub mod data_parallel;
 pub mod experience;
 pub mod grouping;
+pub mod model_optimizer;
 pub mod report;
 pub mod resume;
 pub mod rollout;
@@ -89,6 +91,7 @@ pub use advantages::Advantages;
 pub use config::{DEFAULT_ENGINE, EstimatorChoice, PromptOverflow, TrainConfig};
 pub use experience::{Experience, Pack};
 pub use grouping::step_groups;
+pub use model_optimizer::ModelOptimizer;
 pub use report::{IterationReport, ModelKind, PhaseTimes, ReflectionCounts, RolloutMetrics, SkippedStep};
 pub use resume::TrainerState;
 pub use rollout::{PromptItem, Rollout, Sample};

@@ -31,6 +31,8 @@ pub struct PromptItem {
 pub struct Sample {
     /// Index of its prompt in the iteration's prompt list.
     pub prompt: usize,
+    /// Index of this sample among its prompt's `n_samples_per_prompt`.
+    pub sample: usize,
     /// The (truncated) prompt tokens it was sampled from.
     pub prompt_tokens: Vec<u32>,
     /// The sampled tokens (an EOS token, when sampled, included: orz-rs trains on the ids it
@@ -119,6 +121,25 @@ pub fn rollout<B: Backend, M: SlotDecoder<B>>(
     detok: &dyn Detokenize,
     rng: &Rng,
 ) -> Result<Rollout> {
+    let all: Vec<usize> = (0..prompts.len()).collect();
+    require_samples(rollout_of(backend, model, config, prompts, &all, reward, detok, rng)?)
+}
+
+/// [`rollout`] of the prompts at indices `mine` only (a rank's share of a data-parallel
+/// iteration, [`super::data_parallel`]), each keyed by its index in `prompts`; every prompt is
+/// still checked and truncated, so that every rank reports the same errors. Unlike
+/// [`rollout`], it may return no sample.
+#[allow(clippy::too_many_arguments, reason = "rollout's arguments plus the share")]
+pub fn rollout_of<B: Backend, M: SlotDecoder<B>>(
+    backend: &B,
+    model: &M,
+    config: &TrainConfig,
+    prompts: &[PromptItem],
+    mine: &[usize],
+    reward: &dyn Reward,
+    detok: &dyn Detokenize,
+    rng: &Rng,
+) -> Result<Rollout> {
     if prompts.is_empty() {
         return Err(Error::invalid("rollout", "the prompt list is empty: there is nothing to train on"));
     }
@@ -127,8 +148,18 @@ pub fn rollout<B: Backend, M: SlotDecoder<B>>(
         .enumerate()
         .map(|(i, p)| truncate_prompt(i, &p.tokens, config.prompt_max_len, config.prompt_overflow))
         .collect::<Result<Vec<_>>>()?;
-    let requests: Vec<Request> =
-        truncated.iter().map(|t| Request::new(t.clone(), config.n_samples_per_prompt)).collect();
+    if mine.is_empty() {
+        return Ok(Rollout {
+            samples: Vec::new(),
+            generated: 0,
+            dropped_empty: 0,
+            stats: GenerationStats::default(),
+        });
+    }
+    let requests: Vec<Request> = mine
+        .iter()
+        .map(|&i| Request::new(truncated[i].clone(), config.n_samples_per_prompt).with_seed_key(i as u64))
+        .collect();
     let engine = Generator::new(config.sampling, config.stop.clone(), config.engine)?;
     let decode = |tokens: &[u32]| detok.decode(tokens);
     let out = engine.generate(backend, model, &requests, &decode, rng)?;
@@ -138,23 +169,24 @@ pub fn rollout<B: Backend, M: SlotDecoder<B>>(
         if is_droppable(&c.text) {
             continue;
         }
-        let p = &prompts[c.request];
+        let prompt = mine[c.request];
+        let p = &prompts[prompt];
         let outcome = reward.score(&RewardInput::new(&p.text, &c.text, c.finish_reason, &p.reference));
         if !outcome.score.is_finite() {
             return Err(Error::invalid(
                 "reward",
                 format!(
-                    "`{}` gave the non-finite score {} to sample {} of prompt {}",
+                    "`{}` gave the non-finite score {} to sample {} of prompt {prompt}",
                     reward.name(),
                     outcome.score,
                     c.sample,
-                    c.request
                 ),
             ));
         }
         samples.push(Sample {
-            prompt: c.request,
-            prompt_tokens: truncated[c.request].clone(),
+            prompt,
+            sample: c.sample,
+            prompt_tokens: truncated[prompt].clone(),
             response: c.tokens,
             text: c.text,
             finish_reason: c.finish_reason,
@@ -162,16 +194,22 @@ pub fn rollout<B: Backend, M: SlotDecoder<B>>(
             label: outcome.label,
         });
     }
-    if samples.is_empty() {
+    let dropped_empty = generated - samples.len();
+    Ok(Rollout { samples, generated, dropped_empty, stats: out.stats })
+}
+
+/// The rollout, unless it kept no sample (every completion's text was empty): then an error.
+pub fn require_samples(rollout: Rollout) -> Result<Rollout> {
+    if rollout.samples.is_empty() {
         return Err(Error::invalid(
             "rollout",
             format!(
-                "all {generated} completions have empty text (dropped, recipe step 4): nothing to train on"
+                "all {} completions have empty text (dropped, recipe step 4): nothing to train on",
+                rollout.generated
             ),
         ));
     }
-    let dropped_empty = generated - samples.len();
-    Ok(Rollout { samples, generated, dropped_empty, stats: out.stats })
+    Ok(rollout)
 }
 
 #[cfg(test)]

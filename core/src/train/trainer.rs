@@ -3,22 +3,27 @@
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::vec::Vec;
 
 use super::advantages::{Advantages, compute_advantages};
 use super::config::TrainConfig;
-use super::experience::{Experience, make_experience};
+use super::data_parallel::{gather_rollout, owned};
+use super::experience::{Experience, make_experience_shared};
+use super::model_optimizer::ModelOptimizer;
 use super::report::{IterationReport, ModelKind, PhaseTimes, RolloutMetrics, SkippedStep};
-use super::rollout::{PromptItem, Rollout, Sample, rollout};
+use super::rollout::{PromptItem, Rollout, Sample, require_samples, rollout_of};
 use super::update::{UpdateOutcome, Updates, critic_update, policy_update};
 use crate::backend::Backend;
 use crate::backend::ops::no_grad;
+use crate::collective::{Collective, Single};
 use crate::generation::Detokenize;
 use crate::model::{Critic, Policy};
 use crate::optimizer::Optimizer;
 use crate::ppo::estimator::AdvantageEstimator;
 use crate::reward::Reward;
 use crate::rng::Rng;
+use crate::shard::ShardedOptimizer;
 use crate::{Error, Result};
 
 /// The sub-streams of iteration `k`'s generator, `rng.fork(k).fork(stream)`: part of the
@@ -49,8 +54,9 @@ pub struct Trainer<B: Backend> {
     config: TrainConfig,
     policy: Policy<B>,
     critic: Option<Critic<B>>,
-    policy_opt: Optimizer<B>,
-    critic_opt: Option<Optimizer<B>>,
+    policy_opt: ModelOptimizer<B>,
+    critic_opt: Option<ModelOptimizer<B>>,
+    collective: Rc<dyn Collective<B>>,
     estimator: Box<dyn AdvantageEstimator>,
     rng: Rng,
     iteration: u64,
@@ -99,7 +105,55 @@ impl<B: Backend> Trainer<B> {
             .as_ref()
             .map(|c| Optimizer::new(c.model().backend(), c.model().parameters(), config.critic_optimizer))
             .transpose()?;
-        Ok(Trainer { config, policy, critic, policy_opt, critic_opt, estimator, rng, iteration: 0 })
+        Ok(Trainer {
+            config,
+            policy,
+            critic,
+            policy_opt: ModelOptimizer::Local(policy_opt),
+            critic_opt: critic_opt.map(ModelOptimizer::Local),
+            collective: Rc::new(Single),
+            estimator,
+            rng,
+            iteration: 0,
+        })
+    }
+
+    /// This trainer as one rank of a data-parallel job over `collective` (every rank calls it
+    /// with the same config, seed and initial weights; rank 0's weights are broadcast): each
+    /// iteration is split across the ranks as [`super::data_parallel`] describes, and above one
+    /// rank both optimizers shard their state ([`ShardedOptimizer`]). Call it before the first
+    /// iteration; it errors once an optimizer has stepped.
+    pub fn distributed(mut self, collective: Rc<dyn Collective<B>>) -> Result<Self> {
+        if self.policy_opt.steps() > 0 || self.critic_opt.as_ref().is_some_and(|o| o.steps() > 0) {
+            return Err(Error::invalid("trainer", "a trainer becomes distributed before its first step"));
+        }
+        if collective.world_size() > 1 {
+            let model = self.policy.model();
+            self.policy_opt = ModelOptimizer::Sharded(ShardedOptimizer::new(
+                model.backend(),
+                model.parameters(),
+                &model.parameter_units(),
+                self.config.policy_optimizer,
+                Rc::clone(&collective),
+            )?);
+            if let Some(critic) = &self.critic {
+                let model = critic.model();
+                self.critic_opt = Some(ModelOptimizer::Sharded(ShardedOptimizer::new(
+                    model.backend(),
+                    model.parameters(),
+                    &model.parameter_units(),
+                    self.config.critic_optimizer,
+                    Rc::clone(&collective),
+                )?));
+            }
+        }
+        self.collective = collective;
+        Ok(self)
+    }
+
+    /// The collective the iterations are split over ([`Single`] unless [`Trainer::distributed`]).
+    pub fn collective(&self) -> &dyn Collective<B> {
+        self.collective.as_ref()
     }
 
     /// The advantage estimator.
@@ -123,22 +177,22 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// The policy's optimizer (its state, for a checkpoint).
-    pub fn policy_optimizer(&self) -> &Optimizer<B> {
+    pub fn policy_optimizer(&self) -> &ModelOptimizer<B> {
         &self.policy_opt
     }
 
     /// The policy's optimizer, mutably (to restore its state).
-    pub fn policy_optimizer_mut(&mut self) -> &mut Optimizer<B> {
+    pub fn policy_optimizer_mut(&mut self) -> &mut ModelOptimizer<B> {
         &mut self.policy_opt
     }
 
     /// The critic's optimizer.
-    pub fn critic_optimizer(&self) -> Option<&Optimizer<B>> {
+    pub fn critic_optimizer(&self) -> Option<&ModelOptimizer<B>> {
         self.critic_opt.as_ref()
     }
 
     /// The critic's optimizer, mutably.
-    pub fn critic_optimizer_mut(&mut self) -> Option<&mut Optimizer<B>> {
+    pub fn critic_optimizer_mut(&mut self) -> Option<&mut ModelOptimizer<B>> {
         self.critic_opt.as_mut()
     }
 
@@ -208,18 +262,30 @@ impl<B: Backend> Trainer<B> {
     ) -> Result<Rollout> {
         let b = self.policy.model().backend();
         let gen_rng = self.iteration_rng().fork(stream::GENERATION);
-        no_grad(b, || rollout(b, &self.policy, &self.config, prompts, reward, detok, &gen_rng))
-            .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))
+        let c = self.collective.as_ref();
+        let mine = owned(prompts.len(), c.rank(), c.world_size());
+        let local =
+            no_grad(b, || rollout_of(b, &self.policy, &self.config, prompts, &mine, reward, detok, &gen_rng))
+                .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))?;
+        let all =
+            if c.world_size() > 1 { gather_rollout(c, prompts, &self.config, reward, local)? } else { local };
+        require_samples(all)
     }
 
     /// Phase 2 (recipe steps 6 and 7): pack the shuffled samples, read the old log-probs and the
     /// values of every response token.
     pub fn experience(&self, samples: Vec<Sample>) -> Result<Experience> {
         let c = &self.config;
-        make_experience(&self.policy, self.critic.as_ref(), samples, c.packing_max_len, c.pack_shuffle_seed)
-            .map_err(|e| {
-                e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK)
-            })
+        let (len, seed) = (c.packing_max_len, c.pack_shuffle_seed);
+        make_experience_shared(
+            &self.policy,
+            self.critic.as_ref(),
+            samples,
+            len,
+            seed,
+            self.collective.as_ref(),
+        )
+        .map_err(|e| e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK))
     }
 
     /// Phase 3 (recipe steps 5 and 8): the estimator on the host in f64, whitening over the
@@ -248,7 +314,8 @@ impl<B: Backend> Trainer<B> {
         let critic = match (&self.critic, &mut self.critic_opt) {
             (Some(critic), Some(opt)) => {
                 let mut order = iter_rng.fork(stream::CRITIC_ORDER);
-                let out = critic_update(critic, opt, experience, advantages, &self.config, &mut order);
+                let c = self.collective.as_ref();
+                let out = critic_update(critic, opt, c, experience, advantages, &self.config, &mut order);
                 Some(out.map_err(|e| e.in_phase("critic step", pack_len, KNOB_TRAIN))?)
             }
             _ => None,
@@ -258,6 +325,7 @@ impl<B: Backend> Trainer<B> {
         let policy = policy_update(
             &self.policy,
             &mut self.policy_opt,
+            self.collective.as_ref(),
             experience,
             advantages,
             &self.config,

@@ -10,6 +10,7 @@
 //! backward, so the step averages its packs' losses (ORZ: `masked_mean` per packed row,
 //! gradient accumulation over the rows).
 
+use alloc::vec;
 use alloc::vec::Vec;
 use core::ops::Range;
 
@@ -17,11 +18,14 @@ use num_traits::Float;
 
 use super::advantages::Advantages;
 use super::config::TrainConfig;
+use super::data_parallel::owned;
 use super::experience::{Experience, Pack};
 use super::grouping::step_groups;
+use super::model_optimizer::ModelOptimizer;
 use crate::backend::{Backend, DType};
+use crate::collective::{Collective, ReduceOp};
 use crate::model::{Backprop, Critic, Policy};
-use crate::optimizer::{Optimizer, StepReport};
+use crate::optimizer::StepReport;
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
 use crate::ppo::policy_loss::{clip_binds, ratio_outside};
 use crate::rng::Rng;
@@ -91,10 +95,14 @@ fn weighted_sum<B: Backend>(
 /// `steps` optimizer steps over `packs` visited in an order shuffled by `rng`: each step's
 /// packs get their token weights, `micro_step(pack, weights)` gives each pack's loss and
 /// gradients ([`crate::model::Qwen2::backprop`]), which are accumulated; a non-finite loss makes
-/// the optimizer skip the step.
+/// the optimizer skip the step. Over several ranks, each step's packs are split across them
+/// (`group[j]` on rank `j mod W`, [`super::data_parallel`]), a rank with fewer packs adds empty
+/// micro-batches, and the step losses and token counts are summed over the ranks.
+#[allow(clippy::too_many_arguments, reason = "the steps' inputs and the collective")]
 fn run_steps<B: Backend>(
     b: &B,
-    opt: &mut Optimizer<B>,
+    opt: &mut ModelOptimizer<B>,
+    collective: &dyn Collective<B>,
     packs: &[Pack],
     steps: usize,
     aggregation: Aggregation,
@@ -103,6 +111,7 @@ fn run_steps<B: Backend>(
 ) -> Result<UpdateOutcome> {
     let mut order: Vec<usize> = (0..packs.len()).collect();
     rng.shuffle(&mut order);
+    let (rank, world) = (collective.rank(), collective.world_size());
     let mut out = UpdateOutcome::default();
     with_grad(b, || {
         for range in step_groups(packs.len(), steps) {
@@ -110,18 +119,41 @@ fn run_steps<B: Backend>(
             let layouts: Vec<PackLayout<'_>> = group.iter().map(|p| p.layout()).collect();
             let weights = aggregation.token_weights::<f64>(&StepTotals::of(&layouts)?, &layouts)?;
             let mut step_loss = 0.0;
-            for (pack, w) in group.iter().zip(&weights) {
+            let mine = owned(group.len(), rank, world);
+            for &j in &mine {
+                let (pack, w) = (group[j], &weights[j]);
                 let Backprop { loss, grads } = micro_step(pack, w)?;
                 opt.observe_loss(loss);
                 opt.accumulate_grads(b, &grads)?;
                 step_loss += loss;
                 out.tokens += pack.response_tokens();
             }
+            let none = vec![None; opt.params().len()];
+            for _ in mine.len()..group.len().div_ceil(world) {
+                opt.accumulate_grads(b, &none)?;
+            }
             out.steps.push(opt.step(b)?);
             out.losses.push(step_loss);
         }
         Ok(out)
     })
+    .and_then(|mut out| {
+        if world > 1 {
+            out.losses = collective.all_reduce_host(&out.losses, ReduceOp::Sum)?;
+        }
+        Ok(out)
+    })
+}
+
+/// The token counts of `out` summed over the ranks (identity for one rank).
+fn sum_counts<B: Backend>(collective: &dyn Collective<B>, out: &mut UpdateOutcome) -> Result<()> {
+    if collective.world_size() > 1 {
+        let c = [out.tokens, out.clipped_tokens, out.ratio_outside_tokens].map(|x| x as f64);
+        let s = collective.all_reduce_host(&c, ReduceOp::Sum)?;
+        (out.tokens, out.clipped_tokens, out.ratio_outside_tokens) =
+            (s[0] as usize, s[1] as usize, s[2] as usize);
+    }
+    Ok(())
 }
 
 /// Recipe step 9: `critic_update_steps` critic steps; per token the clipped value loss
@@ -129,7 +161,8 @@ fn run_steps<B: Backend>(
 /// returns `R` of recipe steps 7 and 8, aggregated as configured.
 pub fn critic_update<B: Backend>(
     critic: &Critic<B>,
-    opt: &mut Optimizer<B>,
+    opt: &mut ModelOptimizer<B>,
+    collective: &dyn Collective<B>,
     experience: &Experience,
     advantages: &Advantages,
     config: &TrainConfig,
@@ -142,7 +175,8 @@ pub fn critic_update<B: Backend>(
     let targets =
         advantages.returns.as_ref().ok_or_else(|| Error::invalid(OP, "the estimator gave no returns"))?;
     let packs = &experience.packs;
-    run_steps(b, opt, packs, config.critic_update_steps, config.aggregation, rng, |pack, w| {
+    let steps = config.critic_update_steps;
+    let mut out = run_steps(b, opt, collective, packs, steps, config.aggregation, rng, |pack, w| {
         let v_old = pack.scatter(values)?;
         let returns = pack.scatter(targets)?;
         critic.backprop_values(&pack.batch, config.memory, &mut |v, range| {
@@ -152,7 +186,9 @@ pub fn critic_update<B: Backend>(
             let returns = b.tensor_f64(&returns[range.clone()], &shape, DType::F32)?;
             weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack, range)
         })
-    })
+    })?;
+    sum_counts(collective, &mut out)?;
+    Ok(out)
 }
 
 /// Recipe step 10: `policy_update_steps` policy steps; per token the clipped PPO loss
@@ -161,7 +197,8 @@ pub fn critic_update<B: Backend>(
 /// response tokens where the clipped surrogate is strictly the smaller (their gradient is 0).
 pub fn policy_update<B: Backend>(
     policy: &Policy<B>,
-    opt: &mut Optimizer<B>,
+    opt: &mut ModelOptimizer<B>,
+    collective: &dyn Collective<B>,
     experience: &Experience,
     advantages: &Advantages,
     config: &TrainConfig,
@@ -173,6 +210,7 @@ pub fn policy_update<B: Backend>(
     let mut out = run_steps(
         b,
         opt,
+        collective,
         &experience.packs,
         config.policy_update_steps,
         config.aggregation,
@@ -196,5 +234,6 @@ pub fn policy_update<B: Backend>(
         },
     )?;
     (out.clipped_tokens, out.ratio_outside_tokens) = (clipped, outside);
+    sum_counts(collective, &mut out)?;
     Ok(out)
 }

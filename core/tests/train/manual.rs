@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use orz_core::backend::{Backend, DType};
+use orz_core::collective::Single;
 use orz_core::model::{Critic, Policy, response_positions};
 use orz_core::optimizer::Optimizer;
 use orz_core::ppo::grpo::{GroupStd, grpo_advantages};
@@ -14,7 +15,9 @@ use orz_core::train::experience::make_experience;
 use orz_core::train::rollout::rollout;
 use orz_core::train::trainer::stream;
 use orz_core::train::update::policy_update;
-use orz_core::train::{Advantages, Aggregation, EstimatorChoice, Experience, Pack, Sample, TrainConfig};
+use orz_core::train::{
+    Advantages, Aggregation, EstimatorChoice, Experience, ModelOptimizer, Pack, Sample, TrainConfig,
+};
 use orz_reference::{Reference, Tensor};
 
 use super::support::{config, contains, detok, max_diff, models, prompts, snapshot, trainer};
@@ -222,8 +225,10 @@ fn a_non_finite_loss_skips_the_step_and_says_why() {
     let Hand { b, policy, packs, experience: e, mut advantages, .. } = experience(&c);
     advantages.advantages[packs[0].samples[0]][0] = f64::NAN;
     let before = snapshot(&policy.model().parameters());
-    let mut opt = Optimizer::new(&*b, policy.model().parameters(), c.policy_optimizer).unwrap();
-    let out = policy_update(&policy, &mut opt, &e, &advantages, &c, &mut Rng::seed_from_u64(0)).unwrap();
+    let opt = Optimizer::new(&*b, policy.model().parameters(), c.policy_optimizer).unwrap();
+    let mut opt = ModelOptimizer::Local(opt);
+    let out =
+        policy_update(&policy, &mut opt, &Single, &e, &advantages, &c, &mut Rng::seed_from_u64(0)).unwrap();
     let reason = out.steps[0].skipped_reason.as_deref().unwrap();
     assert!(!out.steps[0].applied && reason.contains("NaN"), "{reason}");
     assert_eq!(max_diff(&before, &snapshot(&policy.model().parameters())), 0.0);

@@ -63,7 +63,7 @@ use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, Head, ParamSpec, Policy, Qwen2, parameter_specs};
 use orz_core::optimizer::OptimizerState;
 use orz_core::rng::Rng;
-use orz_core::train::{Trainer, TrainerState};
+use orz_core::train::{ModelOptimizer, Trainer, TrainerState};
 
 pub use optim::{EXP_AVG, EXP_AVG_SQ, MASTER};
 pub use state::{FORMAT_VERSION, RunState, check_config, config_differences};
@@ -122,14 +122,17 @@ fn write_checkpoint<B: Backend>(
     std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, "creating", e))?;
 
     let policy = trainer.policy().model();
+    let world = trainer.collective().world_size();
+    let policy_opt = local_optimizer(dir, trainer.policy_optimizer(), world)?;
     write_model(&dir.join(POLICY_DIR), policy, tokenizer_json)?;
     let policy_optimizer = optim::write_optimizer(
         policy.backend(),
         &state_dir.join(POLICY_OPTIMIZER_FILE),
-        trainer.policy_optimizer(),
+        policy_opt,
         &names(policy),
     )?;
-    let (critic_dtype, critic_optimizer) = match (trainer.critic(), trainer.critic_optimizer()) {
+    let critic_opt = trainer.critic_optimizer().map(|o| local_optimizer(dir, o, world)).transpose()?;
+    let (critic_dtype, critic_optimizer) = match (trainer.critic(), critic_opt) {
         (Some(critic), Some(opt)) => {
             let critic = critic.model();
             write_model(&dir.join(CRITIC_DIR), critic, tokenizer_json)?;
@@ -155,6 +158,23 @@ fn write_checkpoint<B: Backend>(
     state.write(&state_dir.join(STATE_FILE))?;
     atomic::sync_dir(&state_dir);
     Ok(())
+}
+
+/// The whole optimizer state of one process: a data-parallel trainer's sharded state is refused.
+fn local_optimizer<'a, B: Backend>(
+    dir: &Path,
+    opt: &'a ModelOptimizer<B>,
+    world: usize,
+) -> Result<&'a orz_core::optimizer::Optimizer<B>> {
+    opt.local().ok_or_else(|| {
+        Error::invalid(
+            dir,
+            format!(
+                "checkpoints of a data-parallel trainer (world size {world}) are not written yet: the \
+                 optimizer state is sharded over the ranks"
+            ),
+        )
+    })
 }
 
 /// The Hugging Face names of a model's parameters, in the optimizer's order.
