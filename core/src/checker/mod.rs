@@ -12,12 +12,14 @@
 //! Every input is answered in bounded time without panicking: [`CheckerLimits`] bounds the
 //! length, the nesting depth and the evaluation work, and anything beyond them is "not equal".
 
+pub mod bignum;
 pub mod compare;
 pub mod eval;
 pub mod extract;
 pub mod latex;
 pub mod minerva;
 pub mod normalize;
+pub mod value;
 
 pub use extract::{extract_answer, extract_reference, last_boxed};
 pub use normalize::{stage1_equal, strip_string};
