@@ -8,6 +8,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::minerva::drop_thousands_separators;
 use crate::rational::Rational;
 
 /// `_remove_right_units`: cut the string at `\text{ ` (a unit); `None` if it occurs twice.
@@ -134,10 +135,32 @@ fn numbers_equal(x: &str, y: &str) -> Option<bool> {
     Some(parse_float(x)? == parse_float(y)?)
 }
 
+/// Stands for a list comma while [`strip_string`] runs (it drops every comma).
+const LIST_COMMA: char = '\u{1}';
+
+/// True if `s` holds a comma that is not a thousands separator of one number (`1, 2`,
+/// `(1,2)`; not `1,000`).
+fn has_list_comma(s: &str) -> bool {
+    let t = s.replace(",\\!", ",").replace("{,}", ",").replace("\\$", "").replace('$', "");
+    t.contains(',') && drop_thousands_separators(&t).is_none()
+}
+
 /// ORZ's `is_equiv`: both sides through [`strip_string`], equal as numbers when both parse as
 /// numbers, otherwise equal as strings; raw string equality when the normalization fails.
+///
+/// Stricter than ORZ in two ways, each a false accept of ORZ's: a list keeps its commas (ORZ
+/// reads `1, 2` and `0, 1, 2` as `12` and `012`, equal numbers), and a side that normalizes to
+/// nothing (`\text{ even }`, cut as a unit) equals nothing.
 pub fn stage1_equal(a: &str, b: &str) -> bool {
+    if has_list_comma(a) || has_list_comma(b) {
+        let keep = |s: &str| strip_string(&s.replace(',', LIST_COMMA.encode_utf8(&mut [0; 4])));
+        return match (keep(a), keep(b)) {
+            (Some(x), Some(y)) => !x.is_empty() && x == y,
+            _ => a == b,
+        };
+    }
     match (strip_string(a), strip_string(b)) {
+        (Some(x), Some(y)) if x.is_empty() || y.is_empty() => a.trim() == b.trim(),
         (Some(x), Some(y)) => numbers_equal(&x, &y).unwrap_or(x == y),
         _ => a == b,
     }
@@ -241,5 +264,20 @@ mod tests {
         assert!(!stage1_equal("nan", "nan"));
         assert!(stage1_equal("1e3", "1000"));
         assert!(!stage1_equal("7241379310344827586206896551", "7241379310344827586206896552"));
+    }
+
+    #[test]
+    fn lists_keep_their_commas() {
+        assert!(!stage1_equal("1, 2", "0, 1, 2"));
+        assert!(!stage1_equal("12, 3", "1, 23"));
+        assert!(stage1_equal("1,2", "1, 2"));
+        assert!(stage1_equal("1,000", "1000"));
+        assert!(stage1_equal("(1,2)", "\\left(1, 2\\right)"));
+    }
+
+    #[test]
+    fn a_side_cut_to_nothing_equals_nothing() {
+        assert!(!stage1_equal("\\text{ even }", "\\text{ odd }"));
+        assert!(stage1_equal("\\text{ even }", "\\text{ even }"));
     }
 }
