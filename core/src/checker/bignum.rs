@@ -2,7 +2,7 @@
 //! literals of hundreds of digits compare exactly instead of through a float that overflows.
 //!
 //! Magnitudes are little-endian `u32` limbs; every result is bounded by [`MAX_BITS`] (about
-//! 6000 decimal digits), beyond which an operation gives `None` ("not comparable", never a
+//! 7200 decimal digits), beyond which an operation gives `None` ("not comparable", never a
 //! float approximation). Fractions are kept unreduced except for common powers of two;
 //! equality is decided by cross multiplication.
 
@@ -11,8 +11,9 @@ use core::cmp::Ordering;
 
 use crate::rational::Rational;
 
-/// Largest magnitude, in bits, of a numerator or denominator (2001! has 19 054 bits).
-pub const MAX_BITS: u64 = 20_000;
+/// Largest magnitude, in bits, of a numerator or denominator (2001! has 19 054 bits,
+/// 2019^{2020} has 22 175).
+pub const MAX_BITS: u64 = 24_000;
 
 /// An unsigned big integer: little-endian `u32` limbs without trailing zero limbs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,10 +106,15 @@ impl BigUint {
 
     /// `self * other`; `None` beyond [`MAX_BITS`].
     pub fn mul(&self, other: &BigUint) -> Option<BigUint> {
+        self.mul_within(other, MAX_BITS)
+    }
+
+    /// `self * other`; `None` beyond `max_bits`.
+    fn mul_within(&self, other: &BigUint, max_bits: u64) -> Option<BigUint> {
         if self.is_zero() || other.is_zero() {
             return Some(BigUint { limbs: Vec::new() });
         }
-        if self.bits() + other.bits() > MAX_BITS + 1 {
+        if self.bits() + other.bits() > max_bits + 1 {
             return None;
         }
         let mut out = alloc::vec![0u32; self.len() + other.len()];
@@ -130,7 +136,7 @@ impl BigUint {
             }
         }
         let r = BigUint { limbs: out }.trim();
-        (r.bits() <= MAX_BITS).then_some(r)
+        (r.bits() <= max_bits).then_some(r)
     }
 
     /// `(self / d, self % d)` for a nonzero small divisor.
@@ -339,7 +345,7 @@ impl BigRat {
         if self.neg != other.neg {
             return self.num.is_zero() && other.num.is_zero();
         }
-        match (self.num.mul(&other.den), other.num.mul(&self.den)) {
+        match (self.num.mul_within(&other.den, 2 * MAX_BITS), other.num.mul_within(&self.den, 2 * MAX_BITS)) {
             (Some(a), Some(b)) => a == b,
             _ => false,
         }

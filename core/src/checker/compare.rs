@@ -77,6 +77,18 @@ fn is_name(toks: &[Tok]) -> bool {
     }
 }
 
+/// True if `side` only names the answer given on `other`: a name (see [`is_name`]) whose
+/// letters do not occur on the other side (`2x+3 = x` is an equation, not a value named `x`).
+fn names(side: &[Tok], other: &[Tok]) -> bool {
+    if !is_name(side) {
+        return false;
+    }
+    if matches!(side, [Tok::Letter(_), Tok::Sym('('), ..]) {
+        return true;
+    }
+    !side.iter().any(|t| matches!(t, Tok::Letter(_) | Tok::Cmd(_)) && other.contains(t))
+}
+
 fn plain(toks: &[Tok], max_depth: usize) -> Result<Expr, ParseError> {
     match parse_expression(toks, max_depth)? {
         (e, 0) => Ok(e),
@@ -103,7 +115,8 @@ pub fn parse_items(toks: &[Tok], max_depth: usize) -> Result<Vec<Item>, ParseErr
         && !lefts.is_empty()
     {
         if let [lhs] = lefts {
-            let named = u8::from(is_name(lhs)) | (u8::from(is_name(last)) << 1);
+            // The left side names the answer when it can; else the right side may.
+            let named = if names(lhs, last) { 1 } else { u8::from(names(last, lhs)) << 1 };
             match (plain(lhs, max_depth), plain(last, max_depth)) {
                 (Ok(l), Ok(r)) => return Ok(alloc::vec![Item::Equation(l, r, named)]),
                 _ if named & 1 == 1 => toks = last,
@@ -199,11 +212,12 @@ fn sample(name: &str, point: u64) -> f64 {
 
 /// True if two sides agree: same variables, and equal values at every point where both are
 /// defined (at least [`MIN_DEFINED_POINTS`] of them when there are variables).
+///
+/// The variables are those of either side: `\sin^2x+\cos^2x` equals `1`, and `x+1` differs
+/// from `y+1` at the points.
 fn sides_equal(a: Side<'_>, b: Side<'_>, budget: &mut Budget) -> bool {
-    let vars = a.vars();
-    if vars != b.vars() {
-        return false;
-    }
+    let mut vars = a.vars();
+    vars.extend(b.vars());
     if vars.is_empty() {
         return matches!((a.eval(&[], budget), b.eval(&[], budget)), (Some(x), Some(y)) if x.approx_eq(&y));
     }
@@ -328,6 +342,9 @@ mod tests {
         assert!(!eq("x^2+1", "x^2+2"));
         assert!(!eq("x+1", "y+1"));
         assert!(eq("a+b", "b+a"));
+        assert!(eq("\\sin^2x+\\cos^2x", "1"));
+        assert!(eq("x+1-x", "1"));
+        assert!(!eq("x", "1"));
     }
 
     #[test]
@@ -341,6 +358,9 @@ mod tests {
         assert!(eq("x = 5", "y = 5"));
         assert!(!eq("x = 5", "x = 6"));
         assert!(!eq("y = 2x+1", "x = 2y+1"));
+        assert!(!eq("k = n", "k = q"));
+        assert!(!eq("y = 2x + 3", "2x+3=x"));
+        assert!(eq("k = n", "n"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::bignum::BigRat;
 use super::minerva::drop_thousands_separators;
 use crate::rational::Rational;
 
@@ -122,6 +123,17 @@ fn parse_float(t: &str) -> Option<f64> {
     t.trim().parse::<f64>().ok()
 }
 
+/// A plain decimal (`-`, digits, one `.`) as an exact big rational.
+fn big_decimal(t: &str) -> Option<BigRat> {
+    let (neg, body) = match t.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.trim()),
+    };
+    let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
+    let int_part = if int_part.is_empty() { "0" } else { int_part };
+    BigRat::from_decimal(int_part, if frac_part.is_empty() { "" } else { frac_part }, neg)
+}
+
 /// Numeric equality of two normalized strings, `None` unless both are numbers. Plain decimals
 /// compare exactly (ORZ's float comparison calls `7241379310344827586206896551` and its
 /// successor equal; this is the one place orz-rs is stricter), anything else as floats.
@@ -131,6 +143,11 @@ fn numbers_equal(x: &str, y: &str) -> Option<bool> {
         && !y.contains('/')
     {
         return Some(qx == qy);
+    }
+    // Decimals too long for `i128` compare exactly too: no float rounding makes two different
+    // 300-digit integers equal.
+    if let (Some(bx), Some(by)) = (big_decimal(x), big_decimal(y)) {
+        return Some(bx.equals(&by));
     }
     Some(parse_float(x)? == parse_float(y)?)
 }
@@ -155,7 +172,8 @@ pub fn stage1_equal(a: &str, b: &str) -> bool {
     if has_list_comma(a) || has_list_comma(b) {
         let keep = |s: &str| strip_string(&s.replace(',', LIST_COMMA.encode_utf8(&mut [0; 4])));
         return match (keep(a), keep(b)) {
-            (Some(x), Some(y)) => !x.is_empty() && x == y,
+            (Some(x), Some(y)) if x.is_empty() || y.is_empty() => a.trim() == b.trim(),
+            (Some(x), Some(y)) => x == y,
             _ => a == b,
         };
     }
@@ -264,6 +282,9 @@ mod tests {
         assert!(!stage1_equal("nan", "nan"));
         assert!(stage1_equal("1e3", "1000"));
         assert!(!stage1_equal("7241379310344827586206896551", "7241379310344827586206896552"));
+        let (a, b) = ("7".repeat(300), alloc::format!("{}8", "7".repeat(299)));
+        assert!(!stage1_equal(&a, &b));
+        assert!(stage1_equal(&a, &a.clone()));
     }
 
     #[test]
