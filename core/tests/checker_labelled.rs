@@ -38,7 +38,8 @@ fn labelled_set_agrees_at_least_99_percent() {
     let mut wrong = Vec::new();
     let (mut slowest, mut slowest_pair) = (Duration::ZERO, ("", ""));
     for r in &rows {
-        let completion = format!("<think>...</think> <answer>The answer is \\boxed{{{}}}.</answer>", r.prediction);
+        let completion =
+            format!("<think>...</think> <answer>The answer is \\boxed{{{}}}.</answer>", r.prediction);
         let start = Instant::now();
         let verdict = is_equivalent(&extract_answer(&completion), &extract_reference(r.reference));
         let took = start.elapsed();
@@ -62,7 +63,10 @@ fn labelled_set_agrees_at_least_99_percent() {
     println!("{:<20} {:>6} {agree:>6} {:>8.2}%", "overall", rows.len(), 100.0 * rate);
     println!("slowest call: {slowest:?} on {slowest_pair:?}");
     for r in &wrong {
-        println!("  disagree [{}] label {} ref {:?} pred {:?}", r.category, r.label, r.reference, r.prediction);
+        println!(
+            "  disagree [{}] label {} ref {:?} pred {:?}",
+            r.category, r.label, r.reference, r.prediction
+        );
     }
     assert!(rate >= MIN_AGREEMENT, "agreement {rate:.4} < {MIN_AGREEMENT}");
     assert!(slowest < MAX_CALL, "slowest call {slowest:?} on {slowest_pair:?}");

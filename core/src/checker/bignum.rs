@@ -139,6 +139,22 @@ impl BigUint {
         (r.bits() <= max_bits).then_some(r)
     }
 
+    /// `self *= m` in place.
+    fn mul_small(&mut self, m: u32) {
+        let mut carry = 0u64;
+        for l in self.limbs.iter_mut() {
+            let t = u64::from(*l) * u64::from(m) + carry;
+            *l = t as u32;
+            carry = t >> 32;
+        }
+        if carry > 0 {
+            self.limbs.push(carry as u32);
+        }
+        if m == 0 {
+            self.limbs.clear();
+        }
+    }
+
     /// `(self / d, self % d)` for a nonzero small divisor.
     pub fn divrem_small(&self, d: u32) -> Option<(BigUint, u32)> {
         if d == 0 {
@@ -188,7 +204,11 @@ impl BigUint {
         let ten9 = BigUint::from_u128(1_000_000_000);
         for chunk in s.as_bytes().chunks(9) {
             let part: u128 = chunk.iter().fold(0, |a, b| a * 10 + u128::from(b - b'0'));
-            let scale = if chunk.len() == 9 { ten9.clone() } else { BigUint::from_u128(10u128.pow(chunk.len() as u32)) };
+            let scale = if chunk.len() == 9 {
+                ten9.clone()
+            } else {
+                BigUint::from_u128(10u128.pow(chunk.len() as u32))
+            };
             acc = acc.mul(&scale)?.add(&BigUint::from_u128(part));
         }
         Some(acc)
@@ -264,6 +284,25 @@ impl BigRat {
             self.neg = false;
         }
         Some(self)
+    }
+
+    /// `n!` exactly; `None` beyond [`MAX_BITS`]. Factors are grouped into `u32` products, so
+    /// `2001!` takes about 700 passes of one-limb multiplication.
+    pub fn factorial(n: u32) -> Option<BigRat> {
+        let mut acc = BigUint::from_u128(1);
+        let mut group = 1u64;
+        for k in 2..=u64::from(n) {
+            if group * k > u64::from(u32::MAX) {
+                acc.mul_small(group as u32);
+                if acc.bits() > MAX_BITS {
+                    return None;
+                }
+                group = 1;
+            }
+            group *= k;
+        }
+        acc.mul_small(u32::try_from(group).ok()?);
+        (acc.bits() <= MAX_BITS).then(|| BigRat { neg: false, num: acc, den: BigUint::from_u128(1) })
     }
 
     /// The value as a small rational when numerator and denominator fit `i128`.
@@ -400,7 +439,21 @@ mod tests {
         let two = BigRat::from_rational(Rational::from_int(2).unwrap());
         assert!((two.pow(1000).unwrap().to_f64().log10() - 1000.0 * 2f64.log10()).abs() < 1e-9);
         assert!(two.pow(2008).unwrap().to_f64().is_infinite());
-        assert!(two.pow(2008).unwrap().add(&two.pow(2008).unwrap().neg()).unwrap().to_rational() == Some(Rational::ZERO));
+        assert!(
+            two.pow(2008).unwrap().add(&two.pow(2008).unwrap().neg()).unwrap().to_rational()
+                == Some(Rational::ZERO)
+        );
+    }
+
+    #[test]
+    fn factorials() {
+        let f = BigRat::factorial(25).unwrap();
+        assert_eq!(f.to_rational(), Rational::from_int(15_511_210_043_330_985_984_000_000));
+        let f2001 = BigRat::factorial(2001).unwrap();
+        let f2000 = BigRat::factorial(2000).unwrap();
+        let n = BigRat::from_rational(Rational::from_int(2001).unwrap());
+        assert!(f2001.equals(&f2000.mul(&n).unwrap()));
+        assert!(BigRat::factorial(3000).is_none());
     }
 
     #[test]

@@ -269,8 +269,9 @@ fn alt_equal(a: Alt<'_>, b: Alt<'_>, budget: &mut Budget) -> bool {
         (Alt::Equation(l1, r1, n1), Alt::Equation(l2, r2, n2)) => {
             sides_equal(Side::Diff(l1, r1), Side::Diff(l2, r2), budget)
                 || sides_equal(Side::Diff(l1, r1), Side::Diff(r2, l2), budget)
-                || values(l1, r1, n1)
-                    .any(|v| values(l2, r2, n2).any(|w| sides_equal(Side::Expr(v, 0), Side::Expr(w, 0), budget)))
+                || values(l1, r1, n1).any(|v| {
+                    values(l2, r2, n2).any(|w| sides_equal(Side::Expr(v, 0), Side::Expr(w, 0), budget))
+                })
         }
         (Alt::Equation(l, r, n), Alt::Scalar(e, s)) | (Alt::Scalar(e, s), Alt::Equation(l, r, n)) => {
             values(l, r, n).any(|v| sides_equal(Side::Expr(v, 0), Side::Expr(e, s), budget))

@@ -89,9 +89,10 @@ pub fn parse_matrix(answer: &str) -> Option<Matrix> {
 pub fn matrices_equal(a: &Matrix, b: &Matrix, mut entry_equal: impl FnMut(&str, &str) -> bool) -> bool {
     a.bars == b.bars
         && a.rows.len() == b.rows.len()
-        && a.rows.iter().zip(&b.rows).all(|(x, y)| {
-            x.len() == y.len() && x.iter().zip(y).all(|(e, f)| entry_equal(e, f))
-        })
+        && a.rows
+            .iter()
+            .zip(&b.rows)
+            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(e, f)| entry_equal(e, f)))
 }
 
 #[cfg(test)]

@@ -10,14 +10,88 @@ use super::extract::{brace_group, last_boxed};
 /// Unit and filler words removed wherever they stand as whole words (ASCII letter runs that
 /// are not control words), with a following `^2`/`^3`.
 const UNIT_WORDS: &[&str] = &[
-    "degrees", "degree", "deg", "cm", "mm", "km", "units", "unit", "inches", "inch", "in", "feet", "foot",
-    "ft", "meters", "meter", "metres", "metre", "dollars", "dollar", "cents", "cent", "mph", "hours", "hour",
-    "hrs", "minutes", "minute", "min", "seconds", "sec", "square", "sq", "ways", "points", "students",
-    "pounds", "lbs", "miles", "mile", "yards", "yard", "days", "day", "years", "year", "kg", "grams", "gm",
-    "liters", "cubic", "people", "times", "th", "centimeters", "centimeter", "millimeters", "millimeter",
-    "kilometers", "kilometer", "squared", "cm2", "m2", "meters2", "seconds", "second", "sqft", "weeks",
-    "week", "months", "month", "grams", "gram", "kilograms", "ounces", "ounce", "gallons", "gallon",
-    "percent", "mi", "yd", "hr",
+    "degrees",
+    "degree",
+    "deg",
+    "cm",
+    "mm",
+    "km",
+    "units",
+    "unit",
+    "inches",
+    "inch",
+    "in",
+    "feet",
+    "foot",
+    "ft",
+    "meters",
+    "meter",
+    "metres",
+    "metre",
+    "dollars",
+    "dollar",
+    "cents",
+    "cent",
+    "mph",
+    "hours",
+    "hour",
+    "hrs",
+    "minutes",
+    "minute",
+    "min",
+    "seconds",
+    "sec",
+    "square",
+    "sq",
+    "ways",
+    "points",
+    "students",
+    "pounds",
+    "lbs",
+    "miles",
+    "mile",
+    "yards",
+    "yard",
+    "days",
+    "day",
+    "years",
+    "year",
+    "kg",
+    "grams",
+    "gm",
+    "liters",
+    "cubic",
+    "people",
+    "times",
+    "th",
+    "centimeters",
+    "centimeter",
+    "millimeters",
+    "millimeter",
+    "kilometers",
+    "kilometer",
+    "squared",
+    "cm2",
+    "m2",
+    "meters2",
+    "seconds",
+    "second",
+    "sqft",
+    "weeks",
+    "week",
+    "months",
+    "month",
+    "grams",
+    "gram",
+    "kilograms",
+    "ounces",
+    "ounce",
+    "gallons",
+    "gallon",
+    "percent",
+    "mi",
+    "yd",
+    "hr",
 ];
 
 /// Single-letter units, removed only when they are the whole content of a text wrapper.
@@ -84,12 +158,14 @@ fn is_unit(word: &str, short_too: bool) -> bool {
 /// the parser reads as a mixed number.
 fn mixed_fractions(s: &str) -> String {
     let b = s.as_bytes();
-    let digits_from = |i: usize| b.get(i..).map_or(0, |t| t.iter().take_while(|c| c.is_ascii_digit()).count());
+    let digits_from =
+        |i: usize| b.get(i..).map_or(0, |t| t.iter().take_while(|c| c.is_ascii_digit()).count());
     let mut out = String::with_capacity(s.len() + 8);
     let mut i = 0;
     let mut copied = 0;
     while i < b.len() {
-        let before_ok = i == 0 || b.get(i - 1).is_some_and(|c| !c.is_ascii_alphanumeric() && !b"./^_\\".contains(c));
+        let before_ok =
+            i == 0 || b.get(i - 1).is_some_and(|c| !c.is_ascii_alphanumeric() && !b"./^_\\".contains(c));
         let whole = digits_from(i);
         if whole > 0 && before_ok {
             let spaces = b.get(i + whole..).map_or(0, |t| t.iter().take_while(|c| **c == b' ').count());

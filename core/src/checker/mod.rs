@@ -77,9 +77,7 @@ pub fn math_equal(prediction: &str, reference: &str, limits: &CheckerLimits) -> 
 fn stage2(prediction: &str, reference: &str, limits: &CheckerLimits, budget: &mut eval::Budget) -> bool {
     match (matrix::parse_matrix(prediction), matrix::parse_matrix(reference)) {
         (Some(a), Some(b)) => {
-            return matrix::matrices_equal(&a, &b, |x, y| {
-                stage1_equal(x, y) || stage2(x, y, limits, budget)
-            });
+            return matrix::matrices_equal(&a, &b, |x, y| stage1_equal(x, y) || stage2(x, y, limits, budget));
         }
         (Some(m), None) | (None, Some(m)) => {
             // A row or column vector against a tuple written with commas.

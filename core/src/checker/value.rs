@@ -74,7 +74,8 @@ fn snap(x: f64) -> Option<Rational> {
     let mut r = x;
     for _ in 0..40 {
         let a = r.floor();
-        let (h2, k2) = ((a as i128).checked_mul(h1)?.checked_add(h0)?, (a as i128).checked_mul(k1)?.checked_add(k0)?);
+        let (h2, k2) =
+            ((a as i128).checked_mul(h1)?.checked_add(h0)?, (a as i128).checked_mul(k1)?.checked_add(k0)?);
         if k2 > SNAP_MAX_DEN {
             return None;
         }
@@ -129,9 +130,7 @@ impl Num {
             (Num::Inf(a), Num::Inf(b)) => a == b,
             (Num::Inf(_), _) | (_, Num::Inf(_)) => false,
             (Num::F(x), Num::F(y)) => (x - y).abs() <= ABS_TOL + REL_TOL * x.abs().max(y.abs()),
-            (Num::F(x), e) | (e, Num::F(x)) => {
-                snap(*x).is_some_and(|q| Num::Q(q).approx_eq(e))
-            }
+            (Num::F(x), e) | (e, Num::F(x)) => snap(*x).is_some_and(|q| Num::Q(q).approx_eq(e)),
             (a, b) => match (as_big(a), as_big(b)) {
                 (Some(x), Some(y)) => x.equals(&y),
                 _ => false,
@@ -292,7 +291,10 @@ mod tests {
         assert!(q(1, 3).approx_eq(&Num::F(1.0 / 3.0)));
         let sqrt2 = Num::F(core::f64::consts::SQRT_2);
         assert!(!Num::Q(Rational::parse_decimal("1.41421356237310").unwrap()).approx_eq(&sqrt2));
-        assert!(!Num::Q(Rational::parse_decimal("3.14159265358979").unwrap()).approx_eq(&Num::F(core::f64::consts::PI)));
+        assert!(
+            !Num::Q(Rational::parse_decimal("3.14159265358979").unwrap())
+                .approx_eq(&Num::F(core::f64::consts::PI))
+        );
         assert!(Num::F(core::f64::consts::PI).approx_eq(&Num::F(core::f64::consts::PI + 1e-9)));
     }
 

@@ -42,9 +42,7 @@ const GLUEABLE: &[&str] = &[
 ];
 
 /// Control words that look glued but are not (`\cosh` is not `\cos h`).
-const NOT_GLUED: &[&str] = &[
-    "sinh", "cosh", "tanh", "coth", "sech", "csch", "cdots", "lnot", "pmod",
-];
+const NOT_GLUED: &[&str] = &["sinh", "cosh", "tanh", "coth", "sech", "csch", "cdots", "lnot", "pmod"];
 
 /// Splits a glued control word into the command and its trailing letters.
 fn split_glued(name: &str) -> Option<(&'static str, &str)> {

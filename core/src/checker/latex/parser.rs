@@ -4,8 +4,8 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::lexer::Tok;
 use super::super::bignum::BigRat;
+use super::lexer::Tok;
 use crate::rational::Rational;
 
 /// Binary operators.
@@ -473,12 +473,18 @@ impl Parser {
                 let f = func_named(n).ok_or(ParseError::Unexpected)?;
                 // `\sin^2 x` is `(\sin x)^2`; `\tan^{-1} x` is `\arctan x`.
                 let power = if self.eat_sym('^') {
-                    if self.eat_sym('-') { Some(Expr::Neg(Box::new(self.argument()?))) } else { Some(self.argument()?) }
+                    if self.eat_sym('-') {
+                        Some(Expr::Neg(Box::new(self.argument()?)))
+                    } else {
+                        Some(self.argument()?)
+                    }
                 } else {
                     None
                 };
                 let inverse = match (&power, f) {
-                    (Some(Expr::Neg(one)), Func::Sin | Func::Cos | Func::Tan) if small_int(one) == Some(1) => {
+                    (Some(Expr::Neg(one)), Func::Sin | Func::Cos | Func::Tan)
+                        if small_int(one) == Some(1) =>
+                    {
                         Some(match f {
                             Func::Sin => Func::Asin,
                             Func::Cos => Func::Acos,
