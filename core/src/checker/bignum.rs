@@ -8,6 +8,9 @@
 
 use alloc::vec::Vec;
 use core::cmp::Ordering;
+// Float math for no_std builds; with std, `f64`'s inherent methods take precedence.
+#[allow(unused_imports)]
+use num_traits::Float;
 
 use crate::rational::Rational;
 
@@ -324,7 +327,7 @@ impl BigRat {
     }
 
     /// `-self`.
-    pub fn neg(mut self) -> BigRat {
+    pub fn negated(mut self) -> BigRat {
         self.neg = !self.neg && !self.num.is_zero();
         self
     }
@@ -440,7 +443,7 @@ mod tests {
         assert!((two.pow(1000).unwrap().to_f64().log10() - 1000.0 * 2f64.log10()).abs() < 1e-9);
         assert!(two.pow(2008).unwrap().to_f64().is_infinite());
         assert!(
-            two.pow(2008).unwrap().add(&two.pow(2008).unwrap().neg()).unwrap().to_rational()
+            two.pow(2008).unwrap().add(&two.pow(2008).unwrap().negated()).unwrap().to_rational()
                 == Some(Rational::ZERO)
         );
     }

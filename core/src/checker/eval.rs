@@ -140,7 +140,7 @@ fn binom(n: &Num, k: &Num, budget: &mut Budget) -> Option<Num> {
 fn call(f: Func, x: Num, budget: &mut Budget) -> Option<Num> {
     match (f, &x) {
         (Func::Sqrt, _) => return root(&x, 2),
-        (Func::Abs, Num::Q(_) | Num::B(_)) => return if x.to_f64() < 0.0 { x.neg() } else { Some(x) },
+        (Func::Abs, Num::Q(_) | Num::B(_)) => return if x.to_f64() < 0.0 { x.negated() } else { Some(x) },
         (Func::Factorial, _) => return factorial(&x, budget),
         (_, Num::Inf(_)) => return None,
         (Func::Floor | Func::Ceil, Num::Q(q)) => {
@@ -181,7 +181,7 @@ pub fn eval(e: &Expr, env: &Env<'_>, budget: &mut Budget) -> Option<Num> {
         Expr::Pi => Some(Num::F(core::f64::consts::PI)),
         Expr::E => Some(Num::F(core::f64::consts::E)),
         Expr::Infinity => Some(Num::Inf(false)),
-        Expr::Neg(a) => eval(a, env, budget)?.neg(),
+        Expr::Neg(a) => eval(a, env, budget)?.negated(),
         Expr::Bin(op, a, b) => {
             let (x, y) = (eval(a, env, budget)?, eval(b, env, budget)?);
             budget.spend(x.cost(&y))?;

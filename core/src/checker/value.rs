@@ -139,10 +139,10 @@ impl Num {
     }
 
     /// `-self`.
-    pub fn neg(self) -> Option<Num> {
+    pub fn negated(self) -> Option<Num> {
         Some(match self {
-            Num::Q(q) => q.checked_neg().map_or_else(|| big(BigRat::from_rational(q).neg()), Num::Q),
-            Num::B(b) => big(b.neg()),
+            Num::Q(q) => q.checked_neg().map_or_else(|| big(BigRat::from_rational(q).negated()), Num::Q),
+            Num::B(b) => big(b.negated()),
             Num::F(x) => Num::F(-x),
             Num::Inf(neg) => Num::Inf(!neg),
         })
@@ -160,7 +160,7 @@ impl Num {
 fn big_op(op: BinOp, x: &BigRat, y: &BigRat) -> Option<BigRat> {
     match op {
         BinOp::Add => x.add(y),
-        BinOp::Sub => x.add(&y.clone().neg()),
+        BinOp::Sub => x.add(&y.clone().negated()),
         BinOp::Mul => x.mul(y),
         BinOp::Div => x.mul(&y.recip()?),
         BinOp::Pow => None,
