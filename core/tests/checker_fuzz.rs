@@ -142,6 +142,30 @@ fn costly_expressions_are_bounded() {
 }
 
 #[test]
+fn big_exact_arithmetic_is_bounded() {
+    let many = |t: &str| vec![t; 1000 / (t.len() + 1)].join(",");
+    let cases = [
+        (many("9^{7000}"), many("3^{14000}")),
+        (many("2001!"), many("2000!")),
+        (many("\\binom{2100}{1050}"), many("1")),
+        (many("2^{23000}+2^{23001}"), many("3\\cdot2^{23000}")),
+        ("2^{23999}\\cdot3^{15000}/5^{10000}".to_string(), "7^{8000}".to_string()),
+        ("(2^{20000}+1)^{2}-(2^{20000}-1)^2".to_string(), "2^{20002}".to_string()),
+        (format!("{}+1", "9".repeat(990)), format!("1{}", "0".repeat(990))),
+        ("1.0001^{100000}".to_string(), "2".to_string()),
+    ];
+    let mut slowest = Duration::ZERO;
+    for (a, b) in &cases {
+        let t = timed_check(a, b).max(timed_check(b, a)).max(timed_check(a, a));
+        println!("{t:?} on {}", &a[..a.len().min(40)]);
+        slowest = slowest.max(t);
+    }
+    println!("slowest big exact call: {slowest:?}");
+    assert!(slowest < MAX_CALL);
+    assert!(is_equivalent(&cases[6].0, &cases[6].1));
+}
+
+#[test]
 fn a_list_of_many_items_stays_within_the_work_budget() {
     let a: Vec<String> = (0..400).map(|i| format!("x+{i}")).collect();
     let b: Vec<String> = (0..400).rev().map(|i| format!("x+{i}")).collect();

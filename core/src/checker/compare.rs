@@ -15,8 +15,9 @@ pub enum Item {
     Scalar(Expr, u8),
     /// A tuple or interval: opening bracket, closing bracket, elements.
     Bracket(char, char, Vec<Expr>),
-    /// `lhs = rhs` where the left side is not a plain name.
-    Equation(Expr, Expr),
+    /// `lhs = rhs`, with a mask of the sides that only name the answer (bit 0: left, bit 1:
+    /// right), whose other side is then also the answer's value (`x = 5` is 5, `5 = x` too).
+    Equation(Expr, Expr, u8),
 }
 
 /// Points at which expressions with variables are compared.
@@ -76,6 +77,18 @@ fn is_name(toks: &[Tok]) -> bool {
     }
 }
 
+/// True if `side` only names the answer given on `other`: a name (see [`is_name`]) whose
+/// letters do not occur on the other side (`2x+3 = x` is an equation, not a value named `x`).
+fn names(side: &[Tok], other: &[Tok]) -> bool {
+    if !is_name(side) {
+        return false;
+    }
+    if matches!(side, [Tok::Letter(_), Tok::Sym('('), ..]) {
+        return true;
+    }
+    !side.iter().any(|t| matches!(t, Tok::Letter(_) | Tok::Cmd(_)) && other.contains(t))
+}
+
 fn plain(toks: &[Tok], max_depth: usize) -> Result<Expr, ParseError> {
     match parse_expression(toks, max_depth)? {
         (e, 0) => Ok(e),
@@ -84,20 +97,40 @@ fn plain(toks: &[Tok], max_depth: usize) -> Result<Expr, ParseError> {
 }
 
 /// Parses a token list into the items of an answer.
+/// `x \in S` (a name, then `\in`) without its name: `S`.
+fn without_membership(toks: &[Tok]) -> &[Tok] {
+    let parts = split_top(toks, &Tok::Cmd(String::from("in")));
+    match parts.as_slice() {
+        [name, set] if is_name(name) => set,
+        _ => toks,
+    }
+}
+
+/// Parses a token list into the items of an answer.
 pub fn parse_items(toks: &[Tok], max_depth: usize) -> Result<Vec<Item>, ParseError> {
     let max_depth = max_depth.checked_sub(1).ok_or(ParseError::TooDeep)?;
+    let mut toks = without_membership(toks);
     let sides = split_top(toks, &Tok::Sym('='));
-    let mut toks = toks;
     if let Some((last, lefts)) = sides.split_last()
         && !lefts.is_empty()
     {
-        if lefts.iter().all(|l| is_name(l)) {
+        if let [lhs] = lefts {
+            // The left side names the answer when it can; else the right side may.
+            let named = if names(lhs, last) { 1 } else { u8::from(names(last, lhs)) << 1 };
+            match (plain(lhs, max_depth), plain(last, max_depth)) {
+                (Ok(l), Ok(r)) => return Ok(alloc::vec![Item::Equation(l, r, named)]),
+                _ if named & 1 == 1 => toks = last,
+                (Err(e), _) | (_, Err(e)) => return Err(e),
+            }
+        } else if lefts.iter().all(|l| is_name(l)) {
             toks = last;
-        } else if let [lhs] = lefts {
-            return Ok(alloc::vec![Item::Equation(plain(lhs, max_depth)?, plain(last, max_depth)?)]);
         } else {
             return Err(ParseError::Unexpected);
         }
+    }
+    let unions = split_top(toks, &Tok::Cmd(String::from("cup")));
+    if unions.len() >= 2 {
+        return parse_list(&unions, max_depth);
     }
     let commas = split_top(toks, &Tok::Sym(','));
     if let (Some(first), Some(last)) = (toks.first(), toks.last())
@@ -158,7 +191,7 @@ impl Side<'_> {
             Side::Diff(a, b) => {
                 let env = Env { vars, signs: 0 };
                 let (x, y) = (eval(a, &env, budget)?, eval(b, &env, budget)?);
-                arith(BinOp::Sub, x, y)
+                arith(BinOp::Sub, &x, &y)
             }
         }
     }
@@ -179,19 +212,20 @@ fn sample(name: &str, point: u64) -> f64 {
 
 /// True if two sides agree: same variables, and equal values at every point where both are
 /// defined (at least [`MIN_DEFINED_POINTS`] of them when there are variables).
+///
+/// The variables are those of either side: `\sin^2x+\cos^2x` equals `1`, and `x+1` differs
+/// from `y+1` at the points.
 fn sides_equal(a: Side<'_>, b: Side<'_>, budget: &mut Budget) -> bool {
-    let vars = a.vars();
-    if vars != b.vars() {
-        return false;
-    }
+    let mut vars = a.vars();
+    vars.extend(b.vars());
     if vars.is_empty() {
-        return matches!((a.eval(&[], budget), b.eval(&[], budget)), (Some(x), Some(y)) if x.approx_eq(y));
+        return matches!((a.eval(&[], budget), b.eval(&[], budget)), (Some(x), Some(y)) if x.approx_eq(&y));
     }
     let mut defined = 0;
     for point in 0..POINTS {
         let env: Vec<(String, f64)> = vars.iter().map(|v| (v.clone(), sample(v, point))).collect();
         match (a.eval(&env, budget), b.eval(&env, budget)) {
-            (Some(x), Some(y)) if x.approx_eq(y) => defined += 1,
+            (Some(x), Some(y)) if x.approx_eq(&y) => defined += 1,
             (None, None) => {}
             _ => return false,
         }
@@ -204,7 +238,12 @@ fn sides_equal(a: Side<'_>, b: Side<'_>, budget: &mut Budget) -> bool {
 enum Alt<'a> {
     Scalar(&'a Expr, u32),
     Bracket(char, char, &'a [Expr]),
-    Equation(&'a Expr, &'a Expr),
+    Equation(&'a Expr, &'a Expr, u8),
+}
+
+/// The value sides of an equation: the side opposite each side that only names the answer.
+fn values<'a>(l: &'a Expr, r: &'a Expr, named: u8) -> impl Iterator<Item = &'a Expr> {
+    [(named & 1 == 1).then_some(r), (named & 2 == 2).then_some(l)].into_iter().flatten()
 }
 
 fn alternatives(items: &[Item]) -> Vec<Alt<'_>> {
@@ -213,7 +252,7 @@ fn alternatives(items: &[Item]) -> Vec<Alt<'_>> {
         match item {
             Item::Scalar(e, pm) => out.extend((0..1u32 << pm).map(|signs| Alt::Scalar(e, signs))),
             Item::Bracket(o, c, xs) => out.push(Alt::Bracket(*o, *c, xs)),
-            Item::Equation(l, r) => out.push(Alt::Equation(l, r)),
+            Item::Equation(l, r, n) => out.push(Alt::Equation(l, r, *n)),
         }
     }
     out
@@ -227,9 +266,15 @@ fn alt_equal(a: Alt<'_>, b: Alt<'_>, budget: &mut Budget) -> bool {
                 && xs.len() == ys.len()
                 && xs.iter().zip(ys).all(|(x, y)| sides_equal(Side::Expr(x, 0), Side::Expr(y, 0), budget))
         }
-        (Alt::Equation(l1, r1), Alt::Equation(l2, r2)) => {
+        (Alt::Equation(l1, r1, n1), Alt::Equation(l2, r2, n2)) => {
             sides_equal(Side::Diff(l1, r1), Side::Diff(l2, r2), budget)
                 || sides_equal(Side::Diff(l1, r1), Side::Diff(r2, l2), budget)
+                || values(l1, r1, n1).any(|v| {
+                    values(l2, r2, n2).any(|w| sides_equal(Side::Expr(v, 0), Side::Expr(w, 0), budget))
+                })
+        }
+        (Alt::Equation(l, r, n), Alt::Scalar(e, s)) | (Alt::Scalar(e, s), Alt::Equation(l, r, n)) => {
+            values(l, r, n).any(|v| sides_equal(Side::Expr(v, 0), Side::Expr(e, s), budget))
         }
         _ => false,
     }
@@ -267,8 +312,11 @@ mod tests {
         assert!(matches!(items("[0,1)").as_slice(), [Item::Bracket('[', ')', _)]));
         assert_eq!(items("1, 2, 3").len(), 3);
         assert_eq!(items("\\{1,2\\}").len(), 2);
-        assert!(matches!(items("x = 5").as_slice(), [Item::Scalar(..)]));
-        assert!(matches!(items("f(x) = x+1").as_slice(), [Item::Scalar(..)]));
+        assert!(matches!(items("x = 5").as_slice(), [Item::Equation(_, _, 1)]));
+        assert!(matches!(items("f(x) = x+1").as_slice(), [Item::Equation(_, _, 1)]));
+        assert!(matches!(items("x = 1 \\pm 2").as_slice(), [Item::Scalar(_, 1)]));
+        assert_eq!(items("(0,9) \\cup (9,36)").len(), 2);
+        assert!(matches!(items("x \\in [-2,7]").as_slice(), [Item::Bracket('[', ']', _)]));
         assert!(matches!(items("x+y = 1").as_slice(), [Item::Equation(..)]));
     }
 
@@ -295,6 +343,9 @@ mod tests {
         assert!(!eq("x^2+1", "x^2+2"));
         assert!(!eq("x+1", "y+1"));
         assert!(eq("a+b", "b+a"));
+        assert!(eq("\\sin^2x+\\cos^2x", "1"));
+        assert!(eq("x+1-x", "1"));
+        assert!(!eq("x", "1"));
     }
 
     #[test]
@@ -302,6 +353,24 @@ mod tests {
         assert!(eq("x+y=1", "1=x+y"));
         assert!(eq("x+y=1", "x+y-1=0"));
         assert!(!eq("x+y=1", "x-y=1"));
+        assert!(eq("cx = \\frac{x^2}{2}", "\\frac{x^2}{2} = cx"));
+        assert!(eq("y = 2x+1", "2x+1"));
+        assert!(eq("2x+1 = y", "2x+1"));
+        assert!(eq("x = 5", "y = 5"));
+        assert!(!eq("x = 5", "x = 6"));
+        assert!(!eq("y = 2x+1", "x = 2y+1"));
+        assert!(!eq("k = n", "k = q"));
+        assert!(!eq("y = 2x + 3", "2x+3=x"));
+        assert!(eq("k = n", "n"));
+    }
+
+    #[test]
+    fn membership_and_unions() {
+        assert!(eq("x \\in [-2, 7]", "[-2,7]"));
+        assert!(!eq("x \\in [-2, 7]", "[-2,7)"));
+        assert!(eq("(9,36)\\cup(0,9)", "(0, 9) \\cup (9, 36)"));
+        assert!(!eq("(9,36)\\cup(0,9)", "(0, 9) \\cup [9, 36)"));
+        assert!(!eq("(9,36)\\cup(0,9)", "(0, 36)"));
     }
 
     #[test]

@@ -10,60 +10,12 @@ use num_traits::Float;
 use super::latex::{BinOp, Expr, Func};
 use crate::rational::Rational;
 
-/// A value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Num {
-    /// Exact.
-    Q(Rational),
-    /// Approximate and finite.
-    F(f64),
-    /// `\infty` (`true`: negative); only literal infinities, never an overflow.
-    Inf(bool),
-}
+use super::bignum::BigRat;
+pub use super::value::{ABS_TOL, Num, REL_TOL, arith};
+use super::value::{big, finite, root};
 
-/// Relative tolerance of approximate comparisons.
-pub const REL_TOL: f64 = 1e-6;
-/// Absolute tolerance of approximate comparisons (for values near zero).
-pub const ABS_TOL: f64 = 1e-9;
-/// Largest integer exponent computed exactly.
-const MAX_EXACT_EXP: i128 = 4096;
-/// Largest factorial argument.
-const MAX_FACTORIAL: i128 = 170;
-
-impl Num {
-    /// The value as an `f64` (infinities included).
-    pub fn to_f64(self) -> f64 {
-        match self {
-            Num::Q(q) => q.to_f64(),
-            Num::F(x) => x,
-            Num::Inf(neg) => {
-                if neg {
-                    f64::NEG_INFINITY
-                } else {
-                    f64::INFINITY
-                }
-            }
-        }
-    }
-
-    /// True if two values are equal: exactly when both are exact, else within tolerance.
-    pub fn approx_eq(self, other: Num) -> bool {
-        match (self, other) {
-            (Num::Q(a), Num::Q(b)) => a == b,
-            (Num::Inf(a), Num::Inf(b)) => a == b,
-            (Num::Inf(_), _) | (_, Num::Inf(_)) => false,
-            (a, b) => {
-                let (x, y) = (a.to_f64(), b.to_f64());
-                (x - y).abs() <= ABS_TOL + REL_TOL * x.abs().max(y.abs())
-            }
-        }
-    }
-}
-
-/// A finite float as a value; `None` for NaN or an overflow.
-fn finite(x: f64) -> Option<Num> {
-    x.is_finite().then_some(Num::F(x))
-}
+/// Largest factorial argument computed exactly (2001! has 5736 digits).
+const MAX_FACTORIAL: i128 = 2100;
 
 /// A cap on evaluation steps shared by everything one comparison evaluates.
 #[derive(Debug, Clone, Copy)]
@@ -109,128 +61,87 @@ pub fn collect_vars(e: &Expr, out: &mut BTreeSet<String>) {
             collect_vars(a, out);
             collect_vars(b, out);
         }
-        Expr::Num(_) | Expr::Float(_) | Expr::Pi | Expr::E | Expr::Infinity => {}
+        Expr::Num(_) | Expr::Big(_) | Expr::Float(_) | Expr::Pi | Expr::E | Expr::Infinity => {}
     }
 }
 
-fn int_of(n: Num) -> Option<i128> {
-    match n {
-        Num::Q(q) if q.is_integer() => Some(q.numer()),
-        _ => None,
-    }
+fn int_of(n: &Num) -> Option<i128> {
+    n.as_int()
 }
 
-/// Exact integer `k`-th root of a non-negative `n`, if there is one.
-fn exact_root(n: i128, k: u32) -> Option<i128> {
-    if n < 0 || k == 0 {
+/// Γ(x) for a real `x` (Lanczos, g = 7, 9 terms; reflection below 1/2); `None` at poles.
+fn gamma(x: f64) -> Option<f64> {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x <= 0.0 && x == x.floor() {
         return None;
     }
-    let guess = (n as f64).powf(1.0 / f64::from(k)).round();
-    if !(0.0..1e19).contains(&guess) {
-        return None;
+    if x < 0.5 {
+        let s = (core::f64::consts::PI * x).sin();
+        return Some(core::f64::consts::PI / (s * gamma(1.0 - x)?));
     }
-    let g = guess as i128;
-    (g.saturating_sub(1)..=g.saturating_add(1)).find(|c| {
-        *c >= 0
-            && i32::try_from(k).ok().and_then(|e| Rational::from_int(*c)?.checked_pow(e))
-                == Rational::from_int(n)
-    })
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    let v = (2.0 * core::f64::consts::PI).sqrt() * t.powf(x + 0.5) * (-t).exp() * a;
+    v.is_finite().then_some(v)
 }
 
-/// `x^(1/k)` of a value: exact for perfect powers of rationals, real odd roots of negatives.
-fn root(x: Num, k: i128) -> Option<Num> {
-    let k32 = u32::try_from(k).ok().filter(|k| (1..=64).contains(k))?;
-    if let Num::Q(q) = x {
-        let sign = if q.numer() < 0 && k % 2 == 1 { -1 } else { 1 };
-        let exact = exact_root(q.numer() * sign, k32).zip(exact_root(q.denom(), k32));
-        if let Some((n, d)) = exact {
-            return Rational::new(n.checked_mul(sign)?, d).map(Num::Q);
-        }
-    }
-    let v = x.to_f64();
-    if v < 0.0 && k % 2 == 1 { finite(-(-v).powf(1.0 / k as f64)) } else { finite(v.powf(1.0 / k as f64)) }
-}
-
-/// `a op b`: exact when both are exact and nothing overflows, else a finite float.
-pub fn arith(op: BinOp, a: Num, b: Num) -> Option<Num> {
-    if let (Num::Q(x), Num::Q(y)) = (a, b) {
-        let exact = match op {
-            BinOp::Add => x.checked_add(y),
-            BinOp::Sub => x.checked_sub(y),
-            BinOp::Mul => x.checked_mul(y),
-            BinOp::Div => x.checked_div(y),
-            BinOp::Pow => pow_exact(x, y),
+/// `x!`: exact for integers up to [`MAX_FACTORIAL`], Γ(x + 1) for other reals.
+fn factorial(x: &Num, budget: &mut Budget) -> Option<Num> {
+    let Some(n) = int_of(x) else {
+        return match x {
+            Num::F(v) => finite(gamma(v + 1.0)?),
+            _ => None,
         };
-        if let Some(q) = exact {
-            return Some(Num::Q(q));
-        }
-        if op == BinOp::Div && y.is_zero() {
-            return None;
-        }
-    }
-    if matches!(a, Num::Inf(_)) || matches!(b, Num::Inf(_)) {
-        return None;
-    }
-    let (x, y) = (a.to_f64(), b.to_f64());
-    finite(match op {
-        BinOp::Add => x + y,
-        BinOp::Sub => x - y,
-        BinOp::Mul => x * y,
-        BinOp::Div => x / y,
-        BinOp::Pow => return pow_float(a, b),
-    })
-}
-
-fn pow_exact(x: Rational, y: Rational) -> Option<Rational> {
-    if !y.is_integer() || y.numer().abs() > MAX_EXACT_EXP {
-        return None;
-    }
-    x.checked_pow(i32::try_from(y.numer()).ok()?)
-}
-
-/// Powers that are not exact: rational exponents with odd denominators keep the sign of a
-/// negative base (`(-8)^{1/3} = -2`).
-fn pow_float(a: Num, b: Num) -> Option<Num> {
-    if let Num::Q(e) = b
-        && (2..=64).contains(&e.denom())
-    {
-        let r = root(a, e.denom())?;
-        return arith(BinOp::Pow, r, Num::Q(Rational::from_int(e.numer())?));
-    }
-    finite(a.to_f64().powf(b.to_f64()))
-}
-
-fn factorial(n: i128, budget: &mut Budget) -> Option<Num> {
+    };
     if !(0..=MAX_FACTORIAL).contains(&n) {
         return None;
     }
-    budget.spend(n.unsigned_abs() as u64)?;
-    let mut acc = Num::Q(Rational::ONE);
-    for k in 2..=n {
-        acc = arith(BinOp::Mul, acc, Num::Q(Rational::from_int(k)?))?;
-    }
-    Some(acc)
+    // About n * log2(n!) / 32 / 64 limb products (a few hundred thousand for 2001!).
+    budget.spend(1 + (n * n) as u64 / 256)?;
+    BigRat::factorial(u32::try_from(n).ok()?).map(big)
 }
 
-fn binom(n: i128, k: i128, budget: &mut Budget) -> Option<Num> {
+/// `\binom{n}{k}`: exact for integers, through Γ for other reals.
+fn binom(n: &Num, k: &Num, budget: &mut Budget) -> Option<Num> {
+    let (Some(n), Some(k)) = (int_of(n), int_of(k)) else {
+        let (n, k) = (n.to_f64(), k.to_f64());
+        return finite(gamma(n + 1.0)? / (gamma(k + 1.0)? * gamma(n - k + 1.0)?));
+    };
     if n < 0 || k < 0 || k > n {
         return Some(Num::Q(Rational::ZERO));
     }
     let k = k.min(n - k);
-    budget.spend(u64::try_from(k).ok()?)?;
+    if k > MAX_FACTORIAL {
+        return None;
+    }
     let mut acc = Num::Q(Rational::ONE);
     for i in 0..k {
-        let factor = Rational::new(n - i, i + 1)?;
-        acc = arith(BinOp::Mul, acc, Num::Q(factor))?;
+        let factor = Num::Q(Rational::new(n - i, i + 1)?);
+        budget.spend(acc.cost(&factor))?;
+        acc = arith(BinOp::Mul, &acc, &factor)?;
     }
     Some(acc)
 }
 
 fn call(f: Func, x: Num, budget: &mut Budget) -> Option<Num> {
-    match (f, x) {
-        (Func::Sqrt, _) => return root(x, 2),
-        (Func::Abs, Num::Q(q)) => return Some(Num::Q(if q.numer() < 0 { q.checked_neg()? } else { q })),
-        (Func::Factorial, _) => return factorial(int_of(x)?, budget),
+    match (f, &x) {
+        (Func::Sqrt, _) => return root(&x, 2),
+        (Func::Abs, Num::Q(_) | Num::B(_)) => return if x.to_f64() < 0.0 { x.negated() } else { Some(x) },
+        (Func::Factorial, _) => return factorial(&x, budget),
         (_, Num::Inf(_)) => return None,
         (Func::Floor | Func::Ceil, Num::Q(q)) => {
             let down = q.numer().div_euclid(q.denom());
@@ -264,29 +175,36 @@ pub fn eval(e: &Expr, env: &Env<'_>, budget: &mut Budget) -> Option<Num> {
     budget.spend(1)?;
     match e {
         Expr::Num(q) => Some(Num::Q(*q)),
+        Expr::Big(b) => Some(big(b.clone())),
         Expr::Float(x) => finite(*x),
         Expr::Var(name) => env.vars.iter().find(|(n, _)| n == name).map(|(_, v)| Num::F(*v)),
         Expr::Pi => Some(Num::F(core::f64::consts::PI)),
         Expr::E => Some(Num::F(core::f64::consts::E)),
         Expr::Infinity => Some(Num::Inf(false)),
-        Expr::Neg(a) => match eval(a, env, budget)? {
-            Num::Q(q) => q.checked_neg().map(Num::Q),
-            Num::F(x) => Some(Num::F(-x)),
-            Num::Inf(neg) => Some(Num::Inf(!neg)),
-        },
-        Expr::Bin(op, a, b) => arith(*op, eval(a, env, budget)?, eval(b, env, budget)?),
+        Expr::Neg(a) => eval(a, env, budget)?.negated(),
+        Expr::Bin(op, a, b) => {
+            let (x, y) = (eval(a, env, budget)?, eval(b, env, budget)?);
+            budget.spend(x.cost(&y))?;
+            arith(*op, &x, &y)
+        }
         Expr::PlusMinus(index, flip, a, b) => {
             let minus = (env.signs >> u32::from(*index)) & 1 == 1;
             let op = if minus != *flip { BinOp::Sub } else { BinOp::Add };
-            arith(op, eval(a, env, budget)?, eval(b, env, budget)?)
+            arith(op, &eval(a, env, budget)?, &eval(b, env, budget)?)
         }
         Expr::Call(f, a) => call(*f, eval(a, env, budget)?, budget),
-        Expr::Root(n, x) => root(eval(x, env, budget)?, int_of(eval(n, env, budget)?)?),
+        Expr::Root(n, x) => {
+            let (x, n) = (eval(x, env, budget)?, eval(n, env, budget)?);
+            match int_of(&n) {
+                Some(k) => root(&x, k),
+                None => finite(x.to_f64().powf(1.0 / n.to_f64())),
+            }
+        }
         Expr::Log(base, x) => {
             let (b, v) = (eval(base, env, budget)?.to_f64(), eval(x, env, budget)?.to_f64());
             finite(v.ln() / b.ln())
         }
-        Expr::Binom(n, k) => binom(int_of(eval(n, env, budget)?)?, int_of(eval(k, env, budget)?)?, budget),
+        Expr::Binom(n, k) => binom(&eval(n, env, budget)?, &eval(k, env, budget)?, budget),
     }
 }
 
@@ -320,10 +238,10 @@ mod tests {
 
     #[test]
     fn irrational_values_are_floats() {
-        assert!(value("2\\sqrt{2}").unwrap().approx_eq(value("\\sqrt{8}").unwrap()));
-        assert!(value("\\log_2 8").unwrap().approx_eq(Num::F(3.0)));
-        assert!(value("\\sin\\frac{\\pi}{2}").unwrap().approx_eq(Num::F(1.0)));
-        assert!(!value("\\sqrt{3}").unwrap().approx_eq(Num::F(1.732)));
+        assert!(value("2\\sqrt{2}").unwrap().approx_eq(&value("\\sqrt{8}").unwrap()));
+        assert!(value("\\log_2 8").unwrap().approx_eq(&Num::F(3.0)));
+        assert!(value("\\sin\\frac{\\pi}{2}").unwrap().approx_eq(&Num::F(1.0)));
+        assert!(!value("\\sqrt{3}").unwrap().approx_eq(&Num::F(1.732)));
     }
 
     #[test]
@@ -331,9 +249,44 @@ mod tests {
         assert_eq!(value("1/0"), None);
         assert_eq!(value("\\sqrt{-1}"), None);
         assert_eq!(value("10^{10^{10}}"), None);
-        assert_eq!(value("1000!"), None);
+        assert_eq!(value("3000!"), None);
         assert_eq!(value("\\infty+1"), None);
         assert_eq!(value("-\\infty"), Some(Num::Inf(true)));
+    }
+
+    #[test]
+    fn big_exact_values() {
+        let digits = "1606938044258990275541962092341162602522202993782792835301376";
+        assert!(value("2^{200}").unwrap().approx_eq(&value(digits).unwrap()));
+        assert!(!value("2^{200}+1").unwrap().approx_eq(&value(digits).unwrap()));
+        assert!(value("\\frac{1}{4^{2016}}").unwrap().approx_eq(&value("2^{-4032}").unwrap()));
+        assert!(value("2001!").unwrap().approx_eq(&value("2001 \\cdot 2000!").unwrap()));
+        assert!(!value("2001!").unwrap().approx_eq(&value("2000!").unwrap()));
+        let a = "1".repeat(300);
+        let b = alloc::format!("{}2", "1".repeat(299));
+        assert!(!value(&a).unwrap().approx_eq(&value(&b).unwrap()));
+        assert!(value(&a).unwrap().approx_eq(&value(&a).unwrap()));
+    }
+
+    #[test]
+    fn gamma_extends_factorials_and_binomials() {
+        let g = gamma(4.5).unwrap();
+        assert!((g - 11.631_728_396_567_45).abs() < 1e-9);
+        assert!(gamma(-1.0).is_none());
+        let at = |s: &str, x: f64| {
+            let (e, _) = parse_expression(&lex(s, 1000).unwrap(), 32).unwrap();
+            let vars = [(String::from("n"), x)];
+            eval(&e, &Env { vars: &vars, signs: 0 }, &mut Budget::new(100_000)).unwrap().to_f64()
+        };
+        assert!((at("(n+1)!", 1.7) - 1.7 * at("n!", 1.7) - at("n!", 1.7)).abs() < 1e-9);
+        assert!((at("\\binom{n}{2}", 1.7) - 1.7 * 0.7 / 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn inverse_trig_and_nth_roots() {
+        assert!(value("\\tan^{-1} 1").unwrap().approx_eq(&value("\\frac{\\pi}{4}").unwrap()));
+        assert!(value("\\sin^{-1}(1)").unwrap().approx_eq(&value("\\arcsin 1").unwrap()));
+        assert!(value("\\sqrt[3]{27}").unwrap().approx_eq(&value("3").unwrap()));
     }
 
     #[test]

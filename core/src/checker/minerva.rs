@@ -10,11 +10,88 @@ use super::extract::{brace_group, last_boxed};
 /// Unit and filler words removed wherever they stand as whole words (ASCII letter runs that
 /// are not control words), with a following `^2`/`^3`.
 const UNIT_WORDS: &[&str] = &[
-    "degrees", "degree", "deg", "cm", "mm", "km", "units", "unit", "inches", "inch", "in", "feet", "foot",
-    "ft", "meters", "meter", "metres", "metre", "dollars", "dollar", "cents", "cent", "mph", "hours", "hour",
-    "hrs", "minutes", "minute", "min", "seconds", "sec", "square", "sq", "ways", "points", "students",
-    "pounds", "lbs", "miles", "mile", "yards", "yard", "days", "day", "years", "year", "kg", "grams", "gm",
-    "liters", "cubic", "people", "times", "th",
+    "degrees",
+    "degree",
+    "deg",
+    "cm",
+    "mm",
+    "km",
+    "units",
+    "unit",
+    "inches",
+    "inch",
+    "in",
+    "feet",
+    "foot",
+    "ft",
+    "meters",
+    "meter",
+    "metres",
+    "metre",
+    "dollars",
+    "dollar",
+    "cents",
+    "cent",
+    "mph",
+    "hours",
+    "hour",
+    "hrs",
+    "minutes",
+    "minute",
+    "min",
+    "seconds",
+    "sec",
+    "square",
+    "sq",
+    "ways",
+    "points",
+    "students",
+    "pounds",
+    "lbs",
+    "miles",
+    "mile",
+    "yards",
+    "yard",
+    "days",
+    "day",
+    "years",
+    "year",
+    "kg",
+    "grams",
+    "gm",
+    "liters",
+    "cubic",
+    "people",
+    "times",
+    "th",
+    "centimeters",
+    "centimeter",
+    "millimeters",
+    "millimeter",
+    "kilometers",
+    "kilometer",
+    "squared",
+    "cm2",
+    "m2",
+    "meters2",
+    "seconds",
+    "second",
+    "sqft",
+    "weeks",
+    "week",
+    "months",
+    "month",
+    "grams",
+    "gram",
+    "kilograms",
+    "ounces",
+    "ounce",
+    "gallons",
+    "gallon",
+    "percent",
+    "mi",
+    "yd",
+    "hr",
 ];
 
 /// Single-letter units, removed only when they are the whole content of a text wrapper.
@@ -70,9 +147,53 @@ fn skip_unit_power(s: &str) -> &str {
     s
 }
 
+/// True if `word` (one or more words: `square centimeters`) names only units.
 fn is_unit(word: &str, short_too: bool) -> bool {
-    let w = word.trim();
-    UNIT_WORDS.contains(&w) || (short_too && SHORT_UNITS.contains(&w))
+    let mut words = word.split_whitespace().map(|w| w.trim_end_matches('.')).peekable();
+    words.peek().is_some()
+        && words.all(|w| UNIT_WORDS.contains(&w) || (short_too && SHORT_UNITS.contains(&w)))
+}
+
+/// `4 2/3` (a whole number, spaces, a proper fraction of integers) as `4\frac{2}{3}`, which
+/// the parser reads as a mixed number.
+fn mixed_fractions(s: &str) -> String {
+    let b = s.as_bytes();
+    let digits_from =
+        |i: usize| b.get(i..).map_or(0, |t| t.iter().take_while(|c| c.is_ascii_digit()).count());
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        let before_ok =
+            i == 0 || b.get(i - 1).is_some_and(|c| !c.is_ascii_alphanumeric() && !b"./^_\\".contains(c));
+        let whole = digits_from(i);
+        if whole > 0 && before_ok {
+            let spaces = b.get(i + whole..).map_or(0, |t| t.iter().take_while(|c| **c == b' ').count());
+            let num_at = i + whole + spaces;
+            let num = digits_from(num_at);
+            let den = if b.get(num_at + num) == Some(&b'/') { digits_from(num_at + num + 1) } else { 0 };
+            let end = num_at + num + 1 + den;
+            let after_ok = !b.get(end).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.');
+            if spaces > 0 && num > 0 && den > 0 && after_ok {
+                out.push_str(s.get(copied..i).unwrap_or(""));
+                let part = |a: usize, n: usize| s.get(a..a + n).unwrap_or("");
+                out.push_str(&alloc::format!(
+                    "{}\\frac{{{}}}{{{}}}",
+                    part(i, whole),
+                    part(num_at, num),
+                    part(num_at + num + 1, den)
+                ));
+                copied = end;
+                i = end;
+                continue;
+            }
+            i += whole;
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(s.get(copied..).unwrap_or(""));
+    out
 }
 
 /// Unwraps `\text{...}` and its kin: a unit is removed (with its power), `and`/`or` become a
@@ -139,7 +260,7 @@ fn remove_unit_words(s: &str) -> String {
 }
 
 /// `1,000,000` (the whole answer, optional sign and decimals) without its separators.
-fn drop_thousands_separators(s: &str) -> Option<String> {
+pub fn drop_thousands_separators(s: &str) -> Option<String> {
     let t = s.trim();
     let body = t.strip_prefix('-').unwrap_or(t);
     let (int_part, frac) = body.split_once('.').unwrap_or((body, ""));
@@ -164,7 +285,8 @@ pub fn normalize(answer: &str) -> String {
     s = unwrap_text(&s);
     s = remove_unit_words(&s);
     s = s.replace(['%', '$'], "");
-    drop_thousands_separators(&s).unwrap_or(s)
+    s = drop_thousands_separators(&s).unwrap_or(s);
+    mixed_fractions(&s)
 }
 
 #[cfg(test)]
@@ -207,6 +329,23 @@ mod tests {
         assert_eq!(normalize("-12,345.5"), "-12345.5");
         assert_eq!(normalize("1,2"), "1,2");
         assert_eq!(normalize("(100,200)"), "(100,200)");
+    }
+
+    #[test]
+    fn multi_word_units_and_wrappings() {
+        assert_eq!(normalize("24\\mbox{ square centimeters}").trim(), "24");
+        assert_eq!(normalize("5\\ \\text{cm}").trim(), "5");
+        assert_eq!(normalize("3\\,\\text{m}").trim(), "3");
+        assert_eq!(normalize("\\text{ even }").trim(), "even");
+    }
+
+    #[test]
+    fn spaced_mixed_numbers_become_fracs() {
+        assert_eq!(normalize("4 2/3"), "4\\frac{2}{3}");
+        assert_eq!(normalize("-4 2/3"), "-4\\frac{2}{3}");
+        assert_eq!(normalize("4 2/3x"), "4 2/3x");
+        assert_eq!(normalize("x 2/3"), "x 2/3");
+        assert_eq!(normalize("1, 2/3"), "1, 2/3");
     }
 
     #[test]

@@ -12,12 +12,16 @@
 //! Every input is answered in bounded time without panicking: [`CheckerLimits`] bounds the
 //! length, the nesting depth and the evaluation work, and anything beyond them is "not equal".
 
+pub mod bignum;
 pub mod compare;
 pub mod eval;
 pub mod extract;
 pub mod latex;
+pub mod matrix;
 pub mod minerva;
 pub mod normalize;
+pub mod value;
+pub mod words;
 
 pub use extract::{extract_answer, extract_reference, last_boxed};
 pub use normalize::{stage1_equal, strip_string};
@@ -65,12 +69,38 @@ impl Verdict {
 
 /// Stage 2 alone: true if the two answers are mathematically equal within `limits`.
 pub fn math_equal(prediction: &str, reference: &str, limits: &CheckerLimits) -> bool {
+    stage2(prediction, reference, limits, &mut eval::Budget::new(limits.max_work))
+}
+
+/// Stage 2 under a shared budget: matrices entry by entry, words as words, the rest parsed and
+/// compared by value.
+fn stage2(prediction: &str, reference: &str, limits: &CheckerLimits, budget: &mut eval::Budget) -> bool {
+    match (matrix::parse_matrix(prediction), matrix::parse_matrix(reference)) {
+        (Some(a), Some(b)) => {
+            return matrix::matrices_equal(&a, &b, |x, y| stage1_equal(x, y) || stage2(x, y, limits, budget));
+        }
+        (Some(m), None) | (None, Some(m)) => {
+            // A row or column vector against a tuple written with commas.
+            let other = if matrix::parse_matrix(prediction).is_some() { reference } else { prediction };
+            return match m.vector() {
+                Some(v) if !m.bars && v.len() >= 2 && other.contains(',') => {
+                    let tuple = alloc::format!("({})", v.join(","));
+                    stage2(&tuple, other, limits, budget)
+                }
+                _ => false,
+            };
+        }
+        (None, None) => {}
+    }
+    if let (Some(a), Some(b)) = (words::word_text(prediction), words::word_text(reference)) {
+        return a == b;
+    }
     let parse = |s: &str| {
         let toks = latex::lex(&minerva::normalize(s), limits.max_tokens).ok()?;
         compare::parse_items(&toks, limits.max_depth).ok()
     };
     match (parse(prediction), parse(reference)) {
-        (Some(a), Some(b)) => compare::items_equal(&a, &b, &mut eval::Budget::new(limits.max_work)),
+        (Some(a), Some(b)) => compare::items_equal(&a, &b, budget),
         _ => false,
     }
 }

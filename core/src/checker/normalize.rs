@@ -8,6 +8,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::bignum::BigRat;
+use super::minerva::drop_thousands_separators;
 use crate::rational::Rational;
 
 /// `_remove_right_units`: cut the string at `\text{ ` (a unit); `None` if it occurs twice.
@@ -121,6 +123,17 @@ fn parse_float(t: &str) -> Option<f64> {
     t.trim().parse::<f64>().ok()
 }
 
+/// A plain decimal (`-`, digits, one `.`) as an exact big rational.
+fn big_decimal(t: &str) -> Option<BigRat> {
+    let (neg, body) = match t.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.trim()),
+    };
+    let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
+    let int_part = if int_part.is_empty() { "0" } else { int_part };
+    BigRat::from_decimal(int_part, if frac_part.is_empty() { "" } else { frac_part }, neg)
+}
+
 /// Numeric equality of two normalized strings, `None` unless both are numbers. Plain decimals
 /// compare exactly (ORZ's float comparison calls `7241379310344827586206896551` and its
 /// successor equal; this is the one place orz-rs is stricter), anything else as floats.
@@ -131,13 +144,41 @@ fn numbers_equal(x: &str, y: &str) -> Option<bool> {
     {
         return Some(qx == qy);
     }
+    // Decimals too long for `i128` compare exactly too: no float rounding makes two different
+    // 300-digit integers equal.
+    if let (Some(bx), Some(by)) = (big_decimal(x), big_decimal(y)) {
+        return Some(bx.equals(&by));
+    }
     Some(parse_float(x)? == parse_float(y)?)
+}
+
+/// Stands for a list comma while [`strip_string`] runs (it drops every comma).
+const LIST_COMMA: char = '\u{1}';
+
+/// True if `s` holds a comma that is not a thousands separator of one number (`1, 2`,
+/// `(1,2)`; not `1,000`).
+fn has_list_comma(s: &str) -> bool {
+    let t = s.replace(",\\!", ",").replace("{,}", ",").replace("\\$", "").replace('$', "");
+    t.contains(',') && drop_thousands_separators(&t).is_none()
 }
 
 /// ORZ's `is_equiv`: both sides through [`strip_string`], equal as numbers when both parse as
 /// numbers, otherwise equal as strings; raw string equality when the normalization fails.
+///
+/// Stricter than ORZ in two ways, each a false accept of ORZ's: a list keeps its commas (ORZ
+/// reads `1, 2` and `0, 1, 2` as `12` and `012`, equal numbers), and a side that normalizes to
+/// nothing (`\text{ even }`, cut as a unit) equals nothing.
 pub fn stage1_equal(a: &str, b: &str) -> bool {
+    if has_list_comma(a) || has_list_comma(b) {
+        let keep = |s: &str| strip_string(&s.replace(',', LIST_COMMA.encode_utf8(&mut [0; 4])));
+        return match (keep(a), keep(b)) {
+            (Some(x), Some(y)) if x.is_empty() || y.is_empty() => a.trim() == b.trim(),
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        };
+    }
     match (strip_string(a), strip_string(b)) {
+        (Some(x), Some(y)) if x.is_empty() || y.is_empty() => a.trim() == b.trim(),
         (Some(x), Some(y)) => numbers_equal(&x, &y).unwrap_or(x == y),
         _ => a == b,
     }
@@ -241,5 +282,23 @@ mod tests {
         assert!(!stage1_equal("nan", "nan"));
         assert!(stage1_equal("1e3", "1000"));
         assert!(!stage1_equal("7241379310344827586206896551", "7241379310344827586206896552"));
+        let (a, b) = ("7".repeat(300), alloc::format!("{}8", "7".repeat(299)));
+        assert!(!stage1_equal(&a, &b));
+        assert!(stage1_equal(&a, &a.clone()));
+    }
+
+    #[test]
+    fn lists_keep_their_commas() {
+        assert!(!stage1_equal("1, 2", "0, 1, 2"));
+        assert!(!stage1_equal("12, 3", "1, 23"));
+        assert!(stage1_equal("1,2", "1, 2"));
+        assert!(stage1_equal("1,000", "1000"));
+        assert!(stage1_equal("(1,2)", "\\left(1, 2\\right)"));
+    }
+
+    #[test]
+    fn a_side_cut_to_nothing_equals_nothing() {
+        assert!(!stage1_equal("\\text{ even }", "\\text{ odd }"));
+        assert!(stage1_equal("\\text{ even }", "\\text{ even }"));
     }
 }

@@ -34,6 +34,27 @@ pub enum LexError {
 /// Longest run of adjacent plain letters accepted as a product of variables (`AB`).
 const MAX_LETTER_RUN: usize = 2;
 
+/// Control words that may be glued to a following variable (`\cosx`, `\piR^2`), longest
+/// first; a glued name splits into one of them and one or two letters.
+const GLUEABLE: &[&str] = &[
+    "arcsin", "arccos", "arctan", "theta", "alpha", "gamma", "delta", "sin", "cos", "tan", "sec", "csc",
+    "cot", "log", "exp", "beta", "ln", "pi", "mu",
+];
+
+/// Control words that look glued but are not (`\cosh` is not `\cos h`).
+const NOT_GLUED: &[&str] = &["sinh", "cosh", "tanh", "coth", "sech", "csch", "cdots", "lnot", "pmod"];
+
+/// Splits a glued control word into the command and its trailing letters.
+fn split_glued(name: &str) -> Option<(&'static str, &str)> {
+    if NOT_GLUED.contains(&name) {
+        return None;
+    }
+    GLUEABLE.iter().find_map(|cmd| {
+        let rest = name.strip_prefix(cmd)?;
+        (1..=MAX_LETTER_RUN).contains(&rest.len()).then_some((*cmd, rest))
+    })
+}
+
 /// Maps the few Unicode math symbols models write to their LaTeX tokens.
 fn unicode_token(c: char) -> Option<Tok> {
     Some(match c {
@@ -101,7 +122,14 @@ pub fn lex(s: &str, max_tokens: usize) -> Result<Vec<Tok>, LexError> {
                         name.push(l);
                         chars.next();
                     }
-                    out.push(Tok::Cmd(name));
+                    match split_glued(&name) {
+                        Some((cmd, rest)) => {
+                            out.push(Tok::Cmd(String::from(cmd)));
+                            out.extend(rest.chars().map(Tok::Letter));
+                            letter_run = rest.len();
+                        }
+                        None => out.push(Tok::Cmd(name)),
+                    }
                 }
                 Some(n) => {
                     chars.next();
@@ -158,6 +186,16 @@ mod tests {
         assert_eq!(lex("a b c", 100).map(|t| t.len()), Ok(3));
         assert_eq!(lex("#", 100), Err(LexError::Unsupported));
         assert_eq!(lex("1+1+1", 3), Err(LexError::TooLong));
+    }
+
+    #[test]
+    fn glued_control_words_split() {
+        assert_eq!(toks("\\cosx"), vec![Tok::Cmd("cos".into()), Tok::Letter('x')]);
+        assert_eq!(toks("\\piR"), vec![Tok::Cmd("pi".into()), Tok::Letter('R')]);
+        assert_eq!(toks("\\cosh"), vec![Tok::Cmd("cosh".into())]);
+        assert_eq!(toks("\\sin"), vec![Tok::Cmd("sin".into())]);
+        assert_eq!(toks("\\cdots"), vec![Tok::Cmd("cdots".into())]);
+        assert_eq!(lex("\\sinxyz", 100), Ok(vec![Tok::Cmd("sinxyz".into())]));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::super::bignum::BigRat;
 use super::lexer::Tok;
 use crate::rational::Rational;
 
@@ -64,7 +65,9 @@ pub enum Func {
 pub enum Expr {
     /// An exact number literal.
     Num(Rational),
-    /// A number literal too large for [`Rational`].
+    /// An exact number literal too large for [`Rational`].
+    Big(BigRat),
+    /// A number literal too large for exact arithmetic.
     Float(f64),
     /// A variable (`x`, `a_1`, `\alpha`).
     Var(String),
@@ -181,6 +184,43 @@ pub fn parse_expression(toks: &[Tok], max_depth: usize) -> Result<(Expr, u8), Pa
     Ok((e, p.pm))
 }
 
+/// A number literal: small exact, big exact, else a float.
+fn number(text: &str) -> Result<Expr, ParseError> {
+    if let Some(q) = Rational::parse_decimal(text) {
+        return Ok(Expr::Num(q));
+    }
+    let (int_part, frac_part) = text.split_once('.').unwrap_or((text, ""));
+    match BigRat::from_decimal(int_part, frac_part, false) {
+        Some(b) => Ok(Expr::Big(b)),
+        None => Ok(Expr::Float(text.parse::<f64>().map_err(|_| ParseError::Unexpected)?)),
+    }
+}
+
+/// The integer value of a plain integer literal.
+fn small_int(e: &Expr) -> Option<i128> {
+    match e {
+        Expr::Num(q) if q.is_integer() && q.numer() >= 0 => Some(q.numer()),
+        _ => None,
+    }
+}
+
+/// `n \frac{p}{q}` with `0 < p < q` (integers): the mixed number `n + p/q`, as written on
+/// MATH answers (`4\frac{2}{3}` is 14/3, `1\frac34` is 7/4); `None` for any other product.
+fn mixed_number(whole: &Expr, frac: &Expr) -> Option<Expr> {
+    let Expr::Bin(BinOp::Div, p, q) = frac else { return None };
+    let (p, q) = (small_int(p)?, small_int(q)?);
+    if !(0 < p && p < q) {
+        return None;
+    }
+    let (negative, w) = match whole {
+        Expr::Neg(w) => (true, &**w),
+        w => (false, w),
+    };
+    small_int(w)?;
+    let sum = bin(BinOp::Add, w.clone(), frac.clone());
+    Some(if negative { Expr::Neg(Box::new(sum)) } else { sum })
+}
+
 fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
     Expr::Bin(op, Box::new(a), Box::new(b))
 }
@@ -265,7 +305,14 @@ impl Parser {
             } else if self.eat_sym('/') || self.is_cmd(&["div"]) && self.next().is_some() {
                 acc = bin(BinOp::Div, acc, self.factor()?);
             } else if self.starts_atom() {
-                acc = bin(BinOp::Mul, acc, self.power()?);
+                let frac_next = self.is_cmd(&["frac", "dfrac", "tfrac"]);
+                let rhs = self.power()?;
+                acc = match (frac_next, &acc) {
+                    (true, Expr::Num(_) | Expr::Neg(_)) => {
+                        mixed_number(&acc, &rhs).unwrap_or_else(|| bin(BinOp::Mul, acc, rhs))
+                    }
+                    _ => bin(BinOp::Mul, acc, rhs),
+                };
             } else {
                 return Ok(acc);
             }
@@ -359,10 +406,15 @@ impl Parser {
     fn atom(&mut self) -> Result<Expr, ParseError> {
         let tok = self.next().ok_or(ParseError::Eof)?;
         Ok(match tok {
-            Tok::Num(text) => match Rational::parse_decimal(&text) {
-                Some(q) => Expr::Num(q),
-                None => Expr::Float(text.parse::<f64>().map_err(|_| ParseError::Unexpected)?),
-            },
+            Tok::Num(text) if self.peek() == Some(&Tok::Sym('_')) && !text.contains('.') => {
+                // A numeral in another base (`52_8`, `52_{8}`): a value of its own, equal only
+                // to the same digits in the same base.
+                self.pos += 1;
+                let mut name = String::from(text.trim_start_matches('0'));
+                name.push_str(&self.subscript()?);
+                Expr::Var(name)
+            }
+            Tok::Num(text) => number(&text)?,
             Tok::Letter('e') => Expr::E,
             Tok::Letter(c) => {
                 let mut name = String::from(c);
@@ -419,12 +471,32 @@ impl Parser {
             }
             n => {
                 let f = func_named(n).ok_or(ParseError::Unexpected)?;
-                // `\sin^2 x` is `(\sin x)^2`.
-                let power = if self.eat_sym('^') { Some(self.argument()?) } else { None };
-                let call = Expr::Call(f, Box::new(self.function_argument()?));
-                match power {
-                    Some(p) => bin(BinOp::Pow, call, p),
-                    None => call,
+                // `\sin^2 x` is `(\sin x)^2`; `\tan^{-1} x` is `\arctan x`.
+                let power = if self.eat_sym('^') {
+                    if self.eat_sym('-') {
+                        Some(Expr::Neg(Box::new(self.argument()?)))
+                    } else {
+                        Some(self.argument()?)
+                    }
+                } else {
+                    None
+                };
+                let inverse = match (&power, f) {
+                    (Some(Expr::Neg(one)), Func::Sin | Func::Cos | Func::Tan)
+                        if small_int(one) == Some(1) =>
+                    {
+                        Some(match f {
+                            Func::Sin => Func::Asin,
+                            Func::Cos => Func::Acos,
+                            _ => Func::Atan,
+                        })
+                    }
+                    _ => None,
+                };
+                let call = Expr::Call(inverse.unwrap_or(f), Box::new(self.function_argument()?));
+                match (power, inverse) {
+                    (Some(p), None) => bin(BinOp::Pow, call, p),
+                    _ => call,
                 }
             }
         })
