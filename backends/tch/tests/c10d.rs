@@ -15,6 +15,8 @@
 //!   at toy sizes, 3 iterations): W = 1 through Gloo is the single-process run bit for bit; at
 //!   W = 2 and 4 every rank ends within 5e-6 of the single-process weights and 1e-6 of its
 //!   metrics (measured: 4.9e-7 and 9.2e-8; the gradient sums are added in another order);
+//! - checkpoints of the data-parallel trainer: saved at W = 2 (the one-process layout, rank 0
+//!   writing), they resume bit for bit at W = 2, and within rounding at W = 4 and in one process;
 //! - faults: a rank that exits, and a rank that hangs past the timeout, make the others fail
 //!   with an error naming the collective and their rank.
 
@@ -109,6 +111,7 @@ fn worker() {
         "optimizer" => optimizer_case(),
         "fault" => fault_case(),
         "trainer" => trainer_case(),
+        "resume" => resume_case(),
         other => panic!("unknown case {other}"),
     }
 }
@@ -488,4 +491,64 @@ fn two_and_four_ranks_train_as_one_process() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Iterations `from..to` of the toy run, then both models' weights.
+fn train_range(trainer: &mut Trainer<Tch>, b: &Tch, iterations: usize) -> Vec<f32> {
+    for _ in 0..iterations {
+        trainer.iteration(&prompts(), &HasE, &detok).unwrap();
+    }
+    let mut params = trainer.policy().model().parameters();
+    params.extend(trainer.critic().unwrap().model().parameters());
+    params.iter().flat_map(|p| b.to_host_f32(p).unwrap()).collect()
+}
+
+fn resume_case() {
+    let g: Rc<dyn Collective<Tch>> = Rc::new(join_group(Duration::from_secs(120)));
+    let (rank, dir) = (g.rank(), PathBuf::from(env("ORZ_C10D_DIR")));
+    let ckpt = PathBuf::from(env("ORZ_C10D_CKPT"));
+    let b = Rc::new(Tch::cpu());
+    let weights = if env("ORZ_C10D_PHASE") == "save" {
+        let mut t = trainer(&b).distributed(g).unwrap();
+        train_range(&mut t, &b, 1);
+        orz_hf::trainer_checkpoint::save(&ckpt, &t, None, &Default::default()).unwrap();
+        train_range(&mut t, &b, 2)
+    } else {
+        let loaded = orz_hf::trainer_checkpoint::load(Rc::clone(&b), &ckpt, DType::F32).unwrap();
+        let mut t = loaded.trainer.distributed(g).unwrap();
+        train_range(&mut t, &b, 2)
+    };
+    write_f32(&dir.join(format!("weights{rank}.bin")), &weights);
+}
+
+#[test]
+fn a_data_parallel_checkpoint_resumes_exactly_at_its_world_size_and_at_others() {
+    tch::set_num_threads(1);
+    let root = scratch("resume");
+    let ckpt = root.join("checkpoint");
+    let run = |phase: &str, world: usize| -> Vec<f32> {
+        let dir = root.join(format!("{phase}{world}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let extra = [("ORZ_C10D_PHASE", phase.to_string()), ("ORZ_C10D_CKPT", ckpt.display().to_string())];
+        join(spawn("resume", world, &dir, &extra), Duration::from_secs(300));
+        let w0 = read_f32(&dir.join("weights0.bin"));
+        for r in 1..world {
+            assert!(
+                w0 == read_f32(&dir.join(format!("weights{r}.bin"))),
+                "{phase} W = {world}: rank {r} differs from rank 0"
+            );
+        }
+        w0
+    };
+    let uninterrupted = run("save", 2);
+    assert!(ckpt.join("trainer_state").is_dir(), "rank 0 wrote the checkpoint");
+    assert!(uninterrupted == run("load", 2), "resumed at W = 2, the run must be bit for bit the same");
+    let b = Rc::new(Tch::cpu());
+    let loaded = orz_hf::trainer_checkpoint::load(Rc::clone(&b), &ckpt, DType::F32).unwrap();
+    let one = train_range(&mut { loaded.trainer }, &b, 2);
+    for (what, w) in [("W = 4", run("load", 4)), ("one process", one)] {
+        eprintln!("resumed in {what}: within {:e}", max_rel(&uninterrupted, &w));
+        assert!(max_rel(&uninterrupted, &w) <= 5e-6, "resumed in {what}: {}", max_rel(&uninterrupted, &w));
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -17,8 +17,12 @@
 //! - the host variants carry f64 statistics (token counts, sums for whitening, metrics)
 //!   exactly, whatever dtypes the backend computes in.
 
+pub mod launch;
+
 use alloc::format;
 use alloc::vec::Vec;
+
+pub use launch::{LaunchEnv, Launcher};
 
 use crate::backend::Backend;
 use crate::{Error, Result};

@@ -14,4 +14,4 @@ pub mod layout;
 pub mod optimizer;
 
 pub use layout::UnitLayout;
-pub use optimizer::ShardedOptimizer;
+pub use optimizer::{ShardedOptimizer, UnitState};

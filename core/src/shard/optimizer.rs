@@ -39,6 +39,19 @@ use crate::optimizer::clip::clip_factor;
 use crate::optimizer::{MomentsState, OptimizerConfig, OptimizerState, ParamState, StepReport};
 use crate::{Error, Result};
 
+/// One unit's whole optimizer state on the host ([`ShardedOptimizer::gather_unit`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitState {
+    /// The f32 master weights, the unit's parameters flattened in order.
+    pub master: Vec<f32>,
+    /// The first moments, same layout.
+    pub m: Vec<f32>,
+    /// The second moments, same layout.
+    pub v: Vec<f32>,
+    /// AdamW updates the unit received (0 before the first).
+    pub step: u64,
+}
+
 /// One unit: its parameters' indices and their flat layout.
 #[derive(Debug, Clone)]
 struct Unit {
@@ -173,6 +186,11 @@ impl<B: Backend> ShardedOptimizer<B> {
     /// This rank's AdamW state of unit `u`, once it was updated.
     pub fn moments_shard(&self, u: usize) -> Option<&AdamWState<B::Tensor>> {
         self.adamw.state(u)
+    }
+
+    /// The units: each one's range of parameters, in order.
+    pub fn units(&self) -> Vec<Range<usize>> {
+        self.units.iter().map(|u| u.params.clone()).collect()
     }
 
     /// The flat layout of unit `u`.
@@ -317,6 +335,90 @@ impl<B: Backend> ShardedOptimizer<B> {
             }
             Ok(())
         })
+    }
+
+    /// Unit `u`'s whole state on every rank (every rank must call it, in the same unit order):
+    /// its f32 masters, first and second moments as flat host vectors of the unit's `numel`
+    /// elements (padding dropped; zeros before the first update), and its AdamW step count.
+    /// A checkpoint streams the model one unit at a time through it.
+    pub fn gather_unit(&self, b: &B, u: usize) -> Result<UnitState> {
+        let unit = self.units.get(u).ok_or_else(|| {
+            Error::invalid("sharded optimizer gather", format!("unit {u} of {}", self.units.len()))
+        })?;
+        let numel = unit.layout.numel();
+        let gather = |t: &B::Tensor| -> Result<Vec<f32>> {
+            let mut v = b.to_host_f32(&self.collective.all_gather(b, t)?)?;
+            v.truncate(numel);
+            Ok(v)
+        };
+        let master = gather(&self.masters[u])?;
+        let (m, v, step) = match self.adamw.state(u) {
+            Some(s) => (gather(&s.m)?, gather(&s.v)?, s.step),
+            None => (alloc::vec![0.0; numel], alloc::vec![0.0; numel], 0),
+        };
+        Ok(UnitState { master, m, v, step })
+    }
+
+    /// Loads a whole (single-process layout) optimizer state, one entry per parameter, as
+    /// [`crate::optimizer::Optimizer::state`] gives it or a checkpoint holds it: each rank takes
+    /// its slice of every unit (so a run saved at any world size resumes at any other). A
+    /// parameter without a saved master takes its current weights as the master; a unit whose
+    /// parameters have no moments starts without any. Every rank must call it.
+    pub fn load_full_state(&mut self, b: &B, state: &OptimizerState) -> Result<()> {
+        const OP: &str = "sharded optimizer load_full_state";
+        crate::error::check_len(OP, ("params", self.params.len()), ("state.params", state.params.len()))?;
+        let rank = self.collective.rank();
+        for (i, (p, s)) in self.params.iter().zip(&state.params).enumerate() {
+            let n: usize = b.shape(p).iter().product();
+            let lens =
+                s.moments.iter().flat_map(|m| [m.m.len(), m.v.len()]).chain(s.master.iter().map(Vec::len));
+            if s.shape != b.shape(p) || lens.into_iter().any(|l| l != n) {
+                return Err(Error::shape(
+                    OP,
+                    format!(
+                        "parameter {i} has shape {:?} but its saved state has shape {:?}",
+                        b.shape(p),
+                        s.shape
+                    ),
+                ));
+            }
+        }
+        for (u, unit) in self.units.iter().enumerate() {
+            let saved = &state.params[unit.params.clone()];
+            let step = saved.iter().filter_map(|s| s.moments.as_ref().map(|m| m.step)).max();
+            let flat = |pick: &dyn Fn(usize, &ParamState) -> Result<Vec<f32>>| -> Result<Vec<f32>> {
+                let mut out = Vec::with_capacity(unit.layout.padded());
+                for (k, s) in saved.iter().enumerate() {
+                    out.extend(pick(unit.params.start + k, s)?);
+                }
+                out.resize(unit.layout.padded(), 0.0);
+                Ok(out[unit.layout.shard_range(rank)].to_vec())
+            };
+            let master = flat(&|i, s| match &s.master {
+                Some(m) => Ok(m.clone()),
+                None => no_grad(b, || b.to_host_f32(&b.cast(&self.params[i], DType::F32)?)),
+            })?;
+            let shape = [unit.layout.shard_len()];
+            b.assign_param(&self.masters[u], &b.tensor_f32(&master, &shape, DType::F32)?)?;
+            let moments = match step {
+                Some(step) => {
+                    let zeros = |s: &ParamState| alloc::vec![0.0; s.shape.iter().product::<usize>()];
+                    let m = flat(&|_, s| Ok(s.moments.as_ref().map_or_else(|| zeros(s), |m| m.m.clone())))?;
+                    let v = flat(&|_, s| Ok(s.moments.as_ref().map_or_else(|| zeros(s), |m| m.v.clone())))?;
+                    Some(AdamWState {
+                        m: b.tensor_f32(&m, &shape, DType::F32)?,
+                        v: b.tensor_f32(&v, &shape, DType::F32)?,
+                        step,
+                    })
+                }
+                None => None,
+            };
+            self.adamw.set_state(u, moments);
+        }
+        self.sync_params_from_masters(b)?;
+        self.step = state.step;
+        self.zero_grad();
+        Ok(())
     }
 
     /// This rank's state as host data (one entry per unit: its master and moment slices), for a

@@ -275,7 +275,8 @@ mod tests {
             score: 0.0,
             label: label::WRONG,
         };
-        let back = decode_samples(&encode_samples(core::slice::from_ref(&s)), 2, &prompts, &config, &Len).unwrap();
+        let back =
+            decode_samples(&encode_samples(core::slice::from_ref(&s)), 2, &prompts, &config, &Len).unwrap();
         assert_eq!(back, [Sample { score: 6.0, label: label::CORRECT, ..s }]);
         let err = decode_samples(
             &encode_samples(&[Sample { prompt: 5, ..back[0].clone() }]),

@@ -18,8 +18,8 @@ use crate::backend::Backend;
 use crate::backend::ops::no_grad;
 use crate::collective::{Collective, Single};
 use crate::generation::Detokenize;
-use crate::model::{Critic, Policy};
-use crate::optimizer::Optimizer;
+use crate::model::{Critic, Policy, Qwen2};
+use crate::optimizer::{Optimizer, OptimizerConfig};
 use crate::ppo::estimator::AdvantageEstimator;
 use crate::reward::Reward;
 use crate::rng::Rng;
@@ -119,32 +119,18 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// This trainer as one rank of a data-parallel job over `collective` (every rank calls it
-    /// with the same config, seed and initial weights; rank 0's weights are broadcast): each
-    /// iteration is split across the ranks as [`super::data_parallel`] describes, and above one
-    /// rank both optimizers shard their state ([`ShardedOptimizer`]). Call it before the first
-    /// iteration; it errors once an optimizer has stepped.
+    /// with the same config, seed and weights; rank 0's weights are broadcast): each iteration
+    /// is split across the ranks as [`super::data_parallel`] describes, and above one rank both
+    /// optimizers shard their state ([`ShardedOptimizer`]), each rank taking its slice of the
+    /// optimizers' current state (a trainer restored from a checkpoint of any world size resumes
+    /// exactly; the whole state is on every rank while it is sliced).
     pub fn distributed(mut self, collective: Rc<dyn Collective<B>>) -> Result<Self> {
-        if self.policy_opt.steps() > 0 || self.critic_opt.as_ref().is_some_and(|o| o.steps() > 0) {
-            return Err(Error::invalid("trainer", "a trainer becomes distributed before its first step"));
-        }
         if collective.world_size() > 1 {
-            let model = self.policy.model();
-            self.policy_opt = ModelOptimizer::Sharded(ShardedOptimizer::new(
-                model.backend(),
-                model.parameters(),
-                &model.parameter_units(),
-                self.config.policy_optimizer,
-                Rc::clone(&collective),
-            )?);
-            if let Some(critic) = &self.critic {
-                let model = critic.model();
-                self.critic_opt = Some(ModelOptimizer::Sharded(ShardedOptimizer::new(
-                    model.backend(),
-                    model.parameters(),
-                    &model.parameter_units(),
-                    self.config.critic_optimizer,
-                    Rc::clone(&collective),
-                )?));
+            self.policy_opt =
+                shard(self.policy.model(), &self.policy_opt, self.config.policy_optimizer, &collective)?;
+            if let (Some(critic), Some(opt)) = (&self.critic, &self.critic_opt) {
+                self.critic_opt =
+                    Some(shard(critic.model(), opt, self.config.critic_optimizer, &collective)?);
             }
         }
         self.collective = collective;
@@ -383,6 +369,29 @@ impl<B: Backend> Trainer<B> {
         self.iteration += 1;
         Ok(report)
     }
+}
+
+/// A sharded optimizer over `model` holding `opt`'s current state (see [`Trainer::distributed`]).
+fn shard<B: Backend>(
+    model: &Qwen2<B>,
+    opt: &ModelOptimizer<B>,
+    config: OptimizerConfig,
+    collective: &Rc<dyn Collective<B>>,
+) -> Result<ModelOptimizer<B>> {
+    let b = model.backend();
+    if opt.local().is_none() {
+        return Err(Error::invalid("trainer", "the trainer is already distributed"));
+    }
+    let state = opt.state(b)?;
+    let mut sharded = ShardedOptimizer::new(
+        b,
+        model.parameters(),
+        &model.parameter_units(),
+        config,
+        Rc::clone(collective),
+    )?;
+    sharded.load_full_state(b, &state)?;
+    Ok(ModelOptimizer::Sharded(sharded))
 }
 
 /// Lap times of an iteration's phases from an optional clock (0 without one).

@@ -63,7 +63,7 @@ use orz_core::backend::{Backend, DType};
 use orz_core::model::{Critic, Head, ParamSpec, Policy, Qwen2, parameter_specs};
 use orz_core::optimizer::OptimizerState;
 use orz_core::rng::Rng;
-use orz_core::train::{ModelOptimizer, Trainer, TrainerState};
+use orz_core::train::{Trainer, TrainerState};
 
 pub use optim::{EXP_AVG, EXP_AVG_SQ, MASTER};
 pub use state::{FORMAT_VERSION, RunState, check_config, config_differences};
@@ -101,14 +101,32 @@ pub struct Loaded<B: Backend> {
 /// directory `dir` (see the [module docs](self) for the layout), atomically: an existing `dir` is
 /// replaced only once the new checkpoint is complete. `tokenizer_json`, the text of a
 /// `tokenizer.json`, is written next to each model so that they load like any Hugging Face
-/// model directory.
+/// model directory. A data-parallel trainer ([`Trainer::distributed`]) is saved by every rank
+/// calling this: its sharded optimizer states are gathered one unit at a time and rank 0
+/// writes the same layout as one process would (so the checkpoint resumes at any world size);
+/// the call returns on every rank once the checkpoint is complete.
 pub fn save<B: Backend>(
     dir: &Path,
     trainer: &Trainer<B>,
     tokenizer_json: Option<&str>,
     run: &RunState,
 ) -> Result<()> {
-    atomic::write_dir_atomic(dir, |tmp| write_checkpoint(tmp, trainer, tokenizer_json, run))
+    let c = trainer.collective();
+    if c.rank() != 0 {
+        // Every rank takes part in gathering the sharded optimizer states; rank 0 writes.
+        let gathered = optim::gather_sharded(trainer.policy().model().backend(), trainer.policy_optimizer())
+            .and_then(|()| match (trainer.critic(), trainer.critic_optimizer()) {
+                (Some(critic), Some(opt)) => optim::gather_sharded(critic.model().backend(), opt),
+                _ => Ok(()),
+            });
+        gathered.and_then(|()| c.barrier()).map_err(|e| Error::invalid(dir, format!("saving: {e}")))?;
+        return Ok(());
+    }
+    atomic::write_dir_atomic(dir, |tmp| write_checkpoint(tmp, trainer, tokenizer_json, run))?;
+    if c.world_size() > 1 {
+        c.barrier().map_err(|e| Error::invalid(dir, format!("saving: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Writes the checkpoint's files into the (temporary) directory `dir`.
@@ -122,8 +140,7 @@ fn write_checkpoint<B: Backend>(
     std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, "creating", e))?;
 
     let policy = trainer.policy().model();
-    let world = trainer.collective().world_size();
-    let policy_opt = local_optimizer(dir, trainer.policy_optimizer(), world)?;
+    let policy_opt = trainer.policy_optimizer();
     write_model(&dir.join(POLICY_DIR), policy, tokenizer_json)?;
     let policy_optimizer = optim::write_optimizer(
         policy.backend(),
@@ -131,7 +148,7 @@ fn write_checkpoint<B: Backend>(
         policy_opt,
         &names(policy),
     )?;
-    let critic_opt = trainer.critic_optimizer().map(|o| local_optimizer(dir, o, world)).transpose()?;
+    let critic_opt = trainer.critic_optimizer();
     let (critic_dtype, critic_optimizer) = match (trainer.critic(), critic_opt) {
         (Some(critic), Some(opt)) => {
             let critic = critic.model();
@@ -158,23 +175,6 @@ fn write_checkpoint<B: Backend>(
     state.write(&state_dir.join(STATE_FILE))?;
     atomic::sync_dir(&state_dir);
     Ok(())
-}
-
-/// The whole optimizer state of one process: a data-parallel trainer's sharded state is refused.
-fn local_optimizer<'a, B: Backend>(
-    dir: &Path,
-    opt: &'a ModelOptimizer<B>,
-    world: usize,
-) -> Result<&'a orz_core::optimizer::Optimizer<B>> {
-    opt.local().ok_or_else(|| {
-        Error::invalid(
-            dir,
-            format!(
-                "checkpoints of a data-parallel trainer (world size {world}) are not written yet: the \
-                 optimizer state is sharded over the ranks"
-            ),
-        )
-    })
 }
 
 /// The Hugging Face names of a model's parameters, in the optimizer's order.

@@ -8,9 +8,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use orz_core::backend::Backend;
+use orz_core::backend::{Backend, DType};
 use orz_core::model::ParamSpec;
-use orz_core::optimizer::{MomentsState, Optimizer, OptimizerState, ParamState};
+use orz_core::optimizer::{MomentsState, OptimizerState, ParamState};
+use orz_core::train::ModelOptimizer;
 use serde_json::{Map, Value, json};
 
 use super::state::OptimizerRecord;
@@ -32,10 +33,12 @@ enum Kind {
 }
 
 /// Writes `opt`'s tensors to `path` (`names[i]` names parameter `i`) and returns its record.
+/// A sharded optimizer is written in the same layout, one unit at a time: every rank must call
+/// [`gather_sharded`] meanwhile (the units are all-gathered).
 pub(crate) fn write_optimizer<B: Backend>(
     b: &B,
     path: &Path,
-    opt: &Optimizer<B>,
+    opt: &ModelOptimizer<B>,
     names: &[String],
 ) -> Result<OptimizerRecord> {
     let params = opt.params();
@@ -45,15 +48,29 @@ pub(crate) fn write_optimizer<B: Backend>(
             format!("the optimizer has {} parameters but the model names {}", params.len(), names.len()),
         ));
     }
+    // Per parameter: its AdamW step count (when it has moments) and whether it has a master.
+    let layout: Vec<(Option<u64>, bool)> = match opt {
+        ModelOptimizer::Local(o) => {
+            (0..params.len()).map(|i| (o.moments(i).map(|m| m.step), o.master(i).is_some())).collect()
+        }
+        ModelOptimizer::Sharded(o) => {
+            let mut out = Vec::with_capacity(params.len());
+            for (u, unit) in o.units().iter().enumerate() {
+                let step = o.moments_shard(u).map(|m| m.step);
+                out.extend(params[unit.clone()].iter().map(|p| (step, b.dtype(p) != DType::F32)));
+            }
+            out
+        }
+    };
     let mut entries = Vec::new();
     let mut param_steps = BTreeMap::new();
-    for (i, name) in names.iter().enumerate() {
-        if let Some(m) = opt.moments(i) {
-            param_steps.insert(name.clone(), m.step);
+    for (i, (name, &(step, master))) in names.iter().zip(&layout).enumerate() {
+        if let Some(step) = step {
+            param_steps.insert(name.clone(), step);
             entries.push((format!("{EXP_AVG}{name}"), i, Kind::ExpAvg));
             entries.push((format!("{EXP_AVG_SQ}{name}"), i, Kind::ExpAvgSq));
         }
-        if opt.master(i).is_some() {
+        if master {
             entries.push((format!("{MASTER}{name}"), i, Kind::Master));
         }
     }
@@ -76,18 +93,46 @@ pub(crate) fn write_optimizer<B: Backend>(
     let mut w = BufWriter::new(file);
     w.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
     w.write_all(&header).map_err(io)?;
-    for (name, i, kind) in &entries {
-        let tensor = match kind {
-            Kind::ExpAvg => opt.moments(*i).map(|m| &m.m),
-            Kind::ExpAvgSq => opt.moments(*i).map(|m| &m.v),
-            Kind::Master => opt.master(*i),
-        };
-        let tensor = tensor.ok_or_else(|| Error::invalid(path, format!("tensor `{name}` vanished")))?;
-        let values = b
-            .to_host_f32(tensor)
-            .map_err(|e| Error::invalid(path, format!("reading tensor `{name}`: {e}")))?;
+    let mut write = |values: &[f32]| -> Result<()> {
         let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
-        w.write_all(&bytes).map_err(io)?;
+        w.write_all(&bytes).map_err(io)
+    };
+    let read = |name: &str, t: Option<&B::Tensor>| -> Result<Vec<f32>> {
+        let t = t.ok_or_else(|| Error::invalid(path, format!("tensor `{name}` vanished")))?;
+        b.to_host_f32(t).map_err(|e| Error::invalid(path, format!("reading tensor `{name}`: {e}")))
+    };
+    match opt {
+        ModelOptimizer::Local(o) => {
+            for (name, i, kind) in &entries {
+                let tensor = match kind {
+                    Kind::ExpAvg => o.moments(*i).map(|m| &m.m),
+                    Kind::ExpAvgSq => o.moments(*i).map(|m| &m.v),
+                    Kind::Master => o.master(*i),
+                };
+                write(&read(name, tensor)?)?;
+            }
+        }
+        ModelOptimizer::Sharded(o) => {
+            let mut pending = entries.iter().peekable();
+            for (u, unit) in o.units().iter().enumerate() {
+                let state = o
+                    .gather_unit(b, u)
+                    .map_err(|e| Error::invalid(path, format!("gathering unit {u}: {e}")))?;
+                let mut at = 0;
+                for i in unit.clone() {
+                    let n: usize = b.shape(&params[i]).iter().product();
+                    while let Some((_, _, kind)) = pending.next_if(|(_, j, _)| *j == i) {
+                        let values = match kind {
+                            Kind::ExpAvg => &state.m,
+                            Kind::ExpAvgSq => &state.v,
+                            Kind::Master => &state.master,
+                        };
+                        write(&values[at..at + n])?;
+                    }
+                    at += n;
+                }
+            }
+        }
     }
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
@@ -96,6 +141,17 @@ pub(crate) fn write_optimizer<B: Backend>(
         steps: opt.steps(),
         param_steps,
     })
+}
+
+/// A rank other than 0's part in [`write_optimizer`] of a sharded optimizer: the same unit
+/// gathers, nothing written.
+pub(crate) fn gather_sharded<B: Backend>(b: &B, opt: &ModelOptimizer<B>) -> orz_core::Result<()> {
+    if let ModelOptimizer::Sharded(o) = opt {
+        for u in 0..o.units().len() {
+            o.gather_unit(b, u)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads one F32 tensor of `spec`'s shape from `file`, naming file and tensor in errors.
