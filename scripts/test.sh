@@ -47,8 +47,9 @@ step "tests: cargo test --workspace"
 cargo test --workspace
 
 step "scale-out over libtorch's c10d (Gloo): orz-tch --features c10d, 2 and 4 processes"
-cargo clippy -p orz-tch --features c10d --all-targets -- -D warnings
+cargo clippy -p orz-tch -p orz --features orz-tch/c10d,orz/c10d --all-targets -- -D warnings
 cargo test -p orz-tch --features c10d --test c10d
+cargo test -p orz --features c10d --test launch
 
 step "benches with orz-tch: cargo test -p orz-bench --features tch (every workload once, tiny sizes)"
 cargo test -p orz-bench --features tch --lib

@@ -80,7 +80,8 @@ void orz_c10d_free_error(char* message) { std::free(message); }
 // Joins the job's store and creates the Gloo group. `store_kind` 0: TCPStore at host:port
 // (rank 0 serves it unless `attach` is set: an agent such as torchrun already serves it);
 // 1: FileStore at `host` (a path). `prefix` namespaces this group's keys. Gloo binds to
-// `device_host`, this machine's address as the other ranks reach it (127.0.0.1 on one machine).
+// `device_host`, this machine's address as the other ranks reach it (127.0.0.1 on one machine;
+// empty: this machine's hostname as it resolves, Gloo's default device).
 char* orz_c10d_new(int store_kind, const char* host, int port, int attach, const char* prefix,
                    const char* device_host, int rank, int world, long long timeout_ms,
                    void** out) {
@@ -102,7 +103,9 @@ char* orz_c10d_new(int store_kind, const char* host, int port, int attach, const
     store->setTimeout(timeout);
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), store);
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(std::string(device_host)));
+    std::string device(device_host);
+    options->devices.push_back(device.empty() ? c10d::ProcessGroupGloo::createDefaultDevice()
+                                              : c10d::ProcessGroupGloo::createDeviceForHostname(device));
     auto group = std::make_unique<Group>();
     group->store = store;
     group->timeout = timeout;

@@ -94,7 +94,8 @@ fn raw(t: &Tensor) -> (Tensor, *mut C_tensor) {
 impl ProcessGroup {
     /// Joins the group as `rank` of `world` (every rank must call it; it returns once all have
     /// joined, or fails after `timeout`). Gloo binds to `device_host`, the address the other
-    /// ranks reach this one at (`127.0.0.1` on one machine).
+    /// ranks reach this one at (`127.0.0.1` on one machine; empty: this machine's hostname as it
+    /// resolves, Gloo's default device).
     pub fn new(
         rendezvous: &Rendezvous,
         device_host: &str,

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use anyhow::{Result, anyhow, bail};
 use orz_core::backend::{Backend, DType};
+use orz_core::collective::{Collective, LaunchEnv};
 
 /// A backend the program can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,12 +93,49 @@ pub trait BackendJob {
     type Output;
     /// Runs the job on `backend`; `name` says which backend and device, for logs.
     fn run<B: Backend + 'static>(self, backend: Rc<B>, name: &str) -> Result<Self::Output>;
+    /// Runs the job as one rank of a data-parallel job over `collective` (launched by torchrun,
+    /// Slurm or `orz launch`). Default: refused, for the commands that run in one process.
+    fn run_distributed<B: Backend + 'static>(
+        self,
+        _backend: Rc<B>,
+        _name: &str,
+        collective: Rc<dyn Collective<B>>,
+    ) -> Result<Self::Output>
+    where
+        Self: Sized,
+    {
+        bail!(
+            "this command runs in one process, but the launcher started {} ranks (RANK/WORLD_SIZE or \
+             SLURM_PROCID/SLURM_NTASKS are set); only `orz train` runs data-parallel",
+            collective.world_size()
+        )
+    }
 }
 
 /// Runs `job` on the chosen backend and device; an error names a backend that was not compiled
-/// in or a device it cannot use, before any work starts.
+/// in or a device it cannot use, before any work starts. When a launcher started several ranks
+/// ([`crate::distributed::launch_env`]), the job joins their process group and runs as one
+/// rank: on `--backend tch --device cpu` built with `--features c10d` (Gloo); anything else is
+/// an error naming what is missing.
 pub fn run_on<J: BackendJob>(kind: BackendKind, device: DeviceSpec, job: J) -> Result<J::Output> {
     let name = format!("{kind:?}/{device}").to_lowercase();
+    if let Some(env) = crate::distributed::launch_env()?.filter(|e| e.world_size > 1) {
+        return match (kind, device) {
+            (BackendKind::Tch, DeviceSpec::Cpu) => tch_distributed(&env, job, &name),
+            (BackendKind::Tch, DeviceSpec::Cuda(_)) => bail!(
+                "data-parallel training on CUDA needs NCCL, which orz-tch does not wire yet (rank {} of {}): \
+                 run the ranks with --device cpu (Gloo), or one process per GPU job",
+                env.rank,
+                env.world_size
+            ),
+            _ => bail!(
+                "data-parallel training (rank {} of {}) runs on --backend tch (libtorch's c10d); {kind:?} has no \
+                 collectives in this build",
+                env.rank,
+                env.world_size
+            ),
+        };
+    }
     match (kind, device) {
         (BackendKind::Reference, DeviceSpec::Cpu) => job.run(Rc::new(orz_reference::Reference::new()), &name),
         (BackendKind::Reference, DeviceSpec::Cuda(_)) => bail!("the reference backend runs on the CPU only"),
@@ -130,6 +168,23 @@ fn tch<J: BackendJob>(device: DeviceSpec, job: J, name: &str) -> Result<J::Outpu
         }
     };
     job.run(Rc::new(b), name)
+}
+
+#[cfg(feature = "c10d")]
+fn tch_distributed<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result<J::Output> {
+    let group = crate::distributed::join_tch(env)?;
+    let name = format!("{name}, rank {} of {} (gloo)", env.rank, env.world_size);
+    job.run_distributed(Rc::new(orz_tch::Tch::cpu()), &name, Rc::new(group))
+}
+
+#[cfg(not(feature = "c10d"))]
+fn tch_distributed<J: BackendJob>(env: &LaunchEnv, _job: J, _name: &str) -> Result<J::Output> {
+    bail!(
+        "rank {} of {}: data-parallel training needs a build with libtorch's c10d: `eval \"$(./scripts/setup-libtorch.sh)\"` \
+         then `cargo build --release -p orz --features c10d`",
+        env.rank,
+        env.world_size
+    )
 }
 
 #[cfg(not(feature = "tch"))]

@@ -50,6 +50,19 @@ pub enum Command {
         /// The preset to print (all of them are listed without it).
         name: Option<String>,
     },
+    /// Start N ranks of `orz` on this machine, as torchrun does (`orz launch --nproc 2 -- train
+    /// --backend tch ...`); stops every rank when one fails.
+    Launch {
+        /// Ranks to start.
+        #[arg(long)]
+        nproc: usize,
+        /// The rendezvous port (default: a free one).
+        #[arg(long)]
+        master_port: Option<u16>,
+        /// The `orz` arguments every rank runs with (after `--`).
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+    },
     /// Draw reward and response length against the iteration from a metrics.jsonl into a PNG.
     Plot {
         /// The metrics file (default: OUT/metrics.jsonl).

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Pretrain) => commands::pretrain(&cli.common),
         Some(Command::Presets { name }) => commands::presets(name.as_deref()),
+        Some(Command::Launch { nproc, master_port, args }) => orz::launch::launch(*nproc, *master_port, args),
         Some(Command::Plot { metrics, png }) => {
             commands::plot(&cli.common, metrics.as_deref(), png.as_deref())
         }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use orz_core::backend::Backend;
+use orz_core::collective::Collective;
 use orz_core::rng::Rng;
 use orz_core::train::Trainer;
 
@@ -37,6 +38,9 @@ pub fn train(common: &Common) -> Result<()> {
         return dry_run(common, &prepared);
     }
     let summary = run_on(common.backend, common.device, TrainJob { prepared })?;
+    if crate::distributed::launch_env()?.is_some_and(|e| e.rank != 0) {
+        return Ok(()); // rank 0 reports for the job
+    }
     let (first, last) = (summary.metrics.first(), summary.metrics.last());
     if let (Some(f), Some(l)) = (first, last) {
         println!(
@@ -84,7 +88,16 @@ impl BackendJob for TrainJob {
     type Output = TrainSummary;
 
     fn run<B: Backend + 'static>(self, b: Rc<B>, name: &str) -> Result<TrainSummary> {
-        run_training(&b, &self.prepared, name)
+        run_training(&b, &self.prepared, name, None)
+    }
+
+    fn run_distributed<B: Backend + 'static>(
+        self,
+        b: Rc<B>,
+        name: &str,
+        collective: Rc<dyn Collective<B>>,
+    ) -> Result<TrainSummary> {
+        run_training(&b, &self.prepared, name, Some(collective))
     }
 }
 
@@ -93,11 +106,14 @@ pub fn checkpoint_dir(out: &Path, iterations: u64) -> PathBuf {
     out.join(format!("checkpoint-{iterations:06}"))
 }
 
-/// Builds a fresh trainer or restores the checkpoint, then runs to `prepared.iterations`.
+/// Builds a fresh trainer or restores the checkpoint, then runs to `prepared.iterations`; with
+/// a `collective`, as one rank of a data-parallel job ([`Trainer::distributed`]): every rank
+/// trains and takes part in checkpoints, rank 0 alone evaluates and writes metrics and plots.
 pub fn run_training<B: Backend + 'static>(
     b: &Rc<B>,
     p: &Prepared,
     backend_name: &str,
+    collective: Option<Rc<dyn Collective<B>>>,
 ) -> Result<TrainSummary> {
     let recipe = &p.settings.recipe;
     let (mut trainer, cursor) = match &p.resume {
@@ -137,21 +153,31 @@ pub fn run_training<B: Backend + 'static>(
             (trainer, DataCursor::default())
         }
     };
+    if let Some(c) = collective {
+        trainer = trainer.distributed(c)?;
+    }
+    let main = trainer.collective().rank() == 0;
     let mut order = DataOrder::new(p.seed, p.train_data.len(), cursor);
     let start_iteration = trainer.iterations();
-    forget_metrics_from(&p.out.join(METRICS_FILE), start_iteration)?;
-    let mut writer = MetricsWriter::create(&p.out)?;
+    let mut writer = if main {
+        forget_metrics_from(&p.out.join(METRICS_FILE), start_iteration)?;
+        Some(MetricsWriter::create(&p.out)?)
+    } else {
+        None
+    };
     let total = p.iterations as u64;
-    eprintln!(
-        "orz train: preset {}, backend {backend_name}, model {} ({} parameters), {} training problems, \
+    if main {
+        eprintln!(
+            "orz train: preset {}, backend {backend_name}, model {} ({} parameters), {} training problems, \
          iterations {start_iteration}..{total}, output {}",
-        p.preset,
-        p.model_dir.display(),
-        parameter_count(trainer.policy().model().config()),
-        p.train_data.len(),
-        p.out.display()
-    );
-    let mut progress = Progress::iterations(total, p.quiet).resume_at(start_iteration);
+            p.preset,
+            p.model_dir.display(),
+            parameter_count(trainer.policy().model().config()),
+            p.train_data.len(),
+            p.out.display()
+        );
+    }
+    let mut progress = Progress::iterations(total, p.quiet || !main).resume_at(start_iteration);
     let clock_start = Instant::now();
     let clock = move || clock_start.elapsed().as_secs_f64();
     let reward = p.task.reward();
@@ -160,7 +186,7 @@ pub fn run_training<B: Backend + 'static>(
     let eval_every = recipe.eval_interval.max(1) as u64;
     let save_every = recipe.save_interval.max(1) as u64;
     for k in start_iteration..total {
-        let eval = if k % eval_every == 0 { run_eval(&trainer, p, k)? } else { None };
+        let eval = if main && k % eval_every == 0 { run_eval(&trainer, p, k)? } else { None };
         let batch = order.next_batch(recipe.rollout_batch_size);
         let prompts = batch
             .iter()
@@ -180,7 +206,9 @@ pub fn run_training<B: Backend + 'static>(
         for s in &report.skipped_steps {
             progress.println(&format!("iteration {k}: skipped a {:?} step: {}", s.model, s.reason));
         }
-        writer.write(&m)?;
+        if let Some(w) = writer.as_mut() {
+            w.write(&m)?;
+        }
         progress.update(&m);
         all.push(m);
         let done = k + 1;
@@ -202,15 +230,17 @@ pub fn run_training<B: Backend + 'static>(
     progress.finish();
     // The eval of the trained model (a metrics line holds the eval of the policy that sampled
     // it, so this one has no line: it goes to eval/final.json and the summary).
-    let final_eval = if total > start_iteration { run_eval(&trainer, p, total)? } else { None };
+    let final_eval = if main && total > start_iteration { run_eval(&trainer, p, total)? } else { None };
     if let Some(eval) = &final_eval {
         let path = p.out.join("eval").join("final.json");
         let json = serde_json::json!({ "iteration": total, "accuracy": eval });
         std::fs::write(&path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
     }
     let plot = p.out.join(PLOT_FILE);
-    let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
-    plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
+    if main {
+        let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
+        plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
+    }
     Ok(TrainSummary { metrics: all, final_eval, last_checkpoint, plot })
 }
 

@@ -1,0 +1,62 @@
+//! Joining a data-parallel job: this process's place in it ([`launch_env`], read from the
+//! launcher's environment: torchrun, Slurm or `orz launch`) and its process group
+//! ([`join_tch`], libtorch's c10d with Gloo, built with `--features c10d`).
+//!
+//! Environment knobs: `ORZ_COLLECTIVE_TIMEOUT` (seconds every collective waits at most before
+//! failing with an error naming itself and the rank; default 1800, torch's default, long enough
+//! for rank 0's evals and checkpoints), `ORZ_GLOO_HOST` (the address other ranks reach this one
+//! at; default 127.0.0.1 when `MASTER_ADDR` is local, else this machine's hostname).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use orz_core::collective::LaunchEnv;
+
+/// Seconds a collective waits by default (torch.distributed's default timeout).
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 1800;
+
+/// This process's place in a launched job, or `None` when no launcher set the variables.
+pub fn launch_env() -> Result<Option<LaunchEnv>> {
+    Ok(LaunchEnv::from_lookup(|k| std::env::var(k).ok())?)
+}
+
+/// The collectives' timeout (`ORZ_COLLECTIVE_TIMEOUT` seconds, or the default).
+pub fn timeout() -> Result<Duration> {
+    match std::env::var("ORZ_COLLECTIVE_TIMEOUT") {
+        Ok(s) => {
+            let secs: f64 = s.trim().parse().with_context(|| format!("ORZ_COLLECTIVE_TIMEOUT = {s:?}"))?;
+            anyhow::ensure!(
+                secs > 0.0 && secs.is_finite(),
+                "ORZ_COLLECTIVE_TIMEOUT = {s:?} is not a positive number"
+            );
+            Ok(Duration::from_secs_f64(secs))
+        }
+        Err(_) => Ok(Duration::from_secs(DEFAULT_TIMEOUT_SECONDS)),
+    }
+}
+
+/// The address Gloo binds to (see the [module docs](self)); empty: the hostname's address.
+pub fn gloo_host(env: &LaunchEnv) -> String {
+    if let Ok(h) = std::env::var("ORZ_GLOO_HOST") {
+        return h;
+    }
+    match env.master_addr.as_str() {
+        "127.0.0.1" | "localhost" | "::1" => "127.0.0.1".to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Joins the job's Gloo process group over libtorch's c10d (rank 0 serves the TCPStore at
+/// `MASTER_ADDR:MASTER_PORT` unless torchrun's agent does).
+#[cfg(feature = "c10d")]
+pub fn join_tch(env: &LaunchEnv) -> Result<orz_tch::c10d::ProcessGroup> {
+    use orz_tch::c10d::{ProcessGroup, Rendezvous};
+    let store =
+        Rendezvous::Tcp { host: env.master_addr.clone(), port: env.master_port, attach: env.agent_store };
+    ProcessGroup::new(&store, &gloo_host(env), env.rank, env.world_size, timeout()?).with_context(|| {
+        format!(
+            "rank {} of {} joining the job at {}:{}",
+            env.rank, env.world_size, env.master_addr, env.master_port
+        )
+    })
+}
