@@ -55,8 +55,10 @@ fn the_vocabulary_is_qwen2_5s() {
     assert!(ids.contains(&151_643), "{ids:?}");
     assert_eq!(Detokenize::decode(&t, &ids), "xy");
     assert_eq!(t.decode(&t.encode("<tool_call>").unwrap()).unwrap(), "<tool_call>");
-    // Embedding rows pad the 151,665 ids to 151,936 (Qwen2.5-0.5B .. 7B's config.json).
+    // Embedding rows pad the 151,665 ids to 151,936 (Qwen2.5-0.5B .. 7B's config.json); a model
+    // can sample a padding id, which decodes to nothing (as in Hugging Face's tokenizers).
     assert!(t.vocab_size() <= 151_936);
+    assert_eq!(Detokenize::decode(&t, &[40, 151_935, 41]), "IJ");
 }
 
 #[test]
@@ -216,6 +218,15 @@ fn the_recipes_stop_strings_are_found_when_they_span_tokens() {
     assert_eq!(spanning, cases, "every stop string spans tokens in Qwen2.5");
     // `</answer>` alone is three tokens in Qwen2.5: `</`, `answer`, `>`.
     assert_eq!(t.encode("</answer>").unwrap().len(), 3);
+    // No token holds a stop string's last character (`>` or `:`) followed by part of a character:
+    // such a token would leave the text pending, and the stop would be seen one token late.
+    let late: Vec<u32> = (0..151_643u32)
+        .filter(|&id| {
+            let s = Detokenize::decode(&t, &[id]);
+            s.ends_with('\u{FFFD}') && (s.contains('>') || s.contains(':'))
+        })
+        .collect();
+    assert!(late.is_empty(), "tokens that would delay a stop string: {late:?}");
 }
 
 /// Percentile `p` (0..=100) of sorted `v`, nearest rank.
@@ -266,4 +277,46 @@ fn rendered_prompt_lengths_against_prompt_max_len() {
     // first 2048 tokens, so the cut prompt loses "Assistant: <think>").
     assert_eq!(summary["eval/gpqa_diamond.json"].1[4], 2904);
     assert_eq!(by_file.values().map(|v| v.iter().filter(|&&n| n > max).count()).sum::<usize>(), 1);
+}
+
+/// Tokenization speed (BENCHMARKS.md): the questions, answers and rendered prompts of both
+/// training subsets, one text at a time through the project's wrapper, then as one batch.
+/// Meaningful in an optimized build:
+/// `cargo test --release -p orz --test qwen_tokenizer -- --ignored --nocapture tokenization_speed`.
+#[test]
+#[ignore = "a measurement: run it in a release build"]
+fn tokenization_speed() {
+    let Some(t) = qwen("tokenization_speed") else { return };
+    let corpus: Vec<String> = references()
+        .into_iter()
+        .filter(|r| TRAINING.iter().any(|f| r.source.starts_with(f)))
+        .map(|r| r.text)
+        .collect();
+    let bytes: usize = corpus.iter().map(String::len).sum();
+    let time = |f: &dyn Fn() -> usize| {
+        let mut best = f64::INFINITY;
+        let mut tokens = 0;
+        for _ in 0..5 {
+            let start = Instant::now();
+            tokens = f();
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        (tokens, best)
+    };
+    let one_by_one = || corpus.iter().map(|c| t.encode(c).unwrap().len()).sum();
+    let batch = || {
+        let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
+        t.inner().encode_batch(texts, false).unwrap().iter().map(|e| e.len()).sum()
+    };
+    for (what, f) in [("one text at a time", &one_by_one as &dyn Fn() -> usize), ("encode_batch", &batch)] {
+        let (tokens, s) = time(f);
+        println!(
+            "tokenizers, {what}: {} texts, {bytes} bytes, {tokens} tokens in {:.1} ms (best of 5): {:.2} M tokens/s, \
+             {:.1} MB/s",
+            corpus.len(),
+            s * 1e3,
+            tokens as f64 / s / 1e6,
+            bytes as f64 / s / 1e6
+        );
+    }
 }
