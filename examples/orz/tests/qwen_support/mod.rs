@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use orz::tokenizer::Tokenizer;
@@ -18,13 +19,20 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Qwen2.5's `tokenizer.json`, or `None` (and a message saying how to build it) when absent:
-/// the test that called it then returns early.
+/// the test that called it then returns early. Under CI (`CI` set) absence is a failure.
 pub fn tokenizer_path(test: &str) -> Option<PathBuf> {
     let path = cache_dir().join("tokenizer.json");
     if path.is_file() {
         Some(path)
+    } else if std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: {} is absent under CI; scripts/test.sh must run ./scripts/qwen-tokenizer.sh",
+            path.display()
+        )
     } else {
-        eprintln!(
+        // Straight to stderr: the test harness captures `eprintln!` of a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED {test}: {} is absent; run ./scripts/qwen-tokenizer.sh to build Qwen2.5's \
              tokenizer (scripts/test.sh does, so CI always runs this test)",
             path.display()
