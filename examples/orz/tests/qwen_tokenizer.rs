@@ -207,8 +207,7 @@ fn the_recipes_stop_strings_are_found_when_they_span_tokens() {
                     &ids[..end],
                     "{what}: the tokens end with the one completing {stop:?}"
                 );
-                // The text is cut right after the first stop string (which may be an earlier one,
-                // "User:" inside "\n\nUser: again" never comes first here).
+                // The text is cut right after the stop string (a stop string in `after` comes later).
                 assert_eq!(checker.text(), format!("{before}{stop}"), "{what}");
                 cases += 1;
             }
