@@ -37,6 +37,9 @@ libtorch_env=$(./scripts/setup-libtorch.sh) || {
 }
 eval "$libtorch_env"
 
+step "Qwen2.5's tokenizer for the tests: ./scripts/qwen-tokenizer.sh (into .cache/qwen2.5-tokenizer)"
+./scripts/qwen-tokenizer.sh >/dev/null
+
 step "lints: cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
