@@ -126,6 +126,10 @@ pub struct Common {
     /// Check model, tokenizer, data and output, print the config and the memory plan, and stop.
     #[arg(long, global = true)]
     pub dry_run: bool,
+    /// Ranks the dry run plans for (one rank's memory of a data-parallel run; default: the
+    /// launcher's WORLD_SIZE, else 1).
+    #[arg(long, global = true)]
+    pub world_size: Option<u64>,
     /// No progress bars (one plain line per iteration instead).
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -135,6 +139,15 @@ impl Common {
     /// The task: `--task`, or the preset's default ([`Task::default_for`]).
     pub fn task(&self) -> Task {
         self.task.unwrap_or_else(|| Task::default_for(self.preset))
+    }
+
+    /// The world size to plan for: `--world-size`, the launcher's, or 1.
+    pub fn world_size(&self) -> anyhow::Result<u64> {
+        match self.world_size {
+            Some(0) => anyhow::bail!("--world-size must be at least 1"),
+            Some(w) => Ok(w),
+            None => Ok(crate::distributed::launch_env()?.map_or(1, |e| e.world_size as u64)),
+        }
     }
 }
 

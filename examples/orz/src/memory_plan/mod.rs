@@ -18,6 +18,11 @@
 //!   adds a chunk's `[chunk, vocab]` logits, their f32 log-softmax and its gradient.
 //!
 //! The peak is the model states plus the larger of the generation and the training phase.
+//!
+//! **Data-parallel runs** ([`MemoryPlan::with_world_size`]) plan one rank of W: the weights
+//! stay whole on every rank (this build shards the optimizer state, not the weights); the f32
+//! masters and AdamW moments are split W ways ([`orz_core::shard`]); the gradients are one
+//! micro-batch's in the compute dtype plus this rank's f32 slice of their sum.
 
 mod devices;
 pub mod measure;
@@ -131,6 +136,8 @@ pub struct MemoryPlan {
     pub attention: u64,
     /// The part of `activations` that is the head's chunk of logits.
     pub head_logits: u64,
+    /// Ranks of a data-parallel run the states are sharded over (1: one process).
+    pub world_size: u64,
     /// Memory of the device the run would use, if known.
     pub device_bytes: Option<u64>,
     /// Where `device_bytes` comes from (`/proc/meminfo`, `nvidia-smi`, an assumption).
@@ -188,6 +195,7 @@ impl MemoryPlan {
             activations: 0,
             attention: 0,
             head_logits: 0,
+            world_size: 1,
             device_bytes,
             device_source: device_source.to_string(),
             shape: Shape {
@@ -259,6 +267,22 @@ impl MemoryPlan {
         let fixed = self.generation().max(self.activations);
         let room = device_bytes.checked_sub(fixed).filter(|r| *r > 0)?;
         Some(self.model_states().div_ceil(room).max(1))
+    }
+
+    /// The plan of one rank of a data-parallel run over `world` ranks (see the
+    /// [module docs](self)); `world` 1 is the single-process plan.
+    pub fn with_world_size(&self, world: u64) -> MemoryPlan {
+        let mut p = self.clone();
+        let world = world.max(1);
+        let params = p.policy_params + p.critic_params;
+        let larger = p.policy_params.max(p.critic_params);
+        p.world_size = world;
+        if world > 1 {
+            p.masters = (4 * params).div_ceil(world);
+            p.optimizer = (8 * params).div_ceil(world);
+            p.gradients = dtype_bytes(p.dtype) * larger + (4 * larger).div_ceil(world);
+        }
+        p
     }
 
     /// The same plan for packs of `t` tokens.

@@ -38,6 +38,14 @@ impl MemoryPlan {
 
     /// The first knob that makes the plan fit `bytes`, in the order a user would turn them.
     pub fn advice(&self, bytes: u64) -> String {
+        if self.model_states() > bytes && self.world_size > 1 {
+            return format!(
+                "this rank's model states ({:.0} GB, of which {:.0} GB whole weights) do not fit: more ranks \
+                 shrink only the optimizer state here; sharding the weights too (ZeRO-3) is not built yet",
+                gb(self.model_states()),
+                gb(self.weights)
+            );
+        }
         if self.model_states() > bytes {
             return format!(
                 "the model states alone ({:.0} GB) need {} such devices sharded (ZeRO-3 style) or \
@@ -85,9 +93,13 @@ impl MemoryPlan {
 
     /// The devices a dry run reports on: an 80 GB H100, a 141 GB H200 and the local device.
     fn devices(&self) -> Vec<(String, Option<u64>)> {
+        let (h100, h200) = match self.world_size {
+            1 => ("one 80 GB H100".to_string(), "one 141 GB H200".to_string()),
+            w => (format!("{w} x 80 GB H100, per rank"), format!("{w} x 141 GB H200, per rank")),
+        };
         vec![
-            ("one 80 GB H100".to_string(), Some(H100_BYTES)),
-            ("one 141 GB H200".to_string(), Some(H200_BYTES)),
+            (h100, Some(H100_BYTES)),
+            (h200, Some(H200_BYTES)),
             (format!("this device ({})", self.device_source), self.device_bytes),
         ]
     }
@@ -118,6 +130,14 @@ impl fmt::Display for MemoryPlan {
             self.policy_params as f64 / 1e9,
             self.critic_params as f64 / 1e9
         )?;
+        if self.world_size > 1 {
+            writeln!(
+                f,
+                "  one rank of {}: weights whole on every rank, f32 masters and moments sharded {} ways, \
+                 gradients one micro-batch plus this rank's f32 slice",
+                self.world_size, self.world_size
+            )?;
+        }
         let attention_row = match self.backend.attention {
             AttentionKernel::Fused => "  of which attention (fused: log-sum-exps only)",
             AttentionKernel::Dense => "  of which dense attention scores and probabilities",
@@ -126,7 +146,14 @@ impl fmt::Display for MemoryPlan {
             ("weights, both models", self.weights),
             ("f32 master weights", self.masters),
             ("AdamW moments (f32, 2 per parameter)", self.optimizer),
-            ("gradients (f32: accumulator + one micro-batch)", self.gradients),
+            (
+                if self.world_size > 1 {
+                    "gradients (one micro-batch + this rank's f32 slice)"
+                } else {
+                    "gradients (f32: accumulator + one micro-batch)"
+                },
+                self.gradients,
+            ),
             ("generation: KV cache (slots at max_len, budget-capped)", self.kv_cache),
             ("generation: one decode step's logits", self.decode_logits),
             ("training: activations of one pack", self.activations),

@@ -79,6 +79,26 @@ fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
 }
 
 #[test]
+fn a_rank_of_a_data_parallel_run_holds_whole_weights_and_a_slice_of_the_optimizer() {
+    let one = plan(Preset::Orz7b, DType::BF16, PlanBackend::TCH);
+    let eight = one.with_world_size(8);
+    let (params, larger) = (one.policy_params + one.critic_params, one.policy_params);
+    assert_eq!(eight.weights, one.weights);
+    assert_eq!(eight.masters, (4 * params).div_ceil(8));
+    assert_eq!(eight.optimizer, (8 * params).div_ceil(8));
+    assert_eq!(eight.gradients, 2 * larger + (4 * larger).div_ceil(8));
+    assert_eq!(eight.activations, one.activations);
+    assert_eq!(one.with_world_size(1), one);
+    let text = eight.to_string();
+    assert!(text.contains("one rank of 8") && text.contains("8 x 141 GB H200, per rank"), "{text}");
+    // More ranks shrink the optimizer state only: a rank's states never fall below the weights.
+    let many = one.with_world_size(4096);
+    assert!(many.model_states() > many.weights + many.gradients - 1);
+    let advice = many.with_world_size(4096).advice(many.weights);
+    assert!(advice.contains("ZeRO-3") && advice.contains("not built yet"), "{advice}");
+}
+
+#[test]
 fn the_kv_cache_is_capped_by_the_budget() {
     let model = qwen25_shape(Preset::Orz0p5b).unwrap();
     let mut train = Preset::Orz0p5b.config().train_config(vec![0]).unwrap();
