@@ -51,6 +51,7 @@ cargo test --workspace
 
 step "scale-out over libtorch's c10d (Gloo): orz-tch --features c10d, 2 and 4 processes"
 cargo clippy -p orz-tch -p orz --features orz-tch/c10d,orz/c10d --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc -p orz-tch -p orz --features orz-tch/c10d,orz/c10d --no-deps
 cargo test -p orz-tch --features c10d --test c10d
 cargo test -p orz --features c10d --test launch
 

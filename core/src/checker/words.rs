@@ -12,7 +12,7 @@ const MIN_WORD: usize = 3;
 
 /// The normalized text of a word answer (lowercase, single spaces, no wrappers, no final full
 /// stop), or `None` when the answer holds anything but letters, spaces and `( ) , ' -`, or no
-/// word of at least [`MIN_WORD`] letters.
+/// word of at least `MIN_WORD` (3) letters.
 pub fn word_text(answer: &str) -> Option<String> {
     let mut s = String::from(answer);
     for cmd in TEXT_COMMANDS {

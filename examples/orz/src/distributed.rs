@@ -1,6 +1,6 @@
 //! Joining a data-parallel job: this process's place in it ([`launch_env`], read from the
 //! launcher's environment: torchrun, Slurm or `orz launch`) and its process group
-//! ([`join_tch`], libtorch's c10d with Gloo, built with `--features c10d`).
+//! (`join_tch`, libtorch's c10d with Gloo, built with `--features c10d`).
 //!
 //! Environment knobs: `ORZ_COLLECTIVE_TIMEOUT` (seconds every collective waits at most before
 //! failing with an error naming itself and the rank; default 1800, torch's default, long enough
