@@ -171,7 +171,8 @@ pub fn check_model_dir(dir: &Path) -> Result<(Qwen2Config, Tokenizer)> {
 pub fn check_writable(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("output directory {} cannot be created", dir.display()))?;
-    let probe = dir.join(".orz-write-check");
+    // One probe per process: the ranks of a data-parallel job check the same folder at once.
+    let probe = dir.join(format!(".orz-write-check.{}", std::process::id()));
     std::fs::write(&probe, b"ok")
         .map_err(|e| anyhow!("output directory {} is not writable: {e}", dir.display()))?;
     std::fs::remove_file(&probe).with_context(|| format!("removing {}", probe.display()))

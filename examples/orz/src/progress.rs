@@ -68,6 +68,8 @@ pub fn iteration_line(m: &IterationMetrics, total: u64, fallback_seconds: f64) -
 pub struct Progress {
     bar: ProgressBar,
     visible: bool,
+    /// Whether a hidden bar writes plain lines (not on the ranks other than 0).
+    lines: bool,
     total: u64,
     last: Instant,
 }
@@ -78,9 +80,14 @@ impl Progress {
         Progress::with_visibility(total, bars_visible(quiet))
     }
 
+    /// Progress that shows nothing at all (a data-parallel rank other than 0: rank 0 reports).
+    pub fn silent(total: u64) -> Progress {
+        Progress { lines: false, ..Progress::with_visibility(total, false) }
+    }
+
     fn with_visibility(total: u64, visible: bool) -> Progress {
         let bar = bar(total, visible, ITERATION_TEMPLATE, "train".to_string());
-        Progress { bar, visible, total, last: Instant::now() }
+        Progress { bar, visible, lines: true, total, last: Instant::now() }
     }
 
     /// Starts the count at `done` iterations (a resumed run), with the rate measured from now.
@@ -108,7 +115,7 @@ impl Progress {
         self.last = Instant::now();
         self.bar.set_message(iteration_message(m, elapsed));
         self.bar.set_position(m.iteration + 1);
-        if !self.visible {
+        if !self.visible && self.lines {
             eprintln!("{}", iteration_line(m, self.total, elapsed));
         }
     }
@@ -117,7 +124,7 @@ impl Progress {
     pub fn println(&self, line: &str) {
         if self.visible {
             self.bar.println(line);
-        } else {
+        } else if self.lines {
             eprintln!("{line}");
         }
     }

@@ -177,7 +177,8 @@ pub fn run_training<B: Backend + 'static>(
             p.out.display()
         );
     }
-    let mut progress = Progress::iterations(total, p.quiet || !main).resume_at(start_iteration);
+    let progress = if main { Progress::iterations(total, p.quiet) } else { Progress::silent(total) };
+    let mut progress = progress.resume_at(start_iteration);
     let clock_start = Instant::now();
     let clock = move || clock_start.elapsed().as_secs_f64();
     let reward = p.task.reward();

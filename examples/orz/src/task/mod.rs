@@ -64,8 +64,12 @@ impl EmbeddedModel {
             ("model.safetensors", self.model_safetensors),
             ("tokenizer.json", self.tokenizer_json),
         ] {
+            // Written aside and renamed into place: ranks of a data-parallel job write the same
+            // files at once, and a reader must never see one half-written.
             let path = dir.join(name);
-            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+            std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path).with_context(|| format!("renaming {} into place", tmp.display()))?;
         }
         Ok(())
     }
