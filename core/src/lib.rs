@@ -35,6 +35,7 @@
 //! | learning rate | linear warmup from 0 over 50 steps (multiplier k/50 at step k, counting from 0), then constant ([`schedule`]) | PyTorch/HF warmup usually starts at step 1 |
 //! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`), the norm in f32; a non-finite norm skips the step (trains: [`optimizer::clip::clip_grad_norm`]; oracle: [`optimizer::clip::clip_grad_norm_host`]; one factor: [`optimizer::clip::clip_factor`]) | tch's `backward_step_clip` clamps values; candle has none |
 //! | optimizer | AdamW as PyTorch's `torch.optim.AdamW`: betas (0.9, 0.95), eps 1e-8 added to the bias-corrected `sqrt(v)`, weight decay 0; f32 moments, f32 master weights for bf16/f16 parameters; a non-finite loss or gradient norm skips the step without advancing the schedule (trains: [`optimizer::adamw::adamw_update`], driven by [`optimizer::Optimizer`]) | PyTorch's `AdamW` keeps the moments in the parameter's dtype; the skip is DeepSpeed's for an overflowing step |
+//! | data-parallel step | W ranks: gradients summed in f32 by a reduce-scatter of flat per-layer units padded to a multiple of W, the clip's sum of squares all-reduced (per-unit f32 sums added in f64), AdamW on each rank's slice; each step's packs split `j mod W` with the whole step's token weights, so the aggregation is the single-process one ([`shard`], [`train::data_parallel`]) | DeepSpeed ZeRO / FSDP full-shard (veRL reduces in f32 as well) |
 //! | one iteration | prompts cut to their first `prompt_max_len` tokens (HF `truncation_side = "right"`); samples shuffled with the fixed seed 42 each iteration, packed greedily ([`model::packing::greedy_packs`]); each pack is one micro-batch; critic steps of `max(1, N / 12)` packs, leftovers unused; one policy step over all packs ([`train`]) | — |
 //! | memory-lean backward | one pack's loss is the sum of its chunks' losses; each stage's parameter gradients are summed in f32; activation checkpointing recomputes a layer from its saved input with the forward's own kernels ([`model::backprop`]); on from 1024-token packs ([`model::MemoryOptions::for_pack_len`]) | DeepSpeed and FSDP also checkpoint per decoder layer; veRL offers a fused head + log-prob kernel that avoids the full logits |
 //! | reward | 1.0 iff the completion stopped (`stop`, not `length`) and its answer is equivalent to the reference, else 0.0; placed on the last response token ([`reward`]) | no format reward, no length penalty in ORZ |
@@ -57,6 +58,10 @@
 //! - [`model`]: the Qwen2 model (configuration, Hugging Face parameter names, policy, critic),
 //!   and its memory-lean backward ([`model::backprop`]: activation checkpointing, chunked heads).
 //! - [`generation`]: the generation engine (sampling, stop handling, batched KV-cache decoding).
+//! - [`collective`]: the collective operations data-parallel ranks exchange data with
+//!   ([`collective::Collective`], [`collective::Single`] for one process) and the launcher's
+//!   variables ([`collective::LaunchEnv`]).
+//! - [`shard`]: the optimizer state sharded over the ranks ([`shard::ShardedOptimizer`]).
 //! - [`rng`]: the seeded random generator every draw comes from.
 //! - [`recipe`]: the ORZ recipe presets.
 //! - [`train`]: the ORZ trainer, generic over the backend: one iteration as four typed phases
