@@ -1,7 +1,8 @@
 //! Data-parallel `orz train` launched the way clusters launch it (built with `--features
 //! c10d`): `orz launch --nproc 2` and `torchrun --no-python` start two ranks of the real program
 //! on the tiny task (tch on the CPU, Gloo), which train as the single process does: the same
-//! rewards and response lengths, losses within f32 rounding, one metrics file and one
+//! rewards, response lengths and eval results (the eval questions split across the ranks give
+//! the same files byte for byte), losses within f32 rounding, one metrics file and one
 //! checkpoint (written by rank 0) that loads in one process. A bad input fails every rank and
 //! the launcher with it.
 
@@ -59,6 +60,7 @@ fn assert_same_training(one: &[IterationMetrics], many: &[IterationMetrics], wha
     for (a, b) in one.iter().zip(many) {
         assert_eq!(a.rollout.mean_reward, b.rollout.mean_reward, "{what}: iteration {}", a.iteration);
         assert_eq!(a.rollout.response_length_mean, b.rollout.response_length_mean, "{what}");
+        assert_eq!(a.eval, b.eval, "{what}: eval accuracy (questions split across the ranks)");
         let close = |x: f64, y: f64| (x - y).abs() <= 1e-4 * x.abs().max(1e-2);
         let (x, y) = (a.policy_loss.unwrap(), b.policy_loss.unwrap());
         assert!(close(x, y), "{what}: policy loss {x} vs {y}");
@@ -78,6 +80,10 @@ fn two_ranks_through_orz_launch_and_torchrun_train_as_one_process() {
     run(orz().args(&args));
     let many = read_metrics(&launched.join("metrics.jsonl")).unwrap();
     assert_same_training(&one, &many, "orz launch");
+    for file in ["eval/iter-000000.jsonl", "eval/final.json"] {
+        let read = |dir: &Path| std::fs::read(dir.join(file)).unwrap();
+        assert!(read(&single) == read(&launched), "orz launch: {file} differs from the single process's");
+    }
     assert!(launched.join("training.png").is_file());
     let ckpt = launched.join("checkpoint-000002");
     assert!(ckpt.join("policy").join("model.safetensors").is_file());

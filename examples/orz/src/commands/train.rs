@@ -21,7 +21,7 @@ use super::dry_run::{dry_run, plan_without_model};
 use crate::backend::{BackendJob, run_on};
 use crate::cli::Common;
 use crate::data::{DataCursor, DataOrder};
-use crate::eval::{EvalOptions, evaluate};
+use crate::eval::{EvalOptions, evaluate_on_ranks};
 use crate::metrics::{IterationMetrics, METRICS_FILE, MetricsWriter};
 use crate::plot::{PLOT_FILE, plot_training};
 use crate::prepare::{Prepared, prepare};
@@ -108,7 +108,8 @@ pub fn checkpoint_dir(out: &Path, iterations: u64) -> PathBuf {
 
 /// Builds a fresh trainer or restores the checkpoint, then runs to `prepared.iterations`; with
 /// a `collective`, as one rank of a data-parallel job ([`Trainer::distributed`]): every rank
-/// trains and takes part in checkpoints, rank 0 alone evaluates and writes metrics and plots.
+/// trains, evaluates its share of the questions and takes part in checkpoints; rank 0 alone
+/// writes metrics, eval files and plots.
 pub fn run_training<B: Backend + 'static>(
     b: &Rc<B>,
     p: &Prepared,
@@ -187,7 +188,7 @@ pub fn run_training<B: Backend + 'static>(
     let eval_every = recipe.eval_interval.max(1) as u64;
     let save_every = recipe.save_interval.max(1) as u64;
     for k in start_iteration..total {
-        let eval = if main && k % eval_every == 0 { run_eval(&trainer, p, k)? } else { None };
+        let eval = if k % eval_every == 0 { run_eval(&trainer, p, k)? } else { None };
         let batch = order.next_batch(recipe.rollout_batch_size);
         let prompts = batch
             .iter()
@@ -231,8 +232,8 @@ pub fn run_training<B: Backend + 'static>(
     progress.finish();
     // The eval of the trained model (a metrics line holds the eval of the policy that sampled
     // it, so this one has no line: it goes to eval/final.json and the summary).
-    let final_eval = if main && total > start_iteration { run_eval(&trainer, p, total)? } else { None };
-    if let Some(eval) = &final_eval {
+    let final_eval = if total > start_iteration { run_eval(&trainer, p, total)? } else { None };
+    if let Some(eval) = final_eval.as_ref().filter(|_| main) {
         let path = p.out.join("eval").join("final.json");
         let json = serde_json::json!({ "iteration": total, "accuracy": eval });
         std::fs::write(&path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
@@ -269,22 +270,28 @@ fn parameter_count(config: &orz_core::model::Qwen2Config) -> usize {
 }
 
 /// The accuracy per eval set of the current policy (`eval_samples` per question), or `None`
-/// without eval sets; generations go to `OUT/eval/iter-K.jsonl`.
+/// without eval sets; generations go to `OUT/eval/iter-K.jsonl`. Every rank of a data-parallel
+/// job calls it (the questions are split across them); rank 0 writes and shows progress.
 fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Option<BTreeMap<String, f64>>> {
     if p.eval_sets.is_empty() {
         return Ok(None);
     }
+    let main = trainer.collective().rank() == 0;
     let jsonl = p.out.join("eval").join(format!("iter-{k:06}.jsonl"));
-    std::fs::create_dir_all(jsonl.parent().ok_or_else(|| anyhow!("no parent"))?)?;
+    if main {
+        std::fs::create_dir_all(jsonl.parent().ok_or_else(|| anyhow!("no parent"))?)?;
+    }
     let total: usize =
         p.eval_sets.iter().map(|(_, s)| s.len()).sum::<usize>() * p.settings.recipe.eval_samples;
-    let bar = Progress::counter(&format!("eval before iteration {k}"), total, p.quiet);
+    let bar = Progress::counter(&format!("eval before iteration {k}"), total, p.quiet || !main);
     let seed = p.seed ^ 0x0e7a_1000 ^ k;
     let mut options = EvalOptions::new(p.settings.recipe.eval_samples, seed);
     options.engine = p.settings.recipe.train.engine;
-    options.out_jsonl = Some(&jsonl);
+    options.out_jsonl = main.then_some(jsonl.as_path());
     let reward = p.task.reward();
     options.reward = Some(reward.as_ref());
-    let report = evaluate(trainer.policy(), &p.tokenizer, &p.settings.recipe, &p.eval_sets, &options, &bar)?;
+    let (recipe, sets) = (&p.settings.recipe, &p.eval_sets);
+    let c = trainer.collective();
+    let report = evaluate_on_ranks(trainer.policy(), &p.tokenizer, recipe, sets, &options, &bar, c)?;
     Ok(Some(report.sets.iter().map(|s| (s.name.clone(), s.accuracy)).collect()))
 }

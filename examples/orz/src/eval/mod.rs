@@ -15,7 +15,8 @@
 //! `Rng::seed_from_u64(seed).fork(f).fork(first question of c)`, and the engine gives sample
 //! `s` of request `r` its own stream of that. So the completions depend on the seed, the model,
 //! the recipe and `prompts_per_call`, and not on the engine's slots or KV budget (up to the
-//! backend's batch invariance).
+//! backend's batch invariance). Across the ranks of a data-parallel job the calls are split
+//! (call `c` on rank `c mod W`) and the completions exchanged ([`evaluate_on_ranks`]).
 
 mod report;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use orz_core::backend::Backend;
 use orz_core::backend::ops::no_grad;
 use orz_core::checker::extract_answer;
+use orz_core::collective::{Collective, Single};
 use orz_core::generation::{EngineConfig, Generator, Request, SlotDecoder, StopCriteria};
 use orz_core::model::Policy;
 use orz_core::recipe::RecipeConfig;
@@ -100,19 +102,38 @@ pub fn evaluate<B: Backend>(
     options: &EvalOptions<'_>,
     progress: &dyn Fn(usize, usize),
 ) -> Result<EvalReport> {
+    evaluate_on_ranks(policy, tokenizer, recipe, sets, options, progress, &Single)
+}
+
+/// [`evaluate`] as one rank of a data-parallel job: engine call `c` (counted over all sets)
+/// runs on rank `c mod W`, the ranks exchange their scored completions, and every rank returns
+/// the whole report (the same as one process gives: each call's draws do not depend on the
+/// rank). Pass `options.out_jsonl` on one rank only. Every rank must call it.
+pub fn evaluate_on_ranks<B: Backend>(
+    policy: &Policy<B>,
+    tokenizer: &Tokenizer,
+    recipe: &RecipeConfig,
+    sets: &[(String, Vec<Problem>)],
+    options: &EvalOptions<'_>,
+    progress: &dyn Fn(usize, usize),
+    collective: &dyn Collective<B>,
+) -> Result<EvalReport> {
     let b = policy.model().backend();
     let eos = policy.model().config().eos_token_ids.clone();
     let mut result = None;
     no_grad(b, || {
-        result = Some(evaluate_with(b, policy, &eos, tokenizer, recipe, sets, options, progress));
+        result = Some(evaluate_with(b, policy, &eos, tokenizer, recipe, sets, options, progress, collective));
         Ok(())
     })
     .map_err(|e| anyhow!("evaluation: {e}"))?;
     result.unwrap_or_else(|| Err(anyhow!("evaluation did not run")))
 }
 
-/// [`evaluate`] over any [`SlotDecoder`] (a policy, or a scripted model in tests) with the given
-/// EOS ids.
+/// The scored completions of one engine call: its set, its first question, its lines.
+type CallLines = (usize, usize, Vec<EvalLine>);
+
+/// [`evaluate_on_ranks`] over any [`SlotDecoder`] (a policy, or a scripted model in tests)
+/// with the given EOS ids.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_with<B: Backend, M: SlotDecoder<B>>(
     backend: &B,
@@ -123,6 +144,7 @@ pub fn evaluate_with<B: Backend, M: SlotDecoder<B>>(
     sets: &[(String, Vec<Problem>)],
     options: &EvalOptions<'_>,
     progress: &dyn Fn(usize, usize),
+    collective: &dyn Collective<B>,
 ) -> Result<EvalReport> {
     ensure!(!sets.is_empty(), "evaluation: no eval set given");
     if let Some((name, _)) = sets.iter().find(|(_, problems)| problems.is_empty()) {
@@ -131,21 +153,18 @@ pub fn evaluate_with<B: Backend, M: SlotDecoder<B>>(
     let engine = engine(recipe, eos_token_ids, options)?;
     let default_reward = orz_math();
     let reward = options.reward.unwrap_or(&default_reward);
-    let mut out = match options.out_jsonl {
-        Some(path) => Some((
-            BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
-            path,
-        )),
-        None => None,
-    };
+    let (rank, world) = (collective.rank(), collective.world_size());
     let total = sets.iter().map(|(_, p)| p.len()).sum::<usize>() * options.samples;
-    let (root, mut done) = (Rng::seed_from_u64(options.seed), 0usize);
+    let (root, mut done, mut call) = (Rng::seed_from_u64(options.seed), 0usize, 0usize);
     progress(0, total);
-    let mut reports = Vec::with_capacity(sets.len());
+    let mut mine: Vec<CallLines> = Vec::new();
     for (f, (name, problems)) in sets.iter().enumerate() {
         let prompts = render(tokenizer, recipe, name, problems)?;
-        let mut acc = SetAccumulator::new(name, problems.len(), options.samples);
         for first in (0..problems.len()).step_by(options.prompts_per_call) {
+            call += 1;
+            if (call - 1) % world != rank {
+                continue;
+            }
             let last = (first + options.prompts_per_call).min(problems.len());
             let requests: Vec<Request> =
                 prompts[first..last].iter().map(|(_, t)| Request::new(t.clone(), options.samples)).collect();
@@ -153,33 +172,55 @@ pub fn evaluate_with<B: Backend, M: SlotDecoder<B>>(
             let generated = engine.generate(backend, model, &requests, tokenizer, &rng).map_err(|e| {
                 anyhow!("evaluation of `{name}`, questions {first}..{last}: generation failed: {e}")
             })?;
+            let mut lines = Vec::with_capacity(generated.completions.len());
             for c in generated.completions {
                 let q = first + c.request;
                 let (prompt, problem) = (&prompts[q].0, &problems[q]);
                 let input = RewardInput::new(prompt, &c.text, c.finish_reason, &problem.answer);
                 let outcome = reward.score(&input);
-                acc.add(q, outcome.score, c.tokens.len(), c.finish_reason)?;
-                if let Some((w, path)) = out.as_mut() {
-                    let line = EvalLine {
-                        file: name.clone(),
-                        index: q,
-                        sample: c.sample,
-                        question: problem.question.clone(),
-                        reference: problem.answer.clone(),
-                        extracted: extract_answer(&c.text),
-                        completion: c.text,
-                        finish_reason: c.finish_reason.as_str().to_string(),
-                        score: outcome.score,
-                        label: outcome.label.to_string(),
-                        response_tokens: c.tokens.len(),
-                    };
-                    write_line(w, path, &line)?;
-                }
+                lines.push(EvalLine {
+                    file: name.clone(),
+                    index: q,
+                    sample: c.sample,
+                    question: problem.question.clone(),
+                    reference: problem.answer.clone(),
+                    extracted: extract_answer(&c.text),
+                    completion: c.text,
+                    finish_reason: c.finish_reason.as_str().to_string(),
+                    score: outcome.score,
+                    label: outcome.label.to_string(),
+                    response_tokens: c.tokens.len(),
+                });
                 done += 1;
             }
+            mine.push((f, first, lines));
             progress(done, total);
         }
-        reports.push(acc.finish()?);
+    }
+    let calls = if world > 1 { exchange_calls(collective, mine)? } else { mine };
+    let mut out = match options.out_jsonl {
+        Some(path) => Some((
+            BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
+            path,
+        )),
+        None => None,
+    };
+    let mut accs: Vec<SetAccumulator> = sets
+        .iter()
+        .map(|(name, problems)| SetAccumulator::new(name, problems.len(), options.samples))
+        .collect();
+    for (f, _, lines) in &calls {
+        for line in lines {
+            let finish = if line.finish_reason == FinishReason::Length.as_str() {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            };
+            accs[*f].add(line.index, line.score, line.response_tokens, finish)?;
+            if let Some((w, path)) = out.as_mut() {
+                write_line(w, path, line)?;
+            }
+        }
     }
     if let Some((mut w, path)) = out {
         w.flush().with_context(|| format!("writing {}", path.display()))?;
@@ -188,8 +229,25 @@ pub fn evaluate_with<B: Backend, M: SlotDecoder<B>>(
         seed: options.seed,
         samples: options.samples,
         reward: reward.name().to_string(),
-        sets: reports,
+        sets: accs.into_iter().map(SetAccumulator::finish).collect::<Result<_>>()?,
     })
+}
+
+/// Every rank's engine calls, in (set, first question) order: each rank sends its calls' lines
+/// as JSON ([`Collective::all_gather_bytes`]).
+fn exchange_calls<B: Backend>(
+    collective: &dyn Collective<B>,
+    mine: Vec<CallLines>,
+) -> Result<Vec<CallLines>> {
+    let bytes = serde_json::to_vec(&mine).context("encoding this rank's eval completions")?;
+    let mut all: Vec<CallLines> = Vec::new();
+    for (r, b) in collective.all_gather_bytes(&bytes)?.iter().enumerate() {
+        let calls: Vec<CallLines> =
+            serde_json::from_slice(b).with_context(|| format!("reading rank {r}'s eval completions"))?;
+        all.extend(calls);
+    }
+    all.sort_by_key(|(f, first, _)| (*f, *first));
+    Ok(all)
 }
 
 /// One generated completion of [`generate`].

@@ -177,6 +177,7 @@ fn run_scripted(options: &EvalOptions<'_>) -> Result<EvalReport> {
         &scripted_sets(),
         options,
         &|_, _| {},
+        &Single,
     )
 }
 
@@ -287,7 +288,7 @@ fn bad_inputs_are_errors() {
     let model = scripted();
     let run = |sets: &[(String, Vec<Problem>)], options: &EvalOptions<'_>| {
         let r = recipe(8);
-        evaluate_with(&model.backend, &model, &[1], &model.tokenizer, &r, sets, options, &|_, _| {})
+        evaluate_with(&model.backend, &model, &[1], &model.tokenizer, &r, sets, options, &|_, _| {}, &Single)
             .unwrap_err()
             .to_string()
     };
