@@ -27,6 +27,22 @@ pub fn qwen_mini() -> Qwen2Config {
     }
 }
 
+/// Qwen2.5-0.5B's published shape (hidden 896, 24 layers, 14 query heads over 2 KV heads of
+/// 64, SwiGLU 4,864, tied embeddings, 494M parameters), for the GPU run (`vs_pytorch prepare
+/// --shape qwen2.5-0.5b`, `scripts/gpu-check.sh`).
+pub fn qwen25_0p5b() -> Qwen2Config {
+    Qwen2Config {
+        hidden_size: 896,
+        intermediate_size: 4864,
+        num_hidden_layers: 24,
+        num_attention_heads: 14,
+        num_key_value_heads: 2,
+        max_position_embeddings: 32_768,
+        eos_token_ids: vec![151_643],
+        ..qwen_mini()
+    }
+}
+
 /// The criterion benches' model on the fast backends: hidden 256, 4 layers, vocabulary 8,192,
 /// 8 query heads over 2 KV heads (head dim 32), SwiGLU 1,024, tied embeddings.
 pub fn small() -> Qwen2Config {

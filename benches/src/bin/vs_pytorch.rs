@@ -2,11 +2,13 @@
 //! (`scripts/bench_vs_pytorch.py` drives it; `scripts/bench-vs-pytorch.sh` does everything):
 //!
 //! ```console
-//! $ vs_pytorch prepare DIR            # DIR/model (HF config.json + safetensors), DIR/inputs.json
-//! $ vs_pytorch run DIR --backend tch|candle [--threads N] [--logits FILE]
+//! $ vs_pytorch prepare DIR [--shape mini|qwen2.5-0.5b]   # DIR/model (HF format), DIR/inputs.json
+//! $ vs_pytorch run DIR --backend tch|candle [--device cpu|cuda:N] [--dtype f32|bf16]
+//!       [--threads N] [--logits FILE]
 //! ```
 //!
-//! `prepare` writes a random [`orz_bench::models::qwen_mini`] (f32) in Hugging Face format and
+//! `prepare` writes a random [`orz_bench::models::qwen_mini`] (or, with `--shape
+//! qwen2.5-0.5b`, [`orz_bench::models::qwen25_0p5b`], for the GPU run) in f32 Hugging Face format and
 //! the inputs both systems get: a forward batch, generation prompts at batch 1, 16 and 64, and
 //! a train-step batch. `run` loads the model on one backend, warms up (one forward, a short
 //! generation, one train step), then runs each workload once and prints one JSON line of
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use orz_bench::models::qwen_mini;
+use orz_bench::models::{qwen_mini, qwen25_0p5b};
 use orz_bench::workloads::{Forward, Generation, TrainStep, Workload, generation_requests, random_tokens};
 use orz_candle::Candle;
 use orz_core::backend::{Backend, DType};
@@ -28,8 +30,9 @@ use serde_json::{Value, json};
 
 /// Forward batch: rows x tokens (one sample per row, as transformers sees it).
 const FORWARD: (usize, usize) = (4, 128);
-/// Generation: batch sizes, prompt length, new tokens.
+/// Generation: batch sizes (the GPU run's model: 1, 64, 256), prompt length, new tokens.
 const GEN_BATCHES: [usize; 3] = [1, 16, 64];
+const GPU_GEN_BATCHES: [usize; 3] = [1, 64, 256];
 const PROMPT_LEN: usize = 32;
 const NEW_TOKENS: usize = 32;
 /// Train step: rows x tokens (one sample per row).
@@ -38,7 +41,8 @@ const TRAIN: (usize, usize) = (4, 128);
 type Res<T> = Result<T, String>;
 
 fn usage() -> String {
-    "usage: vs_pytorch prepare DIR | vs_pytorch run DIR --backend tch|candle [--threads N] [--logits FILE]"
+    "usage: vs_pytorch prepare DIR [--shape mini|qwen2.5-0.5b] | vs_pytorch run DIR --backend tch|candle \
+     [--device cpu|cuda:N] [--dtype f32|bf16] [--threads N] [--logits FILE]"
         .into()
 }
 
@@ -46,8 +50,24 @@ fn rows(rng: &mut Rng, (n, len): (usize, usize), vocab: usize) -> Vec<Vec<u32>> 
     (0..n).map(|_| random_tokens(rng, len, vocab - 1)).collect()
 }
 
-fn prepare(dir: &Path) -> Res<()> {
-    let config = qwen_mini();
+fn prepare(args: &[String]) -> Res<()> {
+    let dir = Path::new(args.first().ok_or_else(usage)?);
+    let shape = args.iter().position(|a| a == "--shape").and_then(|i| args.get(i + 1));
+    let (config, description, batches) = match shape.map(String::as_str) {
+        None | Some("mini") => (
+            qwen_mini(),
+            "qwen_mini: Qwen2, vocab 151936, hidden 512, 4 layers, 8 heads (2 KV, head dim 64), SwiGLU 1536, \
+             tied embeddings, rope theta 1e6, f32, random weights (seed 42)",
+            GEN_BATCHES,
+        ),
+        Some("qwen2.5-0.5b") => (
+            qwen25_0p5b(),
+            "Qwen2.5-0.5B's shape: vocab 151936, hidden 896, 24 layers, 14 heads (2 KV, head dim 64), SwiGLU \
+             4864, tied embeddings, rope theta 1e6, random weights (seed 42)",
+            GPU_GEN_BATCHES,
+        ),
+        Some(other) => return Err(format!("--shape must be mini or qwen2.5-0.5b, got `{other}`")),
+    };
     let b = Rc::new(Candle::cpu());
     let policy = Policy::random(Rc::clone(&b), &config, DType::F32, &mut Rng::seed_from_u64(42))
         .map_err(|e| format!("random model: {e}"))?;
@@ -57,7 +77,7 @@ fn prepare(dir: &Path) -> Res<()> {
     orz_hf::save_model(b.as_ref(), &model_dir, &config, Head::Lm, &named, DType::F32, None)
         .map_err(|e| format!("writing the model: {e}"))?;
     let mut rng = Rng::seed_from_u64(7);
-    let generation: Vec<Value> = GEN_BATCHES
+    let generation: Vec<Value> = batches
         .iter()
         .map(|&batch| {
             let requests = generation_requests(batch, PROMPT_LEN, config.vocab_size, batch as u64);
@@ -66,8 +86,7 @@ fn prepare(dir: &Path) -> Res<()> {
         })
         .collect();
     let inputs = json!({
-        "model": "qwen_mini: Qwen2, vocab 151936, hidden 512, 4 layers, 8 heads (2 KV, head dim 64), \
-                  SwiGLU 1536, tied embeddings, rope theta 1e6, f32, random weights (seed 42)",
+        "model": description,
         "forward": rows(&mut rng, FORWARD, config.vocab_size),
         "generation": {"new_tokens": NEW_TOKENS, "prompt_len": PROMPT_LEN, "batches": generation},
         "train": rows(&mut rng, TRAIN, config.vocab_size),
@@ -90,12 +109,12 @@ fn time(w: &mut impl Workload, what: &str) -> Res<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn run_backend<B: Backend>(b: B, dir: &Path, logits: Option<&Path>) -> Res<Value> {
+fn run_backend<B: Backend>(b: B, dir: &Path, logits: Option<&Path>, dtype: DType) -> Res<Value> {
     let b = Rc::new(b);
     let path = dir.join("inputs.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
     let inputs: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let (config, tensors) = orz_hf::load_model(b.as_ref(), dir.join("model"), Head::Lm, DType::F32)
+    let (config, tensors) = orz_hf::load_model(b.as_ref(), dir.join("model"), Head::Lm, dtype)
         .map_err(|e| format!("loading the model: {e}"))?;
     let policy = Rc::new(Policy::from_tensors(Rc::clone(&b), &config, tensors).map_err(|e| e.to_string())?);
     let single = |rows: Vec<Vec<u32>>| rows.into_iter().map(|r| vec![r]).collect::<Vec<_>>();
@@ -148,14 +167,32 @@ fn run(args: &[String]) -> Res<()> {
         None => None,
     };
     let logits = opt("--logits").map(PathBuf::from);
+    let dtype = match opt("--dtype").map(String::as_str) {
+        None | Some("f32") => DType::F32,
+        Some("bf16") => DType::BF16,
+        Some(other) => return Err(format!("--dtype must be f32 or bf16, got `{other}`")),
+    };
+    let cuda: Option<usize> = match opt("--device").map(String::as_str) {
+        None | Some("cpu") => None,
+        Some(d) => Some(
+            d.strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("--device must be cpu or cuda:N, got `{d}`"))?,
+        ),
+    };
     let result = match opt("--backend").map(String::as_str) {
-        Some("candle") => run_backend(Candle::cpu(), &dir, logits.as_deref())?,
+        Some("candle") if cuda.is_some() => return Err("this vs_pytorch runs candle on the CPU only".into()),
+        Some("candle") => run_backend(Candle::cpu(), &dir, logits.as_deref(), dtype)?,
         #[cfg(feature = "tch")]
         Some("tch") => {
             if let Some(n) = threads {
                 tch::set_num_threads(n);
             }
-            run_backend(orz_tch::Tch::cpu(), &dir, logits.as_deref())?
+            let b = match cuda {
+                None => orz_tch::Tch::cpu(),
+                Some(n) => orz_tch::Tch::cuda(n).map_err(|e| e.to_string())?,
+            };
+            run_backend(b, &dir, logits.as_deref(), dtype)?
         }
         #[cfg(not(feature = "tch"))]
         Some("tch") => return Err("this vs_pytorch was built without the `tch` feature".into()),
@@ -169,7 +206,7 @@ fn run(args: &[String]) -> Res<()> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("prepare") => args.get(1).ok_or_else(usage).and_then(|d| prepare(Path::new(d))),
+        Some("prepare") => prepare(&args[1..]),
         Some("run") => run(&args[1..]),
         _ => Err(usage()),
     };
