@@ -33,7 +33,7 @@ impl Request {
 }
 
 /// One sampled completion.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Completion {
     /// Index of its request in the request list.
@@ -46,6 +46,10 @@ pub struct Completion {
     pub text: String,
     /// Why it ended: `stop` (EOS or stop string) or `length`.
     pub finish_reason: FinishReason,
+    /// Each token's log-prob when it was sampled ([`super::Generator::recording_log_probs`];
+    /// empty when not recorded).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub log_probs: Vec<f64>,
 }
 
 /// Counters of one generation run, for metrics.

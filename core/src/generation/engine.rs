@@ -111,6 +111,7 @@ pub struct Generator {
     params: SamplingParams,
     stop: StopCriteria,
     config: EngineConfig,
+    record_log_probs: bool,
 }
 
 impl Generator {
@@ -122,7 +123,16 @@ impl Generator {
         if config.max_batch_slots == 0 {
             return Err(Error::invalid("engine config", "max_batch_slots must be >= 1, got 0"));
         }
-        Ok(Generator { params, stop, config })
+        Ok(Generator { params, stop, config, record_log_probs: false })
+    }
+
+    /// The same engine recording, for every sampled token, its log-prob under the sampling
+    /// temperature's softmax of the logits it was drawn from ([`Completion::log_probs`]; before
+    /// top-k and top-p, which ORZ leaves off: then it is the sampling distribution itself). It
+    /// costs one log-softmax over the vocabulary per step; the trainer compares these with the
+    /// old log-probs of the training forward pass (the rollout/train mismatch).
+    pub fn recording_log_probs(self, record: bool) -> Self {
+        Generator { record_log_probs: record, ..self }
     }
 
     /// The sampling parameters.
@@ -260,6 +270,8 @@ struct Active {
     sample: usize,
     checker: StopChecker,
     rng: Rng,
+    /// The sampled tokens' log-probs (empty unless recording).
+    log_probs: Vec<f64>,
 }
 
 /// The request whose samples are being placed: its prefill's logits (`[1, vocab]`) and the
@@ -370,25 +382,58 @@ impl<B: Backend, M: SlotDecoder<B>, D: Detokenize> Run<'_, B, M, D> {
         let mut rngs: Vec<Rng> = group.iter().map(|&(_, s)| self.rng.fork(key).fork(s as u64)).collect();
         let draws: Vec<f64> = rngs.iter_mut().map(Rng::uniform).collect();
         let tokens = sample_device(self.b, logits, &self.engine.params, &draws)?;
-        for ((&(slot, sample), rng), token) in group.iter().zip(rngs).zip(tokens) {
+        let log_probs = self.log_probs(logits, &tokens)?;
+        for (i, ((&(slot, sample), rng), token)) in group.iter().zip(rngs).zip(tokens).enumerate() {
             let checker = StopChecker::new(&self.requests[r].prompt, &self.engine.stop);
-            self.active[slot] = Some(Active { request: r, sample, checker, rng });
-            self.advance(slot, token);
+            self.active[slot] = Some(Active { request: r, sample, checker, rng, log_probs: Vec::new() });
+            self.advance(slot, token, log_probs.get(i).copied());
         }
         Ok(())
     }
 
-    /// Appends `token` to the sample in `slot`; a finished sample is completed and its slot freed.
-    fn advance(&mut self, slot: usize, token: u32) {
+    /// The log-prob of each sampled token under the sampling temperature's softmax of its row
+    /// of `logits` (`[rows, vocab]`; one row shared by every token when `rows` is 1); empty
+    /// unless the engine records them.
+    fn log_probs(&self, logits: &B::Tensor, tokens: &[u32]) -> Result<Vec<f64>> {
+        if !self.engine.record_log_probs || tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let b = self.b;
+        let shape = b.shape(logits);
+        let vocab = shape.last().copied().unwrap_or(0);
+        let mut x = logits.clone();
+        if shape.first() == Some(&1) && tokens.len() > 1 {
+            x = b.broadcast_to(&x, &[tokens.len(), vocab])?;
+        }
+        let t = self.engine.params.temperature;
+        if t > 0.0 && t != 1.0 {
+            x = b.affine(&x, 1.0 / t, 0.0)?;
+        }
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        b.to_host_f64(&b.selective_log_prob(&x, &b.tensor_i64(&ids, &[ids.len()])?)?)
+    }
+
+    /// Appends `token` (and its log-prob, when recorded) to the sample in `slot`; a finished
+    /// sample is completed and its slot freed.
+    fn advance(&mut self, slot: usize, token: u32, log_prob: Option<f64>) {
         let Some(a) = self.active[slot].as_mut() else { return };
         self.stats.tokens_generated += 1;
+        a.log_probs.extend(log_prob);
         if a.checker.push(token, &self.engine.stop, self.detok).is_none() {
             return;
         }
         if let Some(a) = self.active[slot].take() {
             let (tokens, text, finish_reason) = a.checker.into_parts(&self.engine.stop, self.detok);
-            self.done[a.request][a.sample] =
-                Some(Completion { request: a.request, sample: a.sample, tokens, text, finish_reason });
+            let mut log_probs = a.log_probs;
+            log_probs.truncate(tokens.len());
+            self.done[a.request][a.sample] = Some(Completion {
+                request: a.request,
+                sample: a.sample,
+                tokens,
+                text,
+                finish_reason,
+                log_probs,
+            });
         }
         self.free.insert(slot);
     }
@@ -416,8 +461,9 @@ impl<B: Backend, M: SlotDecoder<B>, D: Detokenize> Run<'_, B, M, D> {
         self.stats.decode_steps += 1;
         self.stats.decode_rows += slots.len();
         let next = sample_device(self.b, &logits, &self.engine.params, &draws)?;
-        for (slot, token) in slots.into_iter().zip(next) {
-            self.advance(slot, token);
+        let log_probs = self.log_probs(&logits, &next)?;
+        for (i, (slot, token)) in slots.into_iter().zip(next).enumerate() {
+            self.advance(slot, token, log_probs.get(i).copied());
         }
         Ok(())
     }

@@ -124,6 +124,17 @@ pub struct TrainConfig {
     /// recipe: the values change memory and time, not the result beyond rounding).
     #[cfg_attr(feature = "serde", serde(default))]
     pub memory: MemoryOptions,
+    /// Record every sampled token's log-prob at generation and log how far the training
+    /// forward pass's old log-probs are from it (the rollout/train mismatch,
+    /// [`super::mismatch`]); costs one log-softmax over the vocabulary per decode step.
+    #[cfg_attr(feature = "serde", serde(default = "measure_by_default"))]
+    pub measure_mismatch: bool,
+}
+
+/// The default of [`TrainConfig::measure_mismatch`] (on) for configs that do not name it.
+#[cfg(feature = "serde")]
+fn measure_by_default() -> bool {
+    true
 }
 
 /// ORZ's stop strings (each kept in the completion text).
@@ -166,6 +177,7 @@ impl TrainConfig {
             policy_optimizer: OptimizerConfig::ORZ_POLICY,
             critic_optimizer: OptimizerConfig::ORZ_CRITIC,
             memory: MemoryOptions::for_pack_len(10048),
+            measure_mismatch: true,
         }
     }
 
@@ -182,6 +194,7 @@ impl TrainConfig {
             stop: StopCriteria { max_new_tokens: 48, max_total_len: 88, ..orz.stop.clone() },
             packing_max_len: 256,
             memory: MemoryOptions::for_pack_len(256),
+            measure_mismatch: true,
             ..orz
         };
         tiny.set_learning_rates(1e-3, 1e-3, 5);

@@ -87,7 +87,7 @@ impl Reader<'_> {
 }
 
 /// The completions of `samples` as bytes: per sample its prompt index, sample index, finish
-/// reason, response tokens and text (scores are recomputed by the receiver).
+/// reason, response tokens, text and sampling log-probs (scores are recomputed by the receiver).
 pub fn encode_samples(samples: &[Sample]) -> Vec<u8> {
     let mut out = Vec::new();
     put_u64(&mut out, samples.len() as u64);
@@ -101,6 +101,10 @@ pub fn encode_samples(samples: &[Sample]) -> Vec<u8> {
         }
         put_u64(&mut out, s.text.len() as u64);
         out.extend_from_slice(s.text.as_bytes());
+        put_u64(&mut out, s.sampling_log_probs.len() as u64);
+        for &lp in &s.sampling_log_probs {
+            out.extend_from_slice(&lp.to_le_bytes());
+        }
     }
     out
 }
@@ -132,6 +136,12 @@ pub fn decode_samples(
         let text = String::from_utf8(r.take(text_len)?.to_vec()).map_err(|_| {
             Error::invalid(OP, format!("rank {rank} sent a completion whose text is not UTF-8"))
         })?;
+        let n_lp = r.usize()?;
+        let sampling_log_probs = r
+            .take(n_lp.saturating_mul(8))?
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
         let p = prompts.get(prompt).ok_or_else(|| {
             Error::invalid(
                 OP,
@@ -150,6 +160,7 @@ pub fn decode_samples(
             finish_reason,
             score: outcome.score,
             label: outcome.label,
+            sampling_log_probs,
         });
     }
     Ok(out)
@@ -274,6 +285,7 @@ mod tests {
             finish_reason: FinishReason::Length,
             score: 0.0,
             label: label::WRONG,
+            sampling_log_probs: vec![-0.5, -1.25, -3.0],
         };
         let back =
             decode_samples(&encode_samples(core::slice::from_ref(&s)), 2, &prompts, &config, &Len).unwrap();

@@ -217,6 +217,10 @@ pub struct IterationReport {
     /// ORZ's single step).
     #[cfg_attr(feature = "serde", serde(default))]
     pub clip_ratio: f64,
+    /// The rollout/train mismatch of the iteration's response tokens (`None` unless
+    /// [`super::TrainConfig::measure_mismatch`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub mismatch: Option<super::Mismatch>,
     /// Mean over the policy steps of each step's aggregated policy loss.
     pub policy_loss: f64,
     /// Mean over the critic steps of each step's aggregated value loss (`None` without critic).

@@ -46,6 +46,9 @@ pub struct Sample {
     pub score: f64,
     /// The reward's label (e.g. [`label::CORRECT`]).
     pub label: &'static str,
+    /// Each response token's log-prob when it was sampled (empty unless
+    /// [`TrainConfig::measure_mismatch`]).
+    pub sampling_log_probs: Vec<f64>,
 }
 
 impl Sample {
@@ -160,7 +163,8 @@ pub fn rollout_of<B: Backend, M: SlotDecoder<B>>(
         .iter()
         .map(|&i| Request::new(truncated[i].clone(), config.n_samples_per_prompt).with_seed_key(i as u64))
         .collect();
-    let engine = Generator::new(config.sampling, config.stop.clone(), config.engine)?;
+    let engine = Generator::new(config.sampling, config.stop.clone(), config.engine)?
+        .recording_log_probs(config.measure_mismatch);
     let decode = |tokens: &[u32]| detok.decode(tokens);
     let out = engine.generate(backend, model, &requests, &decode, rng)?;
     let generated = out.completions.len();
@@ -192,6 +196,7 @@ pub fn rollout_of<B: Backend, M: SlotDecoder<B>>(
             finish_reason: c.finish_reason,
             score: outcome.score,
             label: outcome.label,
+            sampling_log_probs: c.log_probs,
         });
     }
     let dropped_empty = generated - samples.len();

@@ -359,6 +359,7 @@ impl<B: Backend> Trainer<B> {
             generation: stats,
             clip_fraction: policy.clipped_tokens as f64 / policy.tokens.max(1) as f64,
             clip_ratio: policy.ratio_outside_tokens as f64 / policy.tokens.max(1) as f64,
+            mismatch: super::mismatch::measure(&experience.samples, &experience.logp_old),
             policy_loss: policy.mean_loss(),
             value_loss: critic.as_ref().map(UpdateOutcome::mean_loss),
             skipped_steps,

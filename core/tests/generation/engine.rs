@@ -71,7 +71,14 @@ fn sequential(
                 }
             }
             let (tokens, text, finish_reason) = checker.into_parts(&stop, &detok);
-            out.push(Completion { request: r, sample: s, tokens, text, finish_reason });
+            out.push(Completion {
+                request: r,
+                sample: s,
+                tokens,
+                text,
+                finish_reason,
+                log_probs: Vec::new(),
+            });
         }
     }
     out

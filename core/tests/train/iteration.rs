@@ -36,6 +36,11 @@ fn one_iteration_reports_sane_metrics_and_moves_both_models() {
     );
     // ORZ's single policy step sees ratio 1: nothing is clipped.
     assert_eq!((r.policy_steps.len(), r.clip_fraction), (1, 0.0));
+    // One model definition samples and trains: on the f64 reference the log-probs at sampling
+    // and at training are the same numbers (the rollout/train mismatch is exactly 0).
+    let mismatch = r.mismatch.expect("measured by default");
+    assert!(mismatch.tokens > 0 && mismatch.tokens <= r.tokens_generated, "{mismatch:?}");
+    assert_eq!((mismatch.max_abs, mismatch.mean_abs, mismatch.kl), (0.0, 0.0, 0.0), "{mismatch:?}");
     assert_eq!(r.critic_steps.len(), r.packs.min(12));
     assert!(r.policy_loss.is_finite() && r.value_loss.is_some_and(f64::is_finite));
     let (norm, lr) = r.policy_last_step().unwrap();

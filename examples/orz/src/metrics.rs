@@ -46,6 +46,17 @@ pub struct IterationMetrics {
     /// (ORZ's `clip_ratio`; absent in metrics written before it was logged).
     #[serde(default)]
     pub clip_ratio: f64,
+    /// The rollout/train mismatch: the largest, and the mean, `|log-prob at sampling − old
+    /// log-prob at training|` over the response tokens, and the k3 KL estimate between them
+    /// (absent when not measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logp_mismatch_max: Option<f64>,
+    /// See [`IterationMetrics::logp_mismatch_max`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logp_mismatch_mean: Option<f64>,
+    /// See [`IterationMetrics::logp_mismatch_max`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logp_mismatch_kl: Option<f64>,
     /// Mean policy loss over the policy steps (absent when not finite).
     pub policy_loss: Option<f64>,
     /// Mean value loss over the critic steps (absent without critic or when not finite).
@@ -120,6 +131,9 @@ impl IterationMetrics {
             rollout: report.rollout.clone(),
             clip_fraction: report.clip_fraction,
             clip_ratio: report.clip_ratio,
+            logp_mismatch_max: report.mismatch.map(|m| m.max_abs),
+            logp_mismatch_mean: report.mismatch.map(|m| m.mean_abs),
+            logp_mismatch_kl: report.mismatch.map(|m| m.kl),
             policy_loss: finite(report.policy_loss),
             value_loss: report.value_loss.and_then(finite),
             policy_grad_norm: mean(&policy_norms),
