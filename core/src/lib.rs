@@ -41,6 +41,33 @@
 //! | memory-lean backward | one pack's loss is the sum of its chunks' losses; each stage's parameter gradients are summed in f32; activation checkpointing recomputes a layer from its saved input with the forward's own kernels ([`model::backprop`]); on from 1024-token packs ([`model::MemoryOptions::for_pack_len`]) | DeepSpeed and FSDP also checkpoint per decoder layer; veRL offers a fused head + log-prob kernel that avoids the full logits |
 //! | reward | 1.0 iff the completion stopped (`stop`, not `length`) and its answer is equivalent to the reference, else 0.0; placed on the last response token ([`reward`]) | no format reward, no length penalty in ORZ |
 //!
+//! ## Options and what other systems call them
+//!
+//! Every option is a field of [`train::TrainConfig`] (`--set train.FIELD=...` in the `orz`
+//! program, `[train]` in a TOML file). The names elsewhere are those of ORZ's PPO config,
+//! OpenRLHF's `train_ppo_ray` flags, veRL's trainer config and TRL's `GRPOConfig`/`PPOConfig`
+//! as of their 2025 releases (check your version: such names move); "—" where the system has
+//! no such knob or uses a fixed rule.
+//!
+//! | orz-rs (`train.…`) | ORZ | OpenRLHF | veRL | TRL |
+//! |---|---|---|---|---|
+//! | `estimator` (`Gae`, `Grpo`, `DrGrpo`, `Rloo`, `ReinforcePlusPlus`) | GAE; `use_grpo` | `--advantage_estimator` (`gae`, `group_norm`, `dr_grpo`, `rloo`, `reinforce`) | `algorithm.adv_estimator` (`gae`, `grpo`, `rloo`, `reinforce_plus_plus`; Dr. GRPO: `grpo` with `norm_adv_by_std_in_grpo=False`) | `GRPOConfig` (`scale_rewards`; `loss_type="dr_grpo"`), `RLOOTrainer` |
+//! | `gamma`, `lambda` | `gamma`, `lambd` | `--gamma`, `--lambd` | `algorithm.gamma`, `algorithm.lam` | `PPOConfig.gamma`, `lam` |
+//! | `eps_clip` | `eps_clip` | `--eps_clip` | `actor_rollout_ref.actor.clip_ratio` | `epsilon` (GRPO), `cliprange` (PPO) |
+//! | `value_clip` | `value_clip` | `--value_clip` | `critic.cliprange_value` | `cliprange_value` |
+//! | `advantage_normalize` | `advantage_normalize` | — | — | `PPOConfig.whiten_rewards` (rewards, not advantages) |
+//! | `aggregation` | fixed: pack mean | fixed: micro-batch mean | `actor.loss_agg_mode` | `loss_type` |
+//! | `n_samples_per_prompt` | `n_samples_per_prompt` | `--n_samples_per_prompt` | `actor_rollout_ref.rollout.n` | `num_generations` |
+//! | `sampling` (temperature, top-p, top-k) | `temperature`, `top_p`, `top_k` | `--temperature`, `--top_p` | `actor_rollout_ref.rollout.temperature`, `top_p`, `top_k` | `temperature`, `top_p`, `top_k` |
+//! | `prompt_max_len`, `stop.max_new_tokens` | `prompt_max_len`, `generate_max_len` | `--prompt_max_len`, `--generate_max_len` | `data.max_prompt_length`, `data.max_response_length` | `max_prompt_length`, `max_completion_length` |
+//! | `packing_max_len` | `packing_max_len` | `--packing_samples` | `actor.ppo_max_token_len_per_gpu` (with `use_dynamic_bsz`) | `padding_free` |
+//! | `policy_optimizer`/`critic_optimizer` schedule (peak, warmup) | `actor_learning_rate`, `critic_learning_rate`, `num_warmup_steps` | `--actor_learning_rate`, `--critic_learning_rate`, `--lr_warmup_ratio` | `actor.optim.lr`, `critic.optim.lr`, `optim.lr_warmup_steps` | `learning_rate`, `warmup_steps` |
+//! | `*_optimizer.max_grad_norm` | `max_norm` | `--max_norm` | `actor.grad_clip` | `max_grad_norm` |
+//! | `*_optimizer.adamw` | `adam_betas`, `l2` | `--adam_betas`, `--l2` | `optim.betas`, `optim.weight_decay` | `adam_beta1`, `adam_beta2`, `adam_epsilon`, `weight_decay` |
+//! | `critic_update_steps`, `policy_update_steps` | `critic_update_steps`, `policy_update_steps` | `--max_epochs` with the batch sizes | `ppo_epochs`, `ppo_mini_batch_size` | `num_iterations`, `gradient_accumulation_steps` |
+//! | `memory.activation_checkpointing` | `gradient_checkpointing` | `--gradient_checkpointing` | `actor_rollout_ref.model.enable_gradient_checkpointing` | `gradient_checkpointing` |
+//! | `measure_mismatch` | — | — | — | — |
+//!
 //! ## Modules
 //!
 //! - [`backend`]: the `Backend` trait (tensor primitives and autodiff) with its provided
