@@ -54,6 +54,9 @@
 //! | `estimator` (`Gae`, `Grpo`, `DrGrpo`, `Rloo`, `ReinforcePlusPlus`) | GAE; `use_grpo` | `--advantage_estimator` (`gae`, `group_norm`, `dr_grpo`, `rloo`, `reinforce`) | `algorithm.adv_estimator` (`gae`, `grpo`, `rloo`, `reinforce_plus_plus`; Dr. GRPO: `grpo` with `norm_adv_by_std_in_grpo=False`) | `GRPOConfig` (`scale_rewards`; `loss_type="dr_grpo"`), `RLOOTrainer` |
 //! | `gamma`, `lambda` | `gamma`, `lambd` | `--gamma`, `--lambd` | `algorithm.gamma`, `algorithm.lam` | `PPOConfig.gamma`, `lam` |
 //! | `eps_clip` | `eps_clip` | `--eps_clip` | `actor_rollout_ref.actor.clip_ratio` | `epsilon` (GRPO), `cliprange` (PPO) |
+//! | `eps_clip_high` (DAPO's clip-higher) | — | `--eps_clip_low_high` (its second value) | `actor_rollout_ref.actor.clip_ratio_high` | `epsilon_high` |
+//! | `dual_clip` | — | `--dual_clip` | `actor_rollout_ref.actor.clip_ratio_c` | — |
+//! | `log_ratio_clamp` | — | — | fixed: ±20 | — |
 //! | `value_clip` | `value_clip` | `--value_clip` | `critic.cliprange_value` | `cliprange_value` |
 //! | `advantage_normalize` | `advantage_normalize` | — | — | `PPOConfig.whiten_rewards` (rewards, not advantages) |
 //! | `aggregation` | fixed: pack mean | fixed: micro-batch mean | `actor.loss_agg_mode` | `loss_type` |

@@ -5,8 +5,14 @@
 //!
 //! ORZ (Open-Reasoner-Zero `orz/ppo/models/loss.py`, OpenRLHF's `PolicyLoss` without dual clip):
 //! `ratio = exp(logp − logp_old)`, `loss = −min(ratio·A, clamp(ratio, 1 − ε, 1 + ε)·A)`,
-//! ε = 0.2 ([`ORZ_CLIP_EPS`]). No dual clip (OpenRLHF's and veRL's `dual_clip` option), no
-//! log-ratio clamp (veRL clamps `logp − logp_old` to ±20 before `exp`), no KL, no entropy.
+//! ε = 0.2 ([`ORZ_CLIP_EPS`]). Options, all off in ORZ's presets ([`PolicyClip`]):
+//! - **clip-higher** (DAPO): `clamp(ratio, 1 − ε_low, 1 + ε_high)` with `ε_high > ε_low`
+//!   (DAPO: 0.2 and 0.28; OpenRLHF `--eps_clip_low_high`, veRL `clip_ratio_low`/`clip_ratio_high`,
+//!   TRL `epsilon_high`);
+//! - **dual clip** (Ye et al. 2020; OpenRLHF `--dual_clip`, veRL `clip_ratio_c` = 3): for a
+//!   negative advantage the loss is at most `c·|A|` (`min(loss, −c·A)`), `c > 1`;
+//! - **log-ratio clamp**: `logp − logp_old` clamped to `[−c, c]` before `exp` (veRL uses 20),
+//!   so a stale or broken log-prob cannot overflow the ratio; the gradient is 0 where it clamps.
 //!
 //! Gradient conventions at the kinks are PyTorch autograd's ([`crate::ppo::autograd`]): the
 //! clamp passes the gradient on `[1 − ε, 1 + ε]` inclusive, and a tie of the two surrogates
@@ -43,9 +49,78 @@ impl<F: Float> Default for PolicyLossToken<F> {
     }
 }
 
+/// The clip rules of the policy loss: PPO's symmetric ε (ORZ), and the options DAPO, OpenRLHF
+/// and veRL add (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicyClip {
+    /// The ratio's lower bound is `1 − eps_low` (PPO's ε; ORZ: 0.2).
+    pub eps_low: f64,
+    /// The ratio's upper bound is `1 + eps_high` (PPO: `eps_low`; DAPO's clip-higher: 0.28).
+    pub eps_high: f64,
+    /// Dual clip `c > 1`: for `A < 0` the loss is at most `−c·A` (`None`: off).
+    pub dual_clip: Option<f64>,
+    /// `logp − logp_old` clamped to `[−c, c]` before `exp` (`None`: off).
+    pub log_ratio_clamp: Option<f64>,
+}
+
+impl PolicyClip {
+    /// PPO's clip, `[1 − ε, 1 + ε]`, without the options.
+    pub fn symmetric(eps: f64) -> PolicyClip {
+        PolicyClip { eps_low: eps, eps_high: eps, dual_clip: None, log_ratio_clamp: None }
+    }
+
+    /// Whether this is PPO's plain symmetric clip (what [`Backend::policy_loss`] computes).
+    pub fn is_symmetric(&self) -> bool {
+        *self == PolicyClip::symmetric(self.eps_low)
+    }
+
+    /// Checks the bounds, naming the bad one: `eps_low` in `[0, 1]`, `eps_high` finite and at
+    /// least 0, a dual clip above 1, a log-ratio clamp above 0.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "policy clip";
+        check_param(OP, "eps_low", self.eps_low, 0.0, 1.0)?;
+        check_param(OP, "eps_high", self.eps_high, 0.0, f64::MAX)?;
+        if let Some(c) = self.dual_clip {
+            check_param(OP, "dual_clip", c, 1.0, f64::MAX)?;
+            if c == 1.0 {
+                return Err(crate::Error::invalid(OP, "`dual_clip` must be above 1"));
+            }
+        }
+        if let Some(c) = self.log_ratio_clamp {
+            check_param(OP, "log_ratio_clamp", c, f64::MIN_POSITIVE, f64::MAX)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the clip binds for one token: the clipped surrogate is strictly the smaller
+    /// (OpenRLHF's and TRL's clip fraction: `surr2 < surr1`), so the token's gradient is 0.
+    pub fn binds<F: Float>(&self, ratio: F, advantage: F) -> bool {
+        let (surr1, surr2) = self.surrogates(ratio, advantage);
+        surr2 < surr1
+    }
+
+    /// Whether the ratio lies outside `[1 − ε_low, 1 + ε_high]`, whatever the advantage's sign
+    /// (ORZ's `clip_ratio` metric).
+    pub fn outside<F: Float>(&self, ratio: F) -> bool {
+        let (lo, hi) = self.bounds::<F>();
+        ratio < lo || ratio > hi
+    }
+
+    /// `(1 − ε_low, 1 + ε_high)` in `F`.
+    fn bounds<F: Float>(&self) -> (F, F) {
+        let f = |x: f64| F::from(x).unwrap_or_else(F::nan);
+        (f(1.0 - self.eps_low), f(1.0 + self.eps_high))
+    }
+
+    /// The two surrogates of one token: `(ratio·A, clamp(ratio, 1 − ε_low, 1 + ε_high)·A)`.
+    fn surrogates<F: Float>(&self, ratio: F, advantage: F) -> (F, F) {
+        let (lo, hi) = self.bounds::<F>();
+        (ratio * advantage, ratio.max(lo).min(hi) * advantage)
+    }
+}
+
 /// Default of [`Backend::policy_loss`], the loss the trainer trains with, per token:
-/// `ratio = exp(logp − detach(logp_old))`, `s1 = ratio·A`, `s2 = clamp(ratio, 1 − ε, 1 + ε)·A`,
-/// `loss = −minimum(s1, s2)` with `A = detach(advantages)`.
+/// [`clipped_policy_loss`] with PPO's symmetric clip ε.
 ///
 /// Errors: a negative or non-finite `eps`, and whatever the backend's ops reject.
 pub fn policy_loss<B: Backend + ?Sized>(
@@ -56,45 +131,90 @@ pub fn policy_loss<B: Backend + ?Sized>(
     eps: f64,
 ) -> Result<B::Tensor> {
     check_clip("policy_loss", "eps", eps)?;
+    clipped_policy_loss(b, logp, logp_old, advantages, &PolicyClip::symmetric(eps))
+}
+
+/// The policy loss per token under `clip`: `log r = logp − detach(logp_old)` (clamped to
+/// `[−c, c]` with a log-ratio clamp), `ratio = exp(log r)`, `s1 = ratio·A`,
+/// `s2 = clamp(ratio, 1 − ε_low, 1 + ε_high)·A`, `loss = −minimum(s1, s2)` with
+/// `A = detach(advantages)`; with a dual clip `c`, `loss = where(A < 0, minimum(loss, −c·A),
+/// loss)`. Errors: an invalid `clip` ([`PolicyClip::validate`]).
+pub fn clipped_policy_loss<B: Backend + ?Sized>(
+    b: &B,
+    logp: &B::Tensor,
+    logp_old: &B::Tensor,
+    advantages: &B::Tensor,
+    clip: &PolicyClip,
+) -> Result<B::Tensor> {
+    clip.validate()?;
     let (old, adv) = (b.detach(logp_old)?, b.detach(advantages)?);
-    let ratio = b.exp(&b.sub(logp, &old)?)?;
+    let mut log_ratio = b.sub(logp, &old)?;
+    if let Some(c) = clip.log_ratio_clamp {
+        log_ratio = b.clamp(&log_ratio, -c, c)?;
+    }
+    let ratio = b.exp(&log_ratio)?;
     let surr1 = b.mul(&ratio, &adv)?;
-    let surr2 = b.mul(&b.clamp(&ratio, 1.0 - eps, 1.0 + eps)?, &adv)?;
-    b.neg(&b.minimum(&surr1, &surr2)?)
+    let surr2 = b.mul(&b.clamp(&ratio, 1.0 - clip.eps_low, 1.0 + clip.eps_high)?, &adv)?;
+    let loss = b.neg(&b.minimum(&surr1, &surr2)?)?;
+    match clip.dual_clip {
+        None => Ok(loss),
+        Some(c) => {
+            let negative = b.lt(&adv, &b.zeros(&[1], b.dtype(&adv))?)?;
+            let capped = b.minimum(&loss, &b.affine(&adv, -c, 0.0)?)?;
+            b.where_(&negative, &capped, &loss)
+        }
+    }
 }
 
-/// The two surrogates of one token: `(ratio·A, clamp(ratio, 1 − ε, 1 + ε)·A)`.
-fn surrogates<F: Float>(ratio: F, advantage: F, eps: F) -> (F, F) {
-    (ratio * advantage, ratio.max(F::one() - eps).min(F::one() + eps) * advantage)
-}
-
-/// Whether the clip binds for one token: the clipped surrogate is strictly the smaller
-/// (OpenRLHF's and TRL's clip fraction: `surr2 < surr1`), so the token's gradient is 0.
+/// Whether the clip binds for one token under PPO's symmetric ε ([`PolicyClip::binds`]).
 pub fn clip_binds<F: Float>(ratio: F, advantage: F, eps: F) -> bool {
-    let (surr1, surr2) = surrogates(ratio, advantage, eps);
-    surr2 < surr1
+    PolicyClip::symmetric(eps.to_f64().unwrap_or(f64::NAN)).binds(ratio, advantage)
 }
 
 /// Whether the ratio lies outside `[1 − ε, 1 + ε]`, whatever the advantage's sign: ORZ's
 /// `clip_ratio` metric (`orz/ppo`), which counts more tokens than [`clip_binds`] (a ratio
 /// above `1 + ε` with a negative advantage is outside but does not bind).
 pub fn ratio_outside<F: Float>(ratio: F, eps: F) -> bool {
-    ratio < F::one() - eps || ratio > F::one() + eps
+    PolicyClip::symmetric(eps.to_f64().unwrap_or(f64::NAN)).outside(ratio)
 }
 
-/// Host oracle: the policy loss of one token from its new and old log-probs and its advantage.
+/// Host oracle: the policy loss of one token from its new and old log-probs and its advantage,
+/// under PPO's symmetric clip ε.
 pub fn policy_loss_token<F: Float>(logp: F, logp_old: F, advantage: F, eps: F) -> PolicyLossToken<F> {
-    let (lo, hi) = (F::one() - eps, F::one() + eps);
-    let ratio = (logp - logp_old).exp();
-    let (surr1, surr2) = surrogates(ratio, advantage, eps);
-    // d ratio / d logp = ratio.
-    let d1 = ratio * advantage;
-    let d2 = clamp_grad(ratio, lo, hi) * ratio * advantage;
-    PolicyLossToken {
-        loss: -surr1.min(surr2),
-        grad_logp: -minimum_grad(surr1, surr2, d1, d2),
-        clipped: clip_binds(ratio, advantage, eps),
-    }
+    let clip = PolicyClip::symmetric(eps.to_f64().unwrap_or(f64::NAN));
+    clipped_policy_loss_token(logp, logp_old, advantage, &clip)
+}
+
+/// Host oracle of [`clipped_policy_loss`] for one token, with the gradient with respect to
+/// `logp` (PyTorch autograd conventions at the kinks).
+pub fn clipped_policy_loss_token<F: Float>(
+    logp: F,
+    logp_old: F,
+    advantage: F,
+    clip: &PolicyClip,
+) -> PolicyLossToken<F> {
+    let f = |x: f64| F::from(x).unwrap_or_else(F::nan);
+    let (lo, hi) = clip.bounds::<F>();
+    let raw = logp - logp_old;
+    // d log r / d logp: 1, or the clamp's gradient (0 where it clamps).
+    let (log_ratio, d_log_ratio) = match clip.log_ratio_clamp {
+        Some(c) => (raw.max(f(-c)).min(f(c)), clamp_grad(raw, f(-c), f(c))),
+        None => (raw, F::one()),
+    };
+    let ratio = log_ratio.exp();
+    let (surr1, surr2) = clip.surrogates(ratio, advantage);
+    // d ratio / d logp = ratio · d log r / d logp.
+    let d_ratio = ratio * d_log_ratio;
+    let (d1, d2) = (d_ratio * advantage, clamp_grad(ratio, lo, hi) * d_ratio * advantage);
+    let (loss, grad) = (-surr1.min(surr2), -minimum_grad(surr1, surr2, d1, d2));
+    let (loss, grad) = match clip.dual_clip {
+        Some(c) if advantage < F::zero() => {
+            let bound = -f(c) * advantage;
+            (loss.min(bound), minimum_grad(loss, bound, grad, F::zero()))
+        }
+        _ => (loss, grad),
+    };
+    PolicyLossToken { loss, grad_logp: grad, clipped: clip.binds(ratio, advantage) }
 }
 
 /// Host oracle: the policy loss of every token. `logp`, `logp_old` and `advantages` are aligned

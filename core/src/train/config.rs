@@ -1,6 +1,7 @@
 //! [`TrainConfig`]: every knob of one ORZ iteration, ORZ's values ([`TrainConfig::orz`]) and the
 //! tiny demo's ([`TrainConfig::tiny`]); the presets of [`crate::recipe`] hold one each.
 
+use crate::ppo::policy_loss::PolicyClip;
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
@@ -103,8 +104,20 @@ pub struct TrainConfig {
     pub lambda: f64,
     /// Whiten advantages over all response tokens of the iteration (ORZ: true).
     pub advantage_normalize: bool,
-    /// PPO ratio clip ε (ORZ `eps_clip`: 0.2).
+    /// PPO ratio clip ε (ORZ `eps_clip`: 0.2); the lower bound `1 − ε` when `eps_clip_high`
+    /// is set.
     pub eps_clip: f64,
+    /// DAPO's clip-higher: the ratio's upper bound is `1 + eps_clip_high` (`None`: `eps_clip`;
+    /// DAPO: 0.28). See [`crate::ppo::policy_loss::PolicyClip`].
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub eps_clip_high: Option<f64>,
+    /// Dual clip `c > 1`: for a negative advantage the policy loss is at most `c·|A|`
+    /// (OpenRLHF `--dual_clip`, veRL `clip_ratio_c`; `None`: off).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub dual_clip: Option<f64>,
+    /// Clamp of `logp − logp_old` to `[−c, c]` before `exp` (veRL: 20; `None`: off).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub log_ratio_clamp: Option<f64>,
     /// Value clip c (ORZ `value_clip`: 0.2).
     pub value_clip: f64,
     /// Critic optimizer steps per iteration (ORZ: 12).
@@ -169,6 +182,9 @@ impl TrainConfig {
             lambda: ORZ_LAMBDA,
             advantage_normalize: true,
             eps_clip: 0.2,
+            eps_clip_high: None,
+            dual_clip: None,
+            log_ratio_clamp: None,
             value_clip: 0.2,
             critic_update_steps: 12,
             policy_update_steps: 1,
@@ -255,9 +271,21 @@ impl TrainConfig {
                 return Err(Error::invalid(OP, format!("`{name}` = {v} is not a finite number >= 0")));
             }
         }
+        self.policy_clip().validate()?;
         self.policy_optimizer.validate()?;
         self.critic_optimizer.validate()?;
         self.memory.validate()
+    }
+
+    /// The policy loss's clip rules: `eps_clip` (and `eps_clip_high`, `dual_clip`,
+    /// `log_ratio_clamp` when set).
+    pub fn policy_clip(&self) -> PolicyClip {
+        PolicyClip {
+            eps_low: self.eps_clip,
+            eps_high: self.eps_clip_high.unwrap_or(self.eps_clip),
+            dual_clip: self.dual_clip,
+            log_ratio_clamp: self.log_ratio_clamp,
+        }
     }
 }
 
@@ -297,6 +325,9 @@ mod tests {
         check(&|c| c.packing_max_len = c.stop.max_total_len - 1, "packing_max_len");
         check(&|c| c.gamma = 1.5, "gamma");
         check(&|c| c.eps_clip = f64::NAN, "eps_clip");
+        check(&|c| c.dual_clip = Some(1.0), "dual_clip");
+        check(&|c| c.eps_clip_high = Some(-0.1), "eps_high");
+        check(&|c| c.log_ratio_clamp = Some(0.0), "log_ratio_clamp");
         check(&|c| c.policy_update_steps = 0, "policy_update_steps");
         check(&|c| c.policy_optimizer.max_grad_norm = Some(0.0), "max_grad_norm");
         check(&|c| c.memory.head_chunk_tokens = 0, "head_chunk_tokens");

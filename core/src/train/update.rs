@@ -27,7 +27,7 @@ use crate::collective::{Collective, ReduceOp};
 use crate::model::{Backprop, Critic, Policy};
 use crate::optimizer::StepReport;
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
-use crate::ppo::policy_loss::{clip_binds, ratio_outside};
+use crate::ppo::policy_loss::clipped_policy_loss;
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -49,10 +49,10 @@ pub struct UpdateOutcome {
     /// Each step's aggregated loss (the sum of its packs' weighted losses).
     pub losses: Vec<f64>,
     /// Response tokens whose clipped surrogate was strictly the smaller one (policy only;
-    /// OpenRLHF's and TRL's clip fraction, [`clip_binds`]).
+    /// OpenRLHF's and TRL's clip fraction, [`crate::ppo::policy_loss::PolicyClip::binds`]).
     pub clipped_tokens: usize,
     /// Response tokens whose ratio lay outside `[1 − ε, 1 + ε]` (policy only; ORZ's
-    /// `clip_ratio`, [`ratio_outside`]).
+    /// `clip_ratio`, [`crate::ppo::policy_loss::PolicyClip::outside`]).
     pub ratio_outside_tokens: usize,
     /// Response tokens seen over all steps.
     pub tokens: usize,
@@ -205,7 +205,7 @@ pub fn policy_update<B: Backend>(
     rng: &mut Rng,
 ) -> Result<UpdateOutcome> {
     let b = policy.model().backend();
-    let eps = config.eps_clip;
+    let clip = config.policy_clip();
     let (mut clipped, mut outside) = (0, 0);
     let mut out = run_steps(
         b,
@@ -224,12 +224,19 @@ pub fn policy_update<B: Backend>(
                 let now = b.to_host_f64(&logp)?;
                 for (t, &lp) in range.clone().zip(&now).filter(|&(t, _)| pack.response_mask[t]) {
                     let ratio = Float::exp(lp - old[t]);
-                    clipped += usize::from(clip_binds(ratio, adv[t], eps));
-                    outside += usize::from(ratio_outside(ratio, eps));
+                    clipped += usize::from(clip.binds(ratio, adv[t]));
+                    outside += usize::from(clip.outside(ratio));
                 }
                 let old = b.tensor_f64(&old[range.clone()], &shape, DType::F32)?;
                 let adv = b.tensor_f64(&adv[range.clone()], &shape, DType::F32)?;
-                weighted_sum(b, &b.policy_loss(&logp, &old, &adv, eps)?, w, pack, range)
+                // PPO's plain clip through the backend (which may fuse it), the options through
+                // the one composite that defines them.
+                let loss = if clip.is_symmetric() {
+                    b.policy_loss(&logp, &old, &adv, clip.eps_low)?
+                } else {
+                    clipped_policy_loss(b, &logp, &old, &adv, &clip)?
+                };
+                weighted_sum(b, &loss, w, pack, range)
             })
         },
     )?;

@@ -125,6 +125,28 @@ fn critic_steps_follow_the_grouping_rule_through_the_trainer() {
 }
 
 #[test]
+fn the_policy_clip_options_train_and_change_only_what_they_should() {
+    // Two policy steps, so that the second sees ratios away from 1.
+    let run = |high: Option<f64>, dual: Option<f64>, clamp: Option<f64>| {
+        let mut c = config(4, 5e-2);
+        (c.policy_update_steps, c.eps_clip_high, c.dual_clip, c.log_ratio_clamp) = (2, high, dual, clamp);
+        let mut t = trainer(c, 7);
+        let r = t.iteration(&prompts(3), &contains('e'), &detok).unwrap();
+        assert!(r.skipped_steps.is_empty() && r.policy_loss.is_finite());
+        (r, snapshot(&t.policy().model().parameters()))
+    };
+    let (plain, w0) = run(None, None, None);
+    // A clamp far outside the ratios seen, and a dual clip no loss reaches, change nothing.
+    let (same, w1) = run(None, Some(1e6), Some(50.0));
+    assert_eq!((same.policy_loss, max_diff(&w0, &w1)), (plain.policy_loss, 0.0));
+    // The upper bound is its own: at 1 + 0 every ratio above 1 with a positive advantage
+    // binds, so more tokens are clipped and the run differs.
+    let (tight, w2) = run(Some(0.0), None, None);
+    assert!(tight.clip_fraction > plain.clip_fraction, "{} vs {}", tight.clip_fraction, plain.clip_fraction);
+    assert!(max_diff(&w0, &w2) > 0.0);
+}
+
+#[test]
 fn grpo_runs_without_a_critic() {
     let mut c = config(4, 1e-3);
     c.estimator = EstimatorChoice::Grpo(GroupStd::Unbiased);
