@@ -69,6 +69,8 @@
 //! | `*_optimizer.adamw` | `adam_betas`, `l2` | `--adam_betas`, `--l2` | `optim.betas`, `optim.weight_decay` | `adam_beta1`, `adam_beta2`, `adam_epsilon`, `weight_decay` |
 //! | `critic_update_steps`, `policy_update_steps` | `critic_update_steps`, `policy_update_steps` | `--max_epochs` with the batch sizes | `ppo_epochs`, `ppo_mini_batch_size` | `num_iterations`, `gradient_accumulation_steps` |
 //! | `memory.activation_checkpointing` | `gradient_checkpointing` | `--gradient_checkpointing` | `actor_rollout_ref.model.enable_gradient_checkpointing` | `gradient_checkpointing` |
+//! | `overlong_filter` (DAPO) | — | not checked | not checked | `mask_truncated_completions` |
+//! | `overlong_soft_cache` (DAPO's `L_cache`) | — | not checked | `reward_model.overlong_buffer.len` (DAPO recipe) | — |
 //! | `measure_mismatch` | — | — | — | — |
 //!
 //! ## Modules

@@ -142,6 +142,14 @@ pub struct TrainConfig {
     /// [`super::mismatch`]); costs one log-softmax over the vocabulary per decode step.
     #[cfg_attr(feature = "serde", serde(default = "measure_by_default"))]
     pub measure_mismatch: bool,
+    /// DAPO's overlong filtering: samples cut at the length limit are left out of the loss
+    /// ([`super::overlong`]; off in ORZ).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub overlong_filter: bool,
+    /// DAPO's soft overlong punishment over the last `L_cache` tokens before
+    /// `stop.max_new_tokens` ([`super::overlong::soft_overlong_penalty`]; `None`: off).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub overlong_soft_cache: Option<usize>,
 }
 
 /// The default of [`TrainConfig::measure_mismatch`] (on) for configs that do not name it.
@@ -194,6 +202,8 @@ impl TrainConfig {
             critic_optimizer: OptimizerConfig::ORZ_CRITIC,
             memory: MemoryOptions::for_pack_len(10048),
             measure_mismatch: true,
+            overlong_filter: false,
+            overlong_soft_cache: None,
         }
     }
 
@@ -211,6 +221,8 @@ impl TrainConfig {
             packing_max_len: 256,
             memory: MemoryOptions::for_pack_len(256),
             measure_mismatch: true,
+            overlong_filter: false,
+            overlong_soft_cache: None,
             ..orz
         };
         tiny.set_learning_rates(1e-3, 1e-3, 5);

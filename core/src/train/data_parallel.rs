@@ -127,7 +127,7 @@ pub fn decode_samples(
         let sample = r.usize()?;
         let finish_reason = if r.take(1)?[0] == 1 { FinishReason::Length } else { FinishReason::Stop };
         let len = r.usize()?;
-        let response = r
+        let response: Vec<u32> = r
             .take(len.saturating_mul(4))?
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -151,6 +151,7 @@ pub fn decode_samples(
         let prompt_tokens =
             truncate_prompt(prompt, &p.tokens, config.prompt_max_len, config.prompt_overflow)?;
         let outcome = reward.score(&RewardInput::new(&p.text, &text, finish_reason, &p.reference));
+        let score = super::overlong::scored(config, outcome.score, response.len());
         out.push(Sample {
             prompt,
             sample,
@@ -158,7 +159,7 @@ pub fn decode_samples(
             response,
             text,
             finish_reason,
-            score: outcome.score,
+            score,
             label: outcome.label,
             sampling_log_probs,
         });

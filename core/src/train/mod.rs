@@ -80,6 +80,7 @@ pub mod experience;
 pub mod grouping;
 pub mod mismatch;
 pub mod model_optimizer;
+pub mod overlong;
 pub mod report;
 pub mod resume;
 pub mod rollout;

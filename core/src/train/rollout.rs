@@ -187,6 +187,7 @@ pub fn rollout_of<B: Backend, M: SlotDecoder<B>>(
                 ),
             ));
         }
+        let response_tokens = c.tokens.len();
         samples.push(Sample {
             prompt,
             sample: c.sample,
@@ -194,7 +195,7 @@ pub fn rollout_of<B: Backend, M: SlotDecoder<B>>(
             response: c.tokens,
             text: c.text,
             finish_reason: c.finish_reason,
-            score: outcome.score,
+            score: super::overlong::scored(config, outcome.score, response_tokens),
             label: outcome.label,
             sampling_log_probs: c.log_probs,
         });

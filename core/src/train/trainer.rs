@@ -258,10 +258,12 @@ impl<B: Backend> Trainer<B> {
         require_samples(all)
     }
 
-    /// Phase 2 (recipe steps 6 and 7): pack the shuffled samples, read the old log-probs and the
-    /// values of every response token.
+    /// Phase 2 (recipe steps 6 and 7): pack the shuffled samples (without those cut at the
+    /// length limit under DAPO's overlong filtering, [`super::overlong`]), read the old log-probs
+    /// and the values of every response token.
     pub fn experience(&self, samples: Vec<Sample>) -> Result<Experience> {
         let c = &self.config;
+        let samples = super::overlong::trained_samples(c, samples)?;
         let (len, seed) = (c.packing_max_len, c.pack_shuffle_seed);
         make_experience_shared(
             &self.policy,

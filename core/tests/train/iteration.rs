@@ -4,7 +4,9 @@
 use std::cell::Cell;
 
 use orz_core::ppo::grpo::GroupStd;
+use orz_core::reward::FinishReason;
 use orz_core::rng::Rng;
+use orz_core::train::overlong::soft_overlong_penalty;
 use orz_core::train::{EstimatorChoice, PromptItem, PromptOverflow, Trainer, step_groups};
 
 use super::support::{config, contains, detok, max_diff, models, prompts, snapshot, trainer};
@@ -144,6 +146,33 @@ fn the_policy_clip_options_train_and_change_only_what_they_should() {
     let (tight, w2) = run(Some(0.0), None, None);
     assert!(tight.clip_fraction > plain.clip_fraction, "{} vs {}", tight.clip_fraction, plain.clip_fraction);
     assert!(max_diff(&w0, &w2) > 0.0);
+}
+
+#[test]
+fn dapo_overlong_rules_punish_and_filter_the_samples_cut_at_the_limit() {
+    let plain = trainer(config(4, 1e-3), 7).rollout(&prompts(3), &contains('e'), &detok).unwrap();
+    // Soft punishment over the whole budget (L_cache = L_max = 4): score − n / 4.
+    let mut c = config(4, 1e-3);
+    c.overlong_soft_cache = Some(c.stop.max_new_tokens);
+    let punished = trainer(c, 7).rollout(&prompts(3), &contains('e'), &detok).unwrap();
+    assert_eq!(plain.samples.len(), punished.samples.len());
+    for (a, b) in plain.samples.iter().zip(&punished.samples) {
+        assert_eq!(a.response, b.response, "the punishment changes scores, not sampling");
+        let want = a.score + soft_overlong_penalty(a.response.len(), 4, 4);
+        assert_eq!(b.score, want);
+    }
+    // Filtering: the experience holds only the samples that stopped.
+    let mut c = config(4, 1e-3);
+    c.overlong_filter = true;
+    let t = trainer(c, 7);
+    let stopped = plain.samples.iter().filter(|s| s.finish_reason == FinishReason::Stop).count();
+    assert!(stopped > 0 && stopped < plain.samples.len(), "the toy run mixes both: {stopped}");
+    let e = t.experience(plain.samples.clone()).unwrap();
+    assert_eq!(e.samples.len(), stopped);
+    assert!(e.samples.iter().all(|s| s.finish_reason == FinishReason::Stop));
+    let cut: Vec<_> = plain.samples.into_iter().filter(|s| s.finish_reason == FinishReason::Length).collect();
+    let err = t.experience(cut).unwrap_err().to_string();
+    assert!(err.contains("cut at the length limit"), "{err}");
 }
 
 #[test]
