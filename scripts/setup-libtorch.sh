@@ -47,7 +47,9 @@ if [ ! -f "$GLOO/usr/include/gloo/config.h" ]; then
   if command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
     echo "setup-libtorch: unpacking Gloo's headers (Debian libgloo-dev) into $GLOO" >&2
     tmp=$(mktemp -d)
-    if (cd "$tmp" && apt-get download libgloo-dev >/dev/null 2>&1) && dpkg -x "$tmp"/libgloo-dev_*.deb "$GLOO"; then
+    # A fresh machine may have no package lists yet: refresh them once if the download fails.
+    fetch() { (cd "$tmp" && apt-get download libgloo-dev >/dev/null 2>&1); }
+    if { fetch || { apt-get update -qq >/dev/null 2>&1 && fetch; }; } && dpkg -x "$tmp"/libgloo-dev_*.deb "$GLOO"; then
       :
     else
       echo "setup-libtorch: warning: could not fetch libgloo-dev; orz-tch's c10d feature will not build" >&2
