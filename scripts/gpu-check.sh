@@ -69,6 +69,14 @@ check_staged() {
       failed=1
     fi
   done
+  # Without libtorch_cuda.so among its NEEDED libraries a binary sees no GPU (the linker drops
+  # it unless told otherwise: backends/tch/link_libtorch.rs).
+  if [ -f "$lib/libtorch_cuda.so" ]; then
+    for b in "${BINARIES[@]}"; do
+      readelf -d "$dir/bin/$b" | grep -q "libtorch_cuda.so" \
+        || { echo "gpu-check: $b does not link libtorch_cuda.so: CUDA would be invisible to it" >&2; failed=1; }
+    done
+  fi
   LD_LIBRARY_PATH="$lib" "$dir/bin/orz" --version >/dev/null || { echo "gpu-check: orz does not start" >&2; failed=1; }
   LD_LIBRARY_PATH="$lib" "$dir/bin/orz" presets >/dev/null || { echo "gpu-check: orz presets failed" >&2; failed=1; }
   local out
