@@ -24,7 +24,7 @@ use super::grouping::step_groups;
 use super::model_optimizer::ModelOptimizer;
 use crate::backend::{Backend, DType};
 use crate::collective::{Collective, ReduceOp};
-use crate::model::{Backprop, Critic, Policy};
+use crate::model::{Critic, Policy, Qwen2, UnitStore};
 use crate::optimizer::StepReport;
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
 use crate::ppo::policy_loss::clipped_policy_loss;
@@ -92,22 +92,26 @@ fn weighted_sum<B: Backend>(
     b.masked_sum(&b.mul(loss, &w)?, &mask, None)
 }
 
-/// `steps` optimizer steps over `packs` visited in an order shuffled by `rng`: each step's
-/// packs get their token weights, `micro_step(pack, weights)` gives each pack's loss and
-/// gradients ([`crate::model::Qwen2::backprop`]), which are accumulated; a non-finite loss makes
-/// the optimizer skip the step. Over several ranks, each step's packs are split across them
-/// (`group[j]` on rank `j mod W`, [`super::data_parallel`]), a rank with fewer packs adds empty
-/// micro-batches, and the step losses and token counts are summed over the ranks.
+/// `steps` optimizer steps of `model` over `packs` visited in an order shuffled by `rng`: each
+/// step's packs get their token weights, and `micro_step(units, pack, weights, counted)` runs
+/// each pack's backprop through the optimizer's [`UnitStore`] ([`ModelOptimizer::micro_batch`],
+/// which accumulates the gradients) and returns its loss; a non-finite loss makes the optimizer
+/// skip the step. Over several ranks, each step's packs are split across them (`group[j]` on
+/// rank `j mod W`, [`super::data_parallel`]), a rank with fewer packs runs the step's shortest
+/// pack with zero token weights and `counted` false (so that every rank runs the same
+/// collectives, which the sharded weights need), and the step losses and token counts are
+/// summed over the ranks.
 #[allow(clippy::too_many_arguments, reason = "the steps' inputs and the collective")]
 fn run_steps<B: Backend>(
     b: &B,
+    model: &Qwen2<B>,
     opt: &mut ModelOptimizer<B>,
     collective: &dyn Collective<B>,
     packs: &[Pack],
     steps: usize,
     aggregation: Aggregation,
     rng: &mut Rng,
-    mut micro_step: impl FnMut(&Pack, &[f64]) -> Result<Backprop<B>>,
+    mut micro_step: impl FnMut(&mut dyn UnitStore<B>, &Pack, &[f64], bool) -> Result<f64>,
 ) -> Result<UpdateOutcome> {
     let mut order: Vec<usize> = (0..packs.len()).collect();
     rng.shuffle(&mut order);
@@ -122,15 +126,14 @@ fn run_steps<B: Backend>(
             let mine = owned(group.len(), rank, world);
             for &j in &mine {
                 let (pack, w) = (group[j], &weights[j]);
-                let Backprop { loss, grads } = micro_step(pack, w)?;
-                opt.observe_loss(loss);
-                opt.accumulate_grads(b, &grads)?;
-                step_loss += loss;
+                step_loss += opt.micro_batch(b, model, |units| micro_step(units, pack, w, true))?;
                 out.tokens += pack.response_tokens();
             }
-            let none = vec![None; opt.params().len()];
-            for _ in mine.len()..group.len().div_ceil(world) {
-                opt.accumulate_grads(b, &none)?;
+            if let Some(shortest) = group.iter().min_by_key(|p| p.batch.seq_len()) {
+                let zeros = vec![0.0; shortest.response_mask.len()];
+                for _ in mine.len()..group.len().div_ceil(world) {
+                    opt.micro_batch(b, model, |units| micro_step(units, shortest, &zeros, false))?;
+                }
             }
             out.steps.push(opt.step(b)?);
             out.losses.push(step_loss);
@@ -176,17 +179,19 @@ pub fn critic_update<B: Backend>(
         advantages.returns.as_ref().ok_or_else(|| Error::invalid(OP, "the estimator gave no returns"))?;
     let packs = &experience.packs;
     let steps = config.critic_update_steps;
-    let mut out = run_steps(b, opt, collective, packs, steps, config.aggregation, rng, |pack, w| {
-        let v_old = pack.scatter(values)?;
-        let returns = pack.scatter(targets)?;
-        critic.backprop_values(&pack.batch, config.memory, &mut |v, range| {
-            let shape = [1, range.len()];
-            let v = b.cast(v, DType::F32)?;
-            let v_old = b.tensor_f64(&v_old[range.clone()], &shape, DType::F32)?;
-            let returns = b.tensor_f64(&returns[range.clone()], &shape, DType::F32)?;
-            weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack, range)
-        })
-    })?;
+    let model = critic.model();
+    let mut out =
+        run_steps(b, model, opt, collective, packs, steps, config.aggregation, rng, |units, pack, w, _| {
+            let v_old = pack.scatter(values)?;
+            let returns = pack.scatter(targets)?;
+            critic.backprop_values_with(units, &pack.batch, config.memory, &mut |v, range| {
+                let shape = [1, range.len()];
+                let v = b.cast(v, DType::F32)?;
+                let v_old = b.tensor_f64(&v_old[range.clone()], &shape, DType::F32)?;
+                let returns = b.tensor_f64(&returns[range.clone()], &shape, DType::F32)?;
+                weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack, range)
+            })
+        })?;
     sum_counts(collective, &mut out)?;
     Ok(out)
 }
@@ -209,19 +214,20 @@ pub fn policy_update<B: Backend>(
     let (mut clipped, mut outside) = (0, 0);
     let mut out = run_steps(
         b,
+        policy.model(),
         opt,
         collective,
         &experience.packs,
         config.policy_update_steps,
         config.aggregation,
         rng,
-        |pack, w| {
+        |units, pack, w, counted| {
             let (old, adv) = (pack.scatter(&experience.logp_old)?, pack.scatter(&advantages.advantages)?);
             let targets = pack.batch.next_token_tensor(b)?;
-            policy.backprop_log_probs(&pack.batch, &targets, config.memory, &mut |logp, range| {
+            policy.backprop_log_probs_with(units, &pack.batch, &targets, config.memory, &mut |logp, range| {
                 let shape = [1, range.len()];
                 let logp = b.cast(logp, DType::F32)?;
-                let now = b.to_host_f64(&logp)?;
+                let now = if counted { b.to_host_f64(&logp)? } else { Vec::new() };
                 for (t, &lp) in range.clone().zip(&now).filter(|&(t, _)| pack.response_mask[t]) {
                     let ratio = Float::exp(lp - old[t]);
                     clipped += usize::from(clip.binds(ratio, adv[t]));
