@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use orz_conformance::checks::iteration::{HasE, detok};
 use orz_core::backend::{AdamWConfig, Backend, DType};
-use orz_core::collective::{Collective, ReduceOp};
+use orz_core::collective::{Collective, ReduceOp, Single};
 use orz_core::model::{Critic, PackedBatch, Policy, Qwen2Config};
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::recipe::Preset;
@@ -390,12 +390,22 @@ const ITERATIONS: usize = 3;
 /// the weights sharded above one rank (ZeRO-3) unless `ORZ_C10D_ZERO` is `2`, activation
 /// checkpointing with head chunks of 8 tokens when `ORZ_C10D_CHECKPOINT` is `1`.
 fn trainer(b: &Rc<Tch>) -> Trainer<Tch> {
-    let zero2 = std::env::var("ORZ_C10D_ZERO").as_deref() == Ok("2");
-    trainer_with(b, !zero2, std::env::var("ORZ_C10D_CHECKPOINT").as_deref() == Ok("1"))
+    trainer_on(b, Rc::new(Single))
 }
 
-/// [`trainer`] with its weight sharding and checkpointing given.
-fn trainer_with(b: &Rc<Tch>, shard_weights: bool, checkpoint: bool) -> Trainer<Tch> {
+/// [`trainer`] built as one rank of `collective` ([`Trainer::new_distributed`]).
+fn trainer_on(b: &Rc<Tch>, collective: Rc<dyn Collective<Tch>>) -> Trainer<Tch> {
+    let zero2 = std::env::var("ORZ_C10D_ZERO").as_deref() == Ok("2");
+    trainer_with(b, !zero2, std::env::var("ORZ_C10D_CHECKPOINT").as_deref() == Ok("1"), collective)
+}
+
+/// [`trainer_on`] with its weight sharding and checkpointing given.
+fn trainer_with(
+    b: &Rc<Tch>,
+    shard_weights: bool,
+    checkpoint: bool,
+    collective: Rc<dyn Collective<Tch>>,
+) -> Trainer<Tch> {
     let config = model_config();
     let policy = Policy::random(Rc::clone(b), &config, DType::F32, &mut Rng::seed_from_u64(5)).unwrap();
     let tensors = policy.model().named_tensors().into_iter().collect();
@@ -408,7 +418,7 @@ fn trainer_with(b: &Rc<Tch>, shard_weights: bool, checkpoint: bool) -> Trainer<T
     if checkpoint {
         (c.memory.activation_checkpointing, c.memory.head_chunk_tokens) = (true, 8);
     }
-    Trainer::new(c, policy, Some(critic), Rng::seed_from_u64(9)).unwrap()
+    Trainer::new_distributed(c, policy, Some(critic), Rng::seed_from_u64(9), collective).unwrap()
 }
 
 /// Both models' weights on the host (gathered from the ranks' slices when sharded: every rank
@@ -457,7 +467,8 @@ fn trainer_case() {
     let g: Rc<dyn Collective<Tch>> = Rc::new(join_group(Duration::from_secs(120)));
     let (rank, dir) = (g.rank(), PathBuf::from(env("ORZ_C10D_DIR")));
     let b = Rc::new(Tch::cpu());
-    let mut t = trainer(&b).distributed(g).unwrap();
+    // The way a job starts: no rank ever holds a whole optimizer state.
+    let mut t = trainer_on(&b, g);
     let sharded = t.config().shard_weights && t.collective().world_size() > 1;
     assert_eq!(t.policy().model().is_resident(), !sharded, "a rank keeps a skeleton of sharded weights");
     assert_eq!(t.critic().unwrap().model().is_resident(), !sharded);
@@ -553,7 +564,7 @@ fn sharded_weights_train_as_replicated_ones_bit_for_bit_also_checkpointed() {
     }
     // And the checkpointed ZeRO-3 run is the one-process checkpointed run, up to rounding.
     let b = Rc::new(Tch::cpu());
-    let (want_w, want_n) = train(&mut trainer_with(&b, true, true), &b);
+    let (want_w, want_n) = train(&mut trainer_with(&b, true, true, Rc::new(Single)), &b);
     let (w, n) = &ranks_of("zero3-ckpt-vs-one", 2, &zero("3", "1"))[0];
     eprintln!(
         "checkpointed ZeRO-3 at W = 2: weights within {:e}, numbers within {:e}",
@@ -583,8 +594,10 @@ fn resume_case() {
         orz_hf::trainer_checkpoint::save(&ckpt, &t, None, &Default::default()).unwrap();
         train_range(&mut t, &b, 2)
     } else {
-        let loaded = orz_hf::trainer_checkpoint::load(Rc::clone(&b), &ckpt, DType::F32).unwrap();
-        let mut t = loaded.trainer.distributed(g).unwrap();
+        // Each rank reads only its slices of the optimizer states, unit by unit.
+        let loaded =
+            orz_hf::trainer_checkpoint::load_distributed(Rc::clone(&b), &ckpt, DType::F32, g).unwrap();
+        let mut t = loaded.trainer;
         train_range(&mut t, &b, 2)
     };
     write_f32(&dir.join(format!("weights{rank}.bin")), &weights);
