@@ -19,16 +19,18 @@
 #                Qwen2.5-0.5B-shaped model: generation at batch 1, 64, 256 and the train step
 #   iteration    one ORZ iteration of the orz-0.5b preset at its real lengths on that model
 #                (8 prompts x 8 samples), with the dry run's plan and the peak GPU memory
+#   nccl         orz-tch's process group with NCCL on cuda:0 (a world of one: an all-reduce of a
+#                CUDA tensor, host values through Gloo), the staged c10d test binary
 #   report       summary.md: the figures side by side, and the fractions of the physical limits
 #
 # With a lent device (tool `run`): pack here into target/gpu-pack, carry it, and run
 #   bash scripts/gpu-check.sh --run target/gpu-pack --steps conformance,ceilings,speed
-#   bash scripts/gpu-check.sh --run target/gpu-pack --steps iteration,report
+#   bash scripts/gpu-check.sh --run target/gpu-pack --steps iteration,nccl,report
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 MAX_BYTES=$((64 * 1024 * 1024))
-BINARIES=(orz vs_pytorch orz-conformance)
+BINARIES=(orz vs_pytorch orz-conformance c10d)
 
 die() { echo "gpu-check: error: $*" >&2; exit 1; }
 
@@ -39,14 +41,21 @@ pack() {
   env=$(./scripts/setup-libtorch.sh) || die "./scripts/setup-libtorch.sh failed"
   eval "$env"
   ./scripts/qwen-tokenizer.sh >/dev/null || die "./scripts/qwen-tokenizer.sh failed"
-  echo "gpu-check: building release binaries with orz-tch" >&2
-  cargo build --release -p orz --features tch --bin orz
+  env=$(./scripts/setup-nccl.sh) || die "./scripts/setup-nccl.sh failed"
+  eval "$env"
+  echo "gpu-check: building release binaries with orz-tch (orz with NCCL)" >&2
+  cargo build --release -p orz --features tch,nccl --bin orz
   cargo build --release -p orz-bench --features tch --bin vs_pytorch
   cargo build --release -p orz-conformance --features tch --bin orz-conformance
+  # The c10d test binary: the NCCL check (its path is the last executable cargo reports).
+  local c10d
+  c10d=$(cargo test --release -p orz-tch --features nccl --test c10d --no-run --message-format=json \
+    | python -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
   rm -rf "$dir" && mkdir -p "$dir/bin"
-  for b in "${BINARIES[@]}"; do
+  for b in orz vs_pytorch orz-conformance; do
     strip --strip-all -o "$dir/bin/$b" "target/release/$b"
   done
+  strip --strip-all -o "$dir/bin/c10d" "$c10d"
   cp scripts/bench_vs_pytorch.py scripts/gpu_report.py "$dir/"
   cp .cache/qwen2.5-tokenizer/tokenizer.json "$dir/tokenizer.json"
   git rev-parse HEAD > "$dir/commit.txt" 2>/dev/null || echo unknown > "$dir/commit.txt"
@@ -145,6 +154,7 @@ run() {
         kill "$poll" 2>/dev/null
         cp "$work/run/metrics.jsonl" "$OUT/iteration-metrics.jsonl" 2>/dev/null
         ;;
+      nccl) step nccl 120 "$bin/c10d" --exact nccl_groups_need_the_feature_and_a_gpu --nocapture ;;
       report) step report 60 python3 "$dir/gpu_report.py" summary "$OUT" ;;
       *) echo "gpu-check: unknown step $s" >&2 ;;
     esac
