@@ -388,6 +388,16 @@ const ITERATIONS: usize = 3;
 /// The tiny preset at toy sizes: 5 prompts (uneven over 2 and 4 ranks) x 4 samples, packs of
 /// at most 32 tokens (several per step), a critic, 2 critic and 2 policy steps per iteration.
 fn trainer(b: &Rc<Tch>) -> Trainer<Tch> {
+    build_trainer(b, std::env::var(OPTIONS).is_ok_and(|v| v == "kl"))
+}
+
+/// [`trainer`] with issue 16's options on.
+fn trainer_with_options(b: &Rc<Tch>) -> Trainer<Tch> {
+    build_trainer(b, true)
+}
+
+/// [`trainer`], with issue 16's options when `options`.
+fn build_trainer(b: &Rc<Tch>, options: bool) -> Trainer<Tch> {
     let config = model_config();
     let policy = Policy::random(Rc::clone(b), &config, DType::F32, &mut Rng::seed_from_u64(5)).unwrap();
     let tensors = policy.model().named_tensors().into_iter().collect();
@@ -396,8 +406,17 @@ fn trainer(b: &Rc<Tch>) -> Trainer<Tch> {
     (c.n_samples_per_prompt, c.stop.max_new_tokens, c.stop.max_total_len) = (4, 6, 16);
     (c.prompt_max_len, c.packing_max_len, c.critic_update_steps, c.policy_update_steps) = (8, 32, 2, 2);
     c.set_learning_rates(1e-3, 1e-3, 0);
+    if options {
+        // Issue 16's options together: KL in the reward and as a loss (reference log-probs per
+        // rank), the entropy bonus, DAPO's dynamic sampling.
+        (c.kl_coef, c.use_kl_loss, c.kl_loss_coef, c.entropy_coef) = (0.05, true, 0.1, 0.01);
+        (c.dynamic_sampling, c.dynamic_sampling_max_rounds) = (true, 3);
+    }
     Trainer::new(c, policy, Some(critic), Rng::seed_from_u64(9)).unwrap()
 }
+
+/// The variable that turns issue 16's options on in the spawned ranks' [`trainer`] (`kl`).
+const OPTIONS: &str = "ORZ_C10D_OPTIONS";
 
 fn prompts() -> Vec<PromptItem> {
     [vec![5u32, 6, 7], vec![9, 10], vec![11, 4, 12, 13], vec![8], vec![14, 15]]
@@ -417,6 +436,10 @@ fn report_numbers(r: &IterationReport) -> Vec<f32> {
         r.policy_loss as f32,
         r.value_loss.unwrap_or(f64::NAN) as f32,
         r.clip_fraction as f32,
+        r.kl.unwrap_or(0.0) as f32,
+        r.kl_loss.unwrap_or(0.0) as f32,
+        r.entropy.unwrap_or(0.0) as f32,
+        r.dynamic_sampling.map_or(0.0, |d| (d.rounds * 100 + d.kept_groups) as f32),
     ];
     out.extend(r.policy_steps.iter().chain(&r.critic_steps).map(|s| s.grad_norm as f32));
     out
@@ -426,7 +449,9 @@ fn report_numbers(r: &IterationReport) -> Vec<f32> {
 fn train(trainer: &mut Trainer<Tch>, b: &Tch) -> (Vec<f32>, Vec<f32>) {
     let mut numbers = Vec::new();
     for _ in 0..ITERATIONS {
-        let report = trainer.iteration(&prompts(), &HasE, &detok).unwrap();
+        // Dynamic sampling's source of more prompts: the same five again, on every rank.
+        let report =
+            trainer.iteration_dynamic(&prompts(), &mut || Ok(prompts()), &HasE, &detok, None).unwrap();
         assert!(report.skipped_steps.is_empty(), "{:?}", report.skipped_steps);
         numbers.extend(report_numbers(&report));
     }
@@ -491,6 +516,25 @@ fn two_and_four_ranks_train_as_one_process() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn the_kl_entropy_and_dynamic_sampling_options_train_as_one_process_over_two_ranks() {
+    tch::set_num_threads(1);
+    let b = Rc::new(Tch::cpu());
+    let (world, dir) = (2, scratch("trainer-kl"));
+    join(spawn("trainer", world, &dir, &[(OPTIONS, "kl".to_string())]), Duration::from_secs(300));
+    let (want_w, want_n) = train(&mut trainer_with_options(&b), &b);
+    assert!(want_n.iter().any(|&x| x != 0.0));
+    for rank in 0..world {
+        let (w, n) = (
+            read_f32(&dir.join(format!("weights{rank}.bin"))),
+            read_f32(&dir.join(format!("numbers{rank}.bin"))),
+        );
+        assert!(max_rel(&want_w, &w) <= 1e-5, "rank {rank}: weights differ by {}", max_rel(&want_w, &w));
+        assert!(max_rel(&want_n, &n) <= 1e-4, "rank {rank}: metrics differ by {}", max_rel(&want_n, &n));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Iterations `from..to` of the toy run, then both models' weights.

@@ -27,7 +27,9 @@
 //! [`AdvantageEstimator`] ([`Trainer::with_estimator`]), other aggregations, more
 //! than one policy step (the packs are split by the critic's rule, [`grouping::step_groups`]),
 //! any [`LrSchedule`](crate::schedule::LrSchedule) (the 32B annealing one included) in the
-//! optimizer configs.
+//! optimizer configs; a frozen reference model with KL in the reward or as a loss
+//! ([`mod@reference`]), an entropy bonus ([`crate::ppo::entropy`]), DAPO's overlong rules
+//! ([`overlong`]) and dynamic sampling ([`dynamic_sampling`], [`Trainer::iteration_dynamic`]).
 //!
 //! ```
 //! use std::rc::Rc;

@@ -3,7 +3,7 @@
 //!
 //! Its log-prob of every response token is read in the experience phase by the same
 //! no-gradient, chunked forward as the old log-probs
-//! ([`make_experience_shared`](super::experience::make_experience_shared); over several ranks
+//! ([`make_experience_shared`]; over several ranks
 //! each rank reads its own packs). Then:
 //!
 //! - **KL in the reward** (`kl_coef`): `−kl_coef · kl_t` on every response token with
