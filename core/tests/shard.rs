@@ -1,6 +1,7 @@
 //! The sharded optimizer ([`orz_core::shard`]) in a world of one ([`Single`]) on the reference
 //! backend: it follows the single-process [`Optimizer`] step for step (clipping, bf16 masters,
-//! the guard), and Qwen2's sharding units cover its parameters. Worlds of 2 and 4 processes are
+//! the guard), also with the weights sharded (ZeRO-3: a skeleton model, units gathered by the
+//! backprop), and Qwen2's sharding units cover its parameters. Worlds of 2 and 4 processes are
 //! tested over Gloo in orz-tch (`backends/tch/tests/c10d.rs`).
 
 #![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
@@ -9,7 +10,9 @@ use std::rc::Rc;
 
 use orz_core::backend::{AdamWConfig, Backend, DType};
 use orz_core::collective::Single;
-use orz_core::model::{Head, Qwen2, Qwen2Config};
+use orz_core::model::{
+    Head, MemoryOptions, PackedBatch, Policy, Qwen2, Qwen2Config, ResidentUnits, UnitStore,
+};
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::rng::Rng;
 use orz_core::schedule::LrSchedule;
@@ -151,5 +154,75 @@ fn qwen2_units_cover_every_parameter_once() {
             let covered: Vec<usize> = units.iter().flat_map(|r| r.clone()).collect();
             assert_eq!(covered, (0..m.parameters().len()).collect::<Vec<_>>(), "tied {tied} {head:?}");
         }
+    }
+}
+
+/// A training micro-batch of `model` (a policy, resident or skeleton) on a fixed two-sample
+/// pack: the sum of the log-probs of its own next tokens.
+fn policy_micro_batch(
+    model: &Qwen2<Reference>,
+    units: &mut dyn UnitStore<Reference>,
+    options: MemoryOptions,
+) -> orz_core::Result<f64> {
+    let policy = Policy::new(model.skeleton())?;
+    let batch = PackedBatch::pack(&[vec![vec![5, 6, 7, 8, 9], vec![9, 10, 11]]])?;
+    let b = model.backend();
+    let targets = batch.next_token_tensor(b)?;
+    policy.backprop_log_probs_with(units, &batch, &targets, options, &mut |lp, _| b.sum_all(lp))
+}
+
+#[test]
+fn sharded_weights_keep_a_skeleton_and_train_as_the_single_process_optimizer() {
+    let b = Rc::new(Reference::new());
+    let plain = MemoryOptions::PLAIN;
+    let lean = MemoryOptions { activation_checkpointing: true, head_chunk_tokens: 3 };
+    for (tied, options) in [(true, plain), (false, plain), (true, lean), (false, lean)] {
+        let cfg = Qwen2Config { num_hidden_layers: 2, tie_word_embeddings: tied, ..Qwen2Config::tiny_test() };
+        let model =
+            || Qwen2::random(Rc::clone(&b), &cfg, Head::Lm, DType::F32, &mut Rng::seed_from_u64(4)).unwrap();
+        // One process: the model's own parameters.
+        let local = model();
+        let mut opt = Optimizer::new(&*b, local.parameters(), config(Some(1.0))).unwrap();
+        // ZeRO-3 in a world of one: the optimizer keeps the slices, the caller a skeleton.
+        let full = model();
+        let units = full.parameter_units();
+        let mut sharded = ShardedOptimizer::new_weight_sharded(
+            &*b,
+            full.parameters(),
+            &units,
+            config(Some(1.0)),
+            Rc::new(Single),
+        )
+        .unwrap();
+        let skeleton = full.skeleton();
+        drop(full);
+        assert!(!skeleton.is_resident() && skeleton.parameters().is_empty());
+        let err = Policy::new(skeleton.skeleton())
+            .unwrap()
+            .next_token_log_probs(&PackedBatch::pack(&[vec![vec![1, 2]]]).unwrap());
+        assert!(
+            err.unwrap_err().to_string().contains("sharded"),
+            "a skeleton's forward says why it cannot run"
+        );
+        for _ in 0..3 {
+            for _ in 0..2 {
+                let mut resident = ResidentUnits::of(&local).unwrap();
+                let want = policy_micro_batch(&local, &mut resident, options).unwrap();
+                opt.accumulate_grads(&*b, &resident.into_grads()).unwrap();
+                let got = sharded.micro_batch(&*b, |u| policy_micro_batch(&skeleton, u, options)).unwrap();
+                // The clip's norm sums per unit rather than per tensor: rounding apart.
+                assert!(
+                    (want - got).abs() <= 1e-9 * want.abs(),
+                    "tied {tied}, {options:?}: losses {want} {got}"
+                );
+            }
+            let (want, got) = (opt.step(&*b).unwrap(), sharded.step(&*b).unwrap());
+            assert!(want.applied && got.applied);
+            assert!((want.grad_norm - got.grad_norm).abs() <= 1e-6 * want.grad_norm, "{want:?} {got:?}");
+        }
+        let gathered = sharded.gather_model(&*b, &skeleton).unwrap();
+        let (want, got) = (host(&b, &local.parameters()), host(&b, &gathered.parameters()));
+        let diff = want.iter().zip(&got).map(|(a, c)| (a - c).abs()).fold(0.0, f64::max);
+        assert!(diff <= 1e-6, "tied {tied}, {options:?}: the gathered weights differ by {diff}");
     }
 }

@@ -386,18 +386,17 @@ fn a_dead_or_hung_rank_is_an_error_not_a_hang() {
 const ITERATIONS: usize = 3;
 
 /// The tiny preset at toy sizes: 5 prompts (uneven over 2 and 4 ranks) x 4 samples, packs of
-/// at most 32 tokens (several per step), a critic, 2 critic and 2 policy steps per iteration.
+/// at most 32 tokens (several per step), a critic, 2 critic and 2 policy steps per iteration;
+/// the weights sharded above one rank (ZeRO-3) unless `ORZ_C10D_ZERO` is `2`, activation
+/// checkpointing with head chunks of 8 tokens when `ORZ_C10D_CHECKPOINT` is `1`.
 fn trainer(b: &Rc<Tch>) -> Trainer<Tch> {
-    build_trainer(b, std::env::var(OPTIONS).is_ok_and(|v| v == "kl"))
+    let zero2 = std::env::var("ORZ_C10D_ZERO").as_deref() == Ok("2");
+    let checkpoint = std::env::var("ORZ_C10D_CHECKPOINT").as_deref() == Ok("1");
+    trainer_with(b, !zero2, checkpoint, std::env::var(OPTIONS).is_ok_and(|v| v == "kl"))
 }
 
-/// [`trainer`] with issue 16's options on.
-fn trainer_with_options(b: &Rc<Tch>) -> Trainer<Tch> {
-    build_trainer(b, true)
-}
-
-/// [`trainer`], with issue 16's options when `options`.
-fn build_trainer(b: &Rc<Tch>, options: bool) -> Trainer<Tch> {
+/// [`trainer`] with its weight sharding, checkpointing and issue 16's options (`options`) given.
+fn trainer_with(b: &Rc<Tch>, shard_weights: bool, checkpoint: bool, options: bool) -> Trainer<Tch> {
     let config = model_config();
     let policy = Policy::random(Rc::clone(b), &config, DType::F32, &mut Rng::seed_from_u64(5)).unwrap();
     let tensors = policy.model().named_tensors().into_iter().collect();
@@ -406,6 +405,10 @@ fn build_trainer(b: &Rc<Tch>, options: bool) -> Trainer<Tch> {
     (c.n_samples_per_prompt, c.stop.max_new_tokens, c.stop.max_total_len) = (4, 6, 16);
     (c.prompt_max_len, c.packing_max_len, c.critic_update_steps, c.policy_update_steps) = (8, 32, 2, 2);
     c.set_learning_rates(1e-3, 1e-3, 0);
+    c.shard_weights = shard_weights;
+    if checkpoint {
+        (c.memory.activation_checkpointing, c.memory.head_chunk_tokens) = (true, 8);
+    }
     if options {
         // Issue 16's options together: KL in the reward and as a loss (reference log-probs per
         // rank), the entropy bonus, DAPO's dynamic sampling.
@@ -417,6 +420,14 @@ fn build_trainer(b: &Rc<Tch>, options: bool) -> Trainer<Tch> {
 
 /// The variable that turns issue 16's options on in the spawned ranks' [`trainer`] (`kl`).
 const OPTIONS: &str = "ORZ_C10D_OPTIONS";
+
+/// Both models' weights on the host (gathered from the ranks' slices when sharded: every rank
+/// must call it).
+fn model_weights(trainer: &Trainer<Tch>, b: &Tch) -> Vec<f32> {
+    let mut params = trainer.gathered_policy().unwrap().model().parameters();
+    params.extend(trainer.gathered_critic().unwrap().unwrap().model().parameters());
+    params.iter().flat_map(|p| b.to_host_f32(p).unwrap()).collect()
+}
 
 fn prompts() -> Vec<PromptItem> {
     [vec![5u32, 6, 7], vec![9, 10], vec![11, 4, 12, 13], vec![8], vec![14, 15]]
@@ -455,10 +466,7 @@ fn train(trainer: &mut Trainer<Tch>, b: &Tch) -> (Vec<f32>, Vec<f32>) {
         assert!(report.skipped_steps.is_empty(), "{:?}", report.skipped_steps);
         numbers.extend(report_numbers(&report));
     }
-    let mut params = trainer.policy().model().parameters();
-    params.extend(trainer.critic().unwrap().model().parameters());
-    let weights = params.iter().flat_map(|p| b.to_host_f32(p).unwrap()).collect();
-    (weights, numbers)
+    (model_weights(trainer, b), numbers)
 }
 
 fn trainer_case() {
@@ -466,6 +474,9 @@ fn trainer_case() {
     let (rank, dir) = (g.rank(), PathBuf::from(env("ORZ_C10D_DIR")));
     let b = Rc::new(Tch::cpu());
     let mut t = trainer(&b).distributed(g).unwrap();
+    let sharded = t.config().shard_weights && t.collective().world_size() > 1;
+    assert_eq!(t.policy().model().is_resident(), !sharded, "a rank keeps a skeleton of sharded weights");
+    assert_eq!(t.critic().unwrap().model().is_resident(), !sharded);
     let (weights, numbers) = train(&mut t, &b);
     write_f32(&dir.join(format!("weights{rank}.bin")), &weights);
     write_f32(&dir.join(format!("numbers{rank}.bin")), &numbers);
@@ -518,23 +529,68 @@ fn two_and_four_ranks_train_as_one_process() {
     }
 }
 
+/// Runs the trainer case at `world` ranks with `extra` variables; every rank's weights and
+/// report numbers.
+fn ranks_of(name: &str, world: usize, extra: &[(&str, String)]) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let dir = scratch(name);
+    join(spawn("trainer", world, &dir, extra), Duration::from_secs(300));
+    let out = (0..world)
+        .map(|rank| {
+            (
+                read_f32(&dir.join(format!("weights{rank}.bin"))),
+                read_f32(&dir.join(format!("numbers{rank}.bin"))),
+            )
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn sharded_weights_train_as_replicated_ones_bit_for_bit_also_checkpointed() {
+    tch::set_num_threads(1);
+    let zero = |stage: &str, checkpoint: &str| {
+        [("ORZ_C10D_ZERO", String::from(stage)), ("ORZ_C10D_CHECKPOINT", String::from(checkpoint))]
+    };
+    // ZeRO-3 gathers cast(master) per unit where ZeRO-2 keeps the same values in the model, and
+    // both reduce-scatter the same gradients: the runs agree exactly, with the plain backward
+    // and with checkpointed layers and a chunked head (each unit gathered twice per backprop).
+    for checkpoint in ["0", "1"] {
+        let z3 = ranks_of(&format!("zero3-{checkpoint}"), 2, &zero("3", checkpoint));
+        let z2 = ranks_of(&format!("zero2-{checkpoint}"), 2, &zero("2", checkpoint));
+        for (rank, (a, b)) in z3.iter().zip(&z2).enumerate() {
+            assert!(
+                a.0 == b.0,
+                "checkpointing {checkpoint}, rank {rank}: weights differ by {}",
+                max_rel(&a.0, &b.0)
+            );
+            assert!(a.1 == b.1, "checkpointing {checkpoint}, rank {rank}: report numbers differ");
+        }
+    }
+    // And the checkpointed ZeRO-3 run is the one-process checkpointed run, up to rounding.
+    let b = Rc::new(Tch::cpu());
+    let (want_w, want_n) = train(&mut trainer_with(&b, true, true, false), &b);
+    let (w, n) = &ranks_of("zero3-ckpt-vs-one", 2, &zero("3", "1"))[0];
+    eprintln!(
+        "checkpointed ZeRO-3 at W = 2: weights within {:e}, numbers within {:e}",
+        max_rel(&want_w, w),
+        max_rel(&want_n, n)
+    );
+    assert!(max_rel(&want_w, w) <= 1e-5, "weights differ by {}", max_rel(&want_w, w));
+    assert!(max_rel(&want_n, n) <= 1e-4, "metrics differ by {}", max_rel(&want_n, n));
+}
+
 #[test]
 fn the_kl_entropy_and_dynamic_sampling_options_train_as_one_process_over_two_ranks() {
     tch::set_num_threads(1);
     let b = Rc::new(Tch::cpu());
-    let (world, dir) = (2, scratch("trainer-kl"));
-    join(spawn("trainer", world, &dir, &[(OPTIONS, "kl".to_string())]), Duration::from_secs(300));
-    let (want_w, want_n) = train(&mut trainer_with_options(&b), &b);
+    // ZeRO-3 (the default), the reference model whole on every rank.
+    let (want_w, want_n) = train(&mut trainer_with(&b, true, false, true), &b);
     assert!(want_n.iter().any(|&x| x != 0.0));
-    for rank in 0..world {
-        let (w, n) = (
-            read_f32(&dir.join(format!("weights{rank}.bin"))),
-            read_f32(&dir.join(format!("numbers{rank}.bin"))),
-        );
-        assert!(max_rel(&want_w, &w) <= 1e-5, "rank {rank}: weights differ by {}", max_rel(&want_w, &w));
-        assert!(max_rel(&want_n, &n) <= 1e-4, "rank {rank}: metrics differ by {}", max_rel(&want_n, &n));
+    for (rank, (w, n)) in ranks_of("trainer-kl", 2, &[(OPTIONS, "kl".to_string())]).iter().enumerate() {
+        assert!(max_rel(&want_w, w) <= 1e-5, "rank {rank}: weights differ by {}", max_rel(&want_w, w));
+        assert!(max_rel(&want_n, n) <= 1e-4, "rank {rank}: metrics differ by {}", max_rel(&want_n, n));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Iterations `from..to` of the toy run, then both models' weights.
@@ -542,9 +598,7 @@ fn train_range(trainer: &mut Trainer<Tch>, b: &Tch, iterations: usize) -> Vec<f3
     for _ in 0..iterations {
         trainer.iteration(&prompts(), &HasE, &detok).unwrap();
     }
-    let mut params = trainer.policy().model().parameters();
-    params.extend(trainer.critic().unwrap().model().parameters());
-    params.iter().flat_map(|p| b.to_host_f32(p).unwrap()).collect()
+    model_weights(trainer, b)
 }
 
 fn resume_case() {

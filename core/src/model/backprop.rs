@@ -90,11 +90,82 @@ impl Default for MemoryOptions {
 }
 
 /// A loss over a chunk of positions: given a tensor of the positions `range` of every row
-/// (`[rows, range.len(), ..]`: final-normed hidden states for [`Qwen2::backprop`], log-probs or
-/// values for the policy's and critic's wrappers), the scalar loss of those positions. The
-/// chunks' losses add up to the training loss.
+/// (`[rows, range.len(), ..]`: log-probs or values for the policy's and critic's wrappers), the
+/// scalar loss of those positions. The chunks' losses add up to the training loss.
 pub type ChunkLoss<'a, B> =
     dyn FnMut(&<B as Backend>::Tensor, Range<usize>) -> Result<<B as Backend>::Tensor> + 'a;
+
+/// The head and its loss over a chunk of positions, for [`Qwen2::backprop`]: given the
+/// final-normed hidden states of the positions `range` (`[rows, range.len(), hidden]`) and the
+/// head's weight (the LM head, the embeddings when tied, or the value head), the scalar loss of
+/// those positions.
+pub type HeadLoss<'a, B> = dyn FnMut(&<B as Backend>::Tensor, &<B as Backend>::Tensor, Range<usize>) -> Result<<B as Backend>::Tensor>
+    + 'a;
+
+/// Where [`Qwen2::backprop_with`] takes each sharding unit's weights ([`Qwen2::parameter_units`]:
+/// the embedding, each decoder layer, the final norm with the head) and leaves each unit's
+/// gradients: the model's own parameters ([`ResidentUnits`]), or the ranks' slices gathered
+/// for the unit and its gradients reduce-scattered at once (ZeRO-3,
+/// [`crate::shard::ShardedOptimizer`]).
+///
+/// [`Qwen2::backprop_with`] calls it in one order that depends only on the architecture and
+/// [`MemoryOptions::activation_checkpointing`] (never on the batch), so that ranks whose stores
+/// run collectives stay in step: `open` the embedding, then each layer, then the tail;
+/// `finish` the tail; then from the last layer down (checkpointed: `open` and `finish` each
+/// layer again; otherwise `finish` each); `finish` the embedding last.
+pub trait UnitStore<B: Backend> {
+    /// Unit `u`'s tensors, in parameter order, as leaves a backward reaches.
+    fn open(&mut self, b: &B, u: usize) -> Result<Vec<B::Tensor>>;
+    /// Unit `u`'s gradients of this backprop, final (f32, in parameter order; `None`: the loss
+    /// does not reach the parameter).
+    fn finish(&mut self, b: &B, u: usize, grads: Vec<Option<B::Tensor>>) -> Result<()>;
+}
+
+/// The [`UnitStore`] of a resident model: its own parameters, the gradients kept for
+/// [`Backprop::grads`].
+#[derive(Debug)]
+pub struct ResidentUnits<B: Backend> {
+    params: Vec<B::Tensor>,
+    units: Vec<Range<usize>>,
+    grads: Vec<Option<B::Tensor>>,
+}
+
+impl<B: Backend> ResidentUnits<B> {
+    /// The store of `model`'s parameters. Errors: a skeleton.
+    pub fn of(model: &Qwen2<B>) -> Result<Self> {
+        model.weights("backprop")?;
+        let params = model.parameters();
+        let grads = params.iter().map(|_| None).collect();
+        Ok(ResidentUnits { params, units: model.parameter_units(), grads })
+    }
+
+    /// The gradients the backprop left, in [`Qwen2::parameters`] order.
+    pub fn into_grads(self) -> Vec<Option<B::Tensor>> {
+        self.grads
+    }
+
+    fn unit(&self, u: usize) -> Result<Range<usize>> {
+        self.units
+            .get(u)
+            .cloned()
+            .ok_or_else(|| Error::invalid("backprop", alloc::format!("unit {u} of {}", self.units.len())))
+    }
+}
+
+impl<B: Backend> UnitStore<B> for ResidentUnits<B> {
+    fn open(&mut self, _: &B, u: usize) -> Result<Vec<B::Tensor>> {
+        Ok(self.params[self.unit(u)?].to_vec())
+    }
+
+    fn finish(&mut self, _: &B, u: usize, grads: Vec<Option<B::Tensor>>) -> Result<()> {
+        let range = self.unit(u)?;
+        crate::error::check_len("backprop finish", ("unit parameters", range.len()), ("grads", grads.len()))?;
+        for (slot, g) in self.grads[range].iter_mut().zip(grads) {
+            *slot = g;
+        }
+        Ok(())
+    }
+}
 
 /// The result of [`Qwen2::backprop`]: the loss and every parameter's gradient.
 #[derive(Debug)]
@@ -106,33 +177,30 @@ pub struct Backprop<B: Backend> {
     pub grads: Vec<Option<B::Tensor>>,
 }
 
-/// Per-parameter f32 gradient sums over the stages of one backprop.
-struct GradSums<'a, B: Backend> {
-    b: &'a B,
-    params: Vec<B::Tensor>,
-    sums: Vec<Option<B::Tensor>>,
+/// Adds the f32 gradients of `tensors` in `grads` to `sums` (one slot per tensor).
+fn add_grads<B: Backend>(
+    b: &B,
+    sums: &mut [Option<B::Tensor>],
+    grads: &B::Grads,
+    tensors: &[B::Tensor],
+) -> Result<()> {
+    for (slot, t) in sums.iter_mut().zip(tensors) {
+        if let Some(g) = b.grad(grads, t)? {
+            let g = b.cast(&g, DType::F32)?;
+            *slot = Some(match slot.take() {
+                Some(s) => b.add(&s, &g)?,
+                None => g,
+            });
+        }
+    }
+    Ok(())
 }
 
-impl<'a, B: Backend> GradSums<'a, B> {
-    fn new(b: &'a B, params: Vec<B::Tensor>) -> Self {
-        let sums = params.iter().map(|_| None).collect();
-        GradSums { b, params, sums }
-    }
-
-    /// Adds the gradients of `grads` for the parameters `which` (indices into the list).
-    fn add(&mut self, grads: &B::Grads, which: Range<usize>) -> Result<()> {
-        let b = self.b;
-        for i in which {
-            if let Some(g) = b.grad(grads, &self.params[i])? {
-                let g = b.cast(&g, DType::F32)?;
-                self.sums[i] = Some(match self.sums[i].take() {
-                    Some(s) => b.add(&s, &g)?,
-                    None => g,
-                });
-            }
-        }
-        Ok(())
-    }
+/// The f32 gradients of `tensors` in `grads`.
+fn grads_of<B: Backend>(b: &B, grads: &B::Grads, tensors: &[B::Tensor]) -> Result<Vec<Option<B::Tensor>>> {
+    let mut sums = alloc::vec![None; tensors.len()];
+    add_grads(b, &mut sums, grads, tensors)?;
+    Ok(sums)
 }
 
 /// Runs `f` with graph recording on `on`, restoring the previous state afterwards.
@@ -154,87 +222,135 @@ fn scalar<B: Backend>(b: &B, loss: &B::Tensor) -> Result<f64> {
 impl<B: Backend> Qwen2<B> {
     /// The loss `Σ_chunks head_loss(chunk)` of `batch` and the gradient of every parameter, with
     /// the memory behaviour of `options` (see the [module docs](self)). Runs with graph recording
-    /// on whatever the caller's setting (restored afterwards).
+    /// on whatever the caller's setting (restored afterwards). Errors: a skeleton (see
+    /// [`Qwen2::backprop_with`]).
     pub fn backprop(
         &self,
         batch: &PackedBatch,
         options: MemoryOptions,
-        head_loss: &mut ChunkLoss<'_, B>,
+        head_loss: &mut HeadLoss<'_, B>,
     ) -> Result<Backprop<B>> {
+        let mut units = ResidentUnits::of(self)?;
+        let loss = self.backprop_with(&mut units, batch, options, head_loss)?;
+        Ok(Backprop { loss, grads: units.into_grads() })
+    }
+
+    /// [`Qwen2::backprop`] with the weights taken from, and the gradients left in, `units`
+    /// (unit by unit, in the order [`UnitStore`] states); only the architecture of `self` is
+    /// read, so a skeleton works. Returns the loss.
+    pub fn backprop_with(
+        &self,
+        units: &mut dyn UnitStore<B>,
+        batch: &PackedBatch,
+        options: MemoryOptions,
+        head_loss: &mut HeadLoss<'_, B>,
+    ) -> Result<f64> {
         options.validate()?;
         let b = &*self.backend;
         self.check_tokens("backprop", batch.tokens())?;
         let [rows, seq] = batch.shape();
-        let params = self.parameters();
-        let n = params.len();
-        let mut sums = GradSums::new(b, params);
-        if !options.activation_checkpointing && options.head_chunk_tokens >= seq {
-            // The plain backward: one graph, one `backward`.
-            let loss = recording(b, true, || head_loss(&self.hidden_states(batch)?, 0..seq))?;
-            let value = scalar(b, &loss)?;
-            sums.add(&b.backward(&loss)?, 0..n)?;
-            return Ok(Backprop { loss: value, grads: sums.sums });
-        }
+        let (layers, checkpointed) = (self.config.num_hidden_layers, options.activation_checkpointing);
+        let tail_unit = layers + 1;
         let ids = batch.token_tensor(b)?;
         let segments = batch.segment_tensor(b)?;
         let mut attend =
             |_: usize, q: &B::Tensor, k: &B::Tensor, v: &B::Tensor| b.causal_attention(q, k, v, &segments);
+        let push_back = |y: &B::Tensor, g: &B::Tensor| b.backward(&b.sum_all(&b.mul(y, g)?)?);
         recording(b, true, || {
             let rope = self.rope(batch.positions(), [rows, seq])?;
-            // Stage 1: the forward; with checkpointing only the layer inputs survive.
-            let embedded = b.embedding(&self.embed, &ids)?;
-            let mut inputs = Vec::new();
+            // Stage 1: the forward; with checkpointing only the layer inputs survive (and each
+            // layer's weights are let go as soon as it ran).
+            let embed = units.open(b, 0)?;
+            let embedded = b.embedding(&embed[0], &ids)?;
+            let mut embed_sums = alloc::vec![None; embed.len()];
+            let (mut inputs, mut kept) = (Vec::new(), Vec::new());
             let mut x = embedded.clone();
-            for l in 0..self.layers.len() {
-                if options.activation_checkpointing {
+            for l in 0..layers {
+                let w = units.open(b, 1 + l)?;
+                if checkpointed {
                     x = b.detach(&x)?;
                     inputs.push(x.clone());
                 }
-                x = self.layer_forward(l, &x, &rope, &mut attend)?;
-            }
-            // Stage 2: the final norm and the head, chunk by chunk.
-            let stream = b.detach(&x)?;
-            // With checkpointing nothing upstream needs the last layer's graph: free it now.
-            let graph = if options.activation_checkpointing { None } else { Some(x) };
-            let (head_params, chunk) =
-                (n - 1 - usize::from(self.head_weight.is_some())..n, options.head_chunk_tokens);
-            let mut loss = 0.0;
-            let mut chunk_grads = Vec::with_capacity(seq.div_ceil(chunk));
-            for start in (0..seq).step_by(chunk) {
-                let len = chunk.min(seq - start);
-                let leaf = b.param(&b.narrow(&stream, 1, start, len)?)?;
-                let chunk_loss = head_loss(&self.final_norm(&leaf)?, start..start + len)?;
-                loss += scalar(b, &chunk_loss)?;
-                let grads = b.backward(&chunk_loss)?;
-                sums.add(&grads, head_params.clone())?;
-                if self.head_weight.is_none() {
-                    sums.add(&grads, 0..1)?; // the tied LM head is the embedding
+                x = self.layer_forward(l, &Layer::from_ordered(&w), &x, &rope, &mut attend)?;
+                if !checkpointed {
+                    kept.push(w);
                 }
-                chunk_grads.push(match b.grad(&grads, &leaf)? {
-                    Some(g) => g,
-                    None => b.zeros(&[rows, len, self.config.hidden_size], self.dtype)?,
-                });
             }
-            let mut g = if chunk_grads.len() == 1 { chunk_grads.remove(0) } else { b.cat(&chunk_grads, 1)? };
-            drop(chunk_grads);
+            // Stage 2: the final norm and the head (the tail unit; the embeddings when tied).
+            let tail = units.open(b, tail_unit)?;
+            let (norm, eps) = (&tail[0], self.config.rms_norm_eps);
+            let (head_w, tied) = match tail.get(1) {
+                Some(w) => (w, false),
+                None => (&embed[0], true),
+            };
+            let mut loss = 0.0;
+            let mut tail_sums = alloc::vec![None; tail.len()];
+            let g = if !checkpointed && options.head_chunk_tokens >= seq {
+                // The plain backward: one graph, one `backward`.
+                let total = head_loss(&b.rms_norm(&x, norm, eps)?, head_w, 0..seq)?;
+                loss = scalar(b, &total)?;
+                let grads = b.backward(&total)?;
+                add_grads(b, &mut tail_sums, &grads, &tail)?;
+                units.finish(b, tail_unit, tail_sums)?;
+                for (l, w) in kept.iter().enumerate().rev() {
+                    units.finish(b, 1 + l, grads_of(b, &grads, w)?)?;
+                }
+                add_grads(b, &mut embed_sums, &grads, &embed)?;
+                return units.finish(b, 0, embed_sums).map(|()| loss);
+            } else {
+                let stream = b.detach(&x)?;
+                // With checkpointing nothing upstream needs the last layer's graph: free it now.
+                if checkpointed {
+                    x = stream.clone();
+                }
+                let chunk = options.head_chunk_tokens;
+                let mut chunk_grads = Vec::with_capacity(seq.div_ceil(chunk));
+                for start in (0..seq).step_by(chunk) {
+                    let len = chunk.min(seq - start);
+                    let leaf = b.param(&b.narrow(&stream, 1, start, len)?)?;
+                    let chunk_loss = head_loss(&b.rms_norm(&leaf, norm, eps)?, head_w, start..start + len)?;
+                    loss += scalar(b, &chunk_loss)?;
+                    let grads = b.backward(&chunk_loss)?;
+                    add_grads(b, &mut tail_sums, &grads, &tail)?;
+                    if tied {
+                        add_grads(b, &mut embed_sums, &grads, &embed)?;
+                    }
+                    chunk_grads.push(match b.grad(&grads, &leaf)? {
+                        Some(g) => g,
+                        None => b.zeros(&[rows, len, self.config.hidden_size], self.dtype)?,
+                    });
+                }
+                units.finish(b, tail_unit, tail_sums)?;
+                if chunk_grads.len() == 1 { chunk_grads.remove(0) } else { b.cat(&chunk_grads, 1)? }
+            };
+            drop(tail);
             // Stage 3: the backbone.
-            let push_back = |y: &B::Tensor, g: &B::Tensor| b.backward(&b.sum_all(&b.mul(y, g)?)?);
-            if let Some(x) = graph {
-                sums.add(&push_back(&x, &g)?, 0..n)?;
-                return Ok(Backprop { loss, grads: sums.sums });
+            let mut g = g;
+            if !checkpointed {
+                let grads = push_back(&x, &g)?;
+                for (l, w) in kept.iter().enumerate().rev() {
+                    units.finish(b, 1 + l, grads_of(b, &grads, w)?)?;
+                }
+                add_grads(b, &mut embed_sums, &grads, &embed)?;
+                return units.finish(b, 0, embed_sums).map(|()| loss);
             }
-            let per = Layer::<B::Tensor>::TENSORS;
+            drop(x);
             for (l, input) in inputs.into_iter().enumerate().rev() {
+                let w = units.open(b, 1 + l)?;
                 let leaf = b.param(&input)?;
                 drop(input);
-                let grads = push_back(&self.layer_forward(l, &leaf, &rope, &mut attend)?, &g)?;
-                sums.add(&grads, 1 + l * per..1 + (l + 1) * per)?;
+                let grads = push_back(
+                    &self.layer_forward(l, &Layer::from_ordered(&w), &leaf, &rope, &mut attend)?,
+                    &g,
+                )?;
+                units.finish(b, 1 + l, grads_of(b, &grads, &w)?)?;
                 g = b.grad(&grads, &leaf)?.ok_or_else(|| {
                     Error::backend("backprop", alloc::format!("layer {l}'s input got no gradient"))
                 })?;
             }
-            sums.add(&push_back(&embedded, &g)?, 0..1)?;
-            Ok(Backprop { loss, grads: sums.sums })
+            add_grads(b, &mut embed_sums, &push_back(&embedded, &g)?, &embed)?;
+            units.finish(b, 0, embed_sums)?;
+            Ok(loss)
         })
     }
 }

@@ -17,7 +17,7 @@ use alloc::string::String;
 
 use core::ops::Range;
 
-use super::backprop::{Backprop, ChunkLoss, MemoryOptions};
+use super::backprop::{Backprop, ChunkLoss, MemoryOptions, ResidentUnits, UnitStore};
 use super::packing::PackedBatch;
 use super::qwen2::Qwen2;
 use super::weights::init_values;
@@ -96,8 +96,7 @@ impl<B: Backend> Critic<B> {
     pub fn values(&self, batch: &PackedBatch) -> Result<B::Tensor> {
         let b = self.model.backend();
         let hidden = self.model.hidden_states(batch)?;
-        let head =
-            self.model.head_weight.as_ref().ok_or_else(|| Error::invalid("critic", "no value head"))?;
+        let head = self.model.head_weight()?.ok_or_else(|| Error::invalid("critic", "no value head"))?;
         b.squeeze(&b.linear(&hidden, head, None)?, 2)
     }
 
@@ -111,12 +110,24 @@ impl<B: Backend> Critic<B> {
         options: MemoryOptions,
         loss: &mut ChunkLoss<'_, B>,
     ) -> Result<Backprop<B>> {
+        let mut units = ResidentUnits::of(&self.model)?;
+        let value = self.backprop_values_with(&mut units, batch, options, loss)?;
+        Ok(Backprop { loss: value, grads: units.into_grads() })
+    }
+
+    /// [`Critic::backprop_values`] with the weights and gradients in `units`
+    /// ([`Qwen2::backprop_with`]; a skeleton critic works). Returns the loss.
+    pub fn backprop_values_with(
+        &self,
+        units: &mut dyn UnitStore<B>,
+        batch: &PackedBatch,
+        options: MemoryOptions,
+        loss: &mut ChunkLoss<'_, B>,
+    ) -> Result<f64> {
         let b = self.model.backend();
-        let head =
-            self.model.head_weight.as_ref().ok_or_else(|| Error::invalid("critic", "no value head"))?;
-        let mut head_loss = |hidden: &B::Tensor, range: Range<usize>| {
+        let mut head_loss = |hidden: &B::Tensor, head: &B::Tensor, range: Range<usize>| {
             loss(&b.squeeze(&b.linear(hidden, head, None)?, 2)?, range)
         };
-        self.model.backprop(batch, options, &mut head_loss)
+        self.model.backprop_with(units, batch, options, &mut head_loss)
     }
 }

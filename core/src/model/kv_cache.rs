@@ -95,7 +95,7 @@ impl<B: Backend> Policy<B> {
     fn last_logits(&self, x: &B::Tensor, n: usize) -> Result<B::Tensor> {
         let m = self.model();
         let b = m.backend();
-        let logits = b.linear(&m.final_norm(x)?, m.lm_weight(), None)?;
+        let logits = b.linear(&m.final_norm(x)?, m.lm_weight()?, None)?;
         b.reshape(&logits, &[n, m.config().vocab_size])
     }
 }

@@ -55,7 +55,7 @@ pub mod qwen2;
 pub mod spec;
 pub mod weights;
 
-pub use backprop::{Backprop, ChunkLoss, MemoryOptions};
+pub use backprop::{Backprop, ChunkLoss, HeadLoss, MemoryOptions, ResidentUnits, UnitStore};
 pub use config::Qwen2Config;
 pub use critic::Critic;
 pub use kv_cache::KvCache;

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use core::ops::Range;
 
-use super::backprop::{Backprop, ChunkLoss, MemoryOptions};
+use super::backprop::{Backprop, ChunkLoss, MemoryOptions, ResidentUnits, UnitStore};
 use super::packing::PackedBatch;
 use super::qwen2::Qwen2;
 use super::{Head, Qwen2Config};
@@ -66,7 +66,7 @@ impl<B: Backend> Policy<B> {
     /// continuation; on padding they are finite but meaningless).
     pub fn logits(&self, batch: &PackedBatch) -> Result<B::Tensor> {
         let hidden = self.model.hidden_states(batch)?;
-        self.model.backend().linear(&hidden, self.model.lm_weight(), None)
+        self.model.backend().linear(&hidden, self.model.lm_weight()?, None)
     }
 
     /// The log-prob of each given next token, `[rows, seq_len]`: entry `t` is
@@ -86,12 +86,12 @@ impl<B: Backend> Policy<B> {
             ));
         }
         let hidden = self.model.hidden_states(batch)?;
-        let seq = batch.seq_len();
+        let (seq, lm) = (batch.seq_len(), self.model.lm_weight()?);
         let chunk = MemoryOptions::DEFAULT_HEAD_CHUNK;
         let piece = |start: usize, len: usize| {
             let h = if len == seq { hidden.clone() } else { b.narrow(&hidden, 1, start, len)? };
             let t = if len == seq { targets.clone() } else { b.narrow(targets, 1, start, len)? };
-            b.selective_log_prob(&b.linear(&h, self.model.lm_weight(), None)?, &t)
+            b.selective_log_prob(&b.linear(&h, lm, None)?, &t)
         };
         if seq <= chunk {
             return piece(0, seq);
@@ -113,6 +113,21 @@ impl<B: Backend> Policy<B> {
         options: MemoryOptions,
         loss: &mut ChunkLoss<'_, B>,
     ) -> Result<Backprop<B>> {
+        let mut units = ResidentUnits::of(&self.model)?;
+        let value = self.backprop_log_probs_with(&mut units, batch, targets, options, loss)?;
+        Ok(Backprop { loss: value, grads: units.into_grads() })
+    }
+
+    /// [`Policy::backprop_log_probs`] with the weights and gradients in `units`
+    /// ([`Qwen2::backprop_with`]; a skeleton policy works). Returns the loss.
+    pub fn backprop_log_probs_with(
+        &self,
+        units: &mut dyn UnitStore<B>,
+        batch: &PackedBatch,
+        targets: &B::Tensor,
+        options: MemoryOptions,
+        loss: &mut ChunkLoss<'_, B>,
+    ) -> Result<f64> {
         let b = self.model.backend();
         let ts = b.shape(targets);
         if ts[..] != batch.shape() {
@@ -121,12 +136,11 @@ impl<B: Backend> Policy<B> {
                 format!("targets have shape {ts:?}, the batch is {:?}", batch.shape()),
             ));
         }
-        let lm = self.model.lm_weight();
-        let mut head = |hidden: &B::Tensor, range: Range<usize>| {
+        let mut head = |hidden: &B::Tensor, lm: &B::Tensor, range: Range<usize>| {
             let t = b.narrow(targets, 1, range.start, range.len())?;
             loss(&b.selective_log_prob(&b.linear(hidden, lm, None)?, &t)?, range)
         };
-        self.model.backprop(batch, options, &mut head)
+        self.model.backprop_with(units, batch, options, &mut head)
     }
 
     /// [`Policy::selective_log_probs`] of the batch's own next tokens

@@ -64,6 +64,17 @@ impl<T: Clone> Layer<T> {
     }
 }
 
+/// The weights of a resident model, in [`Qwen2::parameters`] order: the embedding, the decoder
+/// layers, the final norm and the head's weight.
+#[derive(Debug, Clone)]
+pub(crate) struct Weights<T> {
+    pub(crate) embed: T,
+    pub(crate) layers: Vec<Layer<T>>,
+    pub(crate) norm: T,
+    /// `lm_head.weight` (untied policy) or the value head; `None` for a tied policy.
+    pub(crate) head_weight: Option<T>,
+}
+
 /// The attention of one layer given its rotated queries `[b, hq, s, d]`, keys and values
 /// `[b, hkv, s, d]`: causal attention over packed rows in a full forward, attention over a KV
 /// cache while decoding. Called with the layer index.
@@ -85,17 +96,21 @@ pub(crate) struct Rope<B: Backend> {
 /// A Qwen2 model: the backbone plus the weight of its head (an untied LM head or a value
 /// head). Parameters are [`Backend::param`] leaves; see [`super::weights`] for construction.
 /// The [`super::Policy`] and [`super::Critic`] wrap it.
+///
+/// A model is *resident* (it holds its weights) or a *skeleton*: the architecture alone, whose
+/// weights live sliced over the ranks of a data-parallel job (ZeRO-3,
+/// [`crate::shard::ShardedOptimizer::new_weight_sharded`]) and are gathered unit by unit for a
+/// training step ([`Qwen2::backprop_with`]) or whole for generation and scoring
+/// ([`crate::shard::ShardedOptimizer::gather_model`]). A skeleton's forward passes are errors
+/// that say so.
 #[derive(Debug)]
 pub struct Qwen2<B: Backend> {
     pub(crate) backend: Rc<B>,
     pub(crate) config: Qwen2Config,
     pub(crate) head: Head,
     pub(crate) dtype: DType,
-    pub(crate) embed: B::Tensor,
-    pub(crate) layers: Vec<Layer<B::Tensor>>,
-    pub(crate) norm: B::Tensor,
-    /// `lm_head.weight` (untied policy) or the value head; `None` for a tied policy.
-    pub(crate) head_weight: Option<B::Tensor>,
+    /// `None` for a skeleton.
+    pub(crate) weights: Option<Weights<B::Tensor>>,
 }
 
 impl<B: Backend> Qwen2<B> {
@@ -122,6 +137,35 @@ impl<B: Backend> Qwen2<B> {
     /// The dtype of every parameter and of the activations.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// Whether the model holds its weights (false for a skeleton, see the [type docs](Qwen2)).
+    pub fn is_resident(&self) -> bool {
+        self.weights.is_some()
+    }
+
+    /// The same architecture without weights (a skeleton): what each rank keeps of a model
+    /// whose weights are sharded.
+    pub fn skeleton(&self) -> Qwen2<B> {
+        Qwen2 {
+            backend: Rc::clone(&self.backend),
+            config: self.config.clone(),
+            head: self.head,
+            dtype: self.dtype,
+            weights: None,
+        }
+    }
+
+    /// The weights, or an error naming `op` for a skeleton.
+    pub(crate) fn weights(&self, op: &'static str) -> Result<&Weights<B::Tensor>> {
+        self.weights.as_ref().ok_or_else(|| {
+            Error::invalid(
+                op,
+                "the model's weights are sharded over the ranks (ZeRO-3) and not gathered here: \
+                 run it through the gathered model (`Trainer::gathered_policy`, \
+                 `ShardedOptimizer::gather_model`)",
+            )
+        })
     }
 
     /// The final hidden states (after the final norm) of a packed batch, `[rows, seq_len,
@@ -167,7 +211,7 @@ impl<B: Backend> Qwen2<B> {
 
     /// The final RMSNorm.
     pub(crate) fn final_norm(&self, x: &B::Tensor) -> Result<B::Tensor> {
-        self.backend.rms_norm(x, &self.norm, self.config.rms_norm_eps)
+        self.backend.rms_norm(x, &self.weights("qwen2 final norm")?.norm, self.config.rms_norm_eps)
     }
 
     /// Checks that every token id is inside the vocabulary.
@@ -194,10 +238,11 @@ impl<B: Backend> Qwen2<B> {
         [rows, seq]: [usize; 2],
         attend: &mut Attend<'_, B>,
     ) -> Result<B::Tensor> {
+        let w = self.weights("qwen2 forward")?;
         let rope = self.rope(positions, [rows, seq])?;
-        let mut x = self.backend.embedding(&self.embed, ids)?;
-        for l in 0..self.layers.len() {
-            x = self.layer_forward(l, &x, &rope, attend)?;
+        let mut x = self.backend.embedding(&w.embed, ids)?;
+        for (l, layer) in w.layers.iter().enumerate() {
+            x = self.layer_forward(l, layer, &x, &rope, attend)?;
         }
         Ok(x)
     }
@@ -211,18 +256,19 @@ impl<B: Backend> Qwen2<B> {
         Ok(Rope { cos, sin })
     }
 
-    /// Decoder layer `l` on the residual stream `x` `[rows, seq, hidden]`: the attention block
-    /// and the MLP block, each added to the stream. Returns the stream after the layer.
+    /// Decoder layer `l` with weights `layer` on the residual stream `x` `[rows, seq, hidden]`:
+    /// the attention block and the MLP block, each added to the stream. Returns the stream
+    /// after the layer.
     pub(crate) fn layer_forward(
         &self,
         l: usize,
+        layer: &Layer<B::Tensor>,
         x: &B::Tensor,
         rope: &Rope<B>,
         attend: &mut Attend<'_, B>,
     ) -> Result<B::Tensor> {
         let b = &*self.backend;
         let c = &self.config;
-        let layer = &self.layers[l];
         let d = c.head_dim();
         let xs = b.shape(x);
         let (rows, seq) = (xs[0], xs[1]);
@@ -242,7 +288,14 @@ impl<B: Backend> Qwen2<B> {
     }
 
     /// The LM head's weight `[vocab, hidden]`: `lm_head.weight`, or the embeddings when tied.
-    pub(crate) fn lm_weight(&self) -> &B::Tensor {
-        self.head_weight.as_ref().unwrap_or(&self.embed)
+    pub(crate) fn lm_weight(&self) -> Result<&B::Tensor> {
+        let w = self.weights("qwen2 LM head")?;
+        Ok(w.head_weight.as_ref().unwrap_or(&w.embed))
+    }
+
+    /// The head's own weight (`lm_head.weight` of an untied policy, the critic's value head),
+    /// `None` for a tied policy.
+    pub(crate) fn head_weight(&self) -> Result<Option<&B::Tensor>> {
+        Ok(self.weights("qwen2 head")?.head_weight.as_ref())
     }
 }

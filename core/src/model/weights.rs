@@ -14,7 +14,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::qwen2::{Layer, Qwen2};
+use super::qwen2::{Layer, Qwen2, Weights};
 use super::{Head, ParamSpec, Qwen2Config, VALUE_HEAD, parameter_specs};
 use crate::backend::{Backend, DType};
 use crate::rng::Rng;
@@ -131,43 +131,78 @@ impl<B: Backend> Qwen2<B> {
         dtype: DType,
         ordered: Vec<B::Tensor>,
     ) -> Qwen2<B> {
-        let n = config.num_hidden_layers;
+        let weights = Some(Self::weights_from_ordered(config.num_hidden_layers, ordered));
+        Qwen2 { backend, config, head, dtype, weights }
+    }
+
+    /// The weights from the parameters in spec order.
+    fn weights_from_ordered(layers: usize, ordered: Vec<B::Tensor>) -> Weights<B::Tensor> {
         let per = Layer::<B::Tensor>::TENSORS;
-        let layers = (0..n).map(|l| Layer::from_ordered(&ordered[1 + l * per..1 + (l + 1) * per])).collect();
-        let norm = ordered[1 + n * per].clone();
-        let head_weight = ordered.get(2 + n * per).cloned();
-        Qwen2 { backend, config, head, dtype, embed: ordered[0].clone(), layers, norm, head_weight }
+        let built =
+            (0..layers).map(|l| Layer::from_ordered(&ordered[1 + l * per..1 + (l + 1) * per])).collect();
+        Weights {
+            embed: ordered[0].clone(),
+            layers: built,
+            norm: ordered[1 + layers * per].clone(),
+            head_weight: ordered.get(2 + layers * per).cloned(),
+        }
+    }
+
+    /// A resident model of this architecture holding `ordered` (every parameter in
+    /// [`parameter_specs`] order, e.g. gathered from the ranks' slices), used as they are (no
+    /// [`Backend::param`] leaves: for generation and scoring). Errors: a count or a shape that
+    /// differs from the specs, naming the tensor.
+    pub fn with_weights(&self, ordered: Vec<B::Tensor>) -> Result<Qwen2<B>> {
+        const OP: &str = "qwen2 with_weights";
+        let specs = parameter_specs(&self.config, self.head);
+        crate::error::check_len(OP, ("parameters", specs.len()), ("tensors", ordered.len()))?;
+        for (spec, t) in specs.iter().zip(&ordered) {
+            let shape = self.backend.shape(t);
+            if shape != spec.shape {
+                return Err(Error::shape(
+                    OP,
+                    format!("tensor `{}` has shape {shape:?}, expected {:?}", spec.name, spec.shape),
+                ));
+            }
+        }
+        let mut model = self.skeleton();
+        model.weights = Some(Self::weights_from_ordered(self.config.num_hidden_layers, ordered));
+        Ok(model)
     }
 
     /// Every parameter in [`parameter_specs`] order (for the optimizer; a tied LM head appears
-    /// once, as the embeddings).
+    /// once, as the embeddings); empty for a skeleton ([`Qwen2::is_resident`]).
     pub fn parameters(&self) -> Vec<B::Tensor> {
-        let mut out = Vec::with_capacity(2 + self.layers.len() * Layer::<B::Tensor>::TENSORS);
-        out.push(self.embed.clone());
-        for layer in &self.layers {
+        let Some(w) = &self.weights else { return Vec::new() };
+        let mut out = Vec::with_capacity(2 + w.layers.len() * Layer::<B::Tensor>::TENSORS);
+        out.push(w.embed.clone());
+        for layer in &w.layers {
             out.extend(layer.ordered().into_iter().cloned());
         }
-        out.push(self.norm.clone());
-        out.extend(self.head_weight.iter().cloned());
+        out.push(w.norm.clone());
+        out.extend(w.head_weight.iter().cloned());
         out
     }
 
     /// The sharding units over [`Qwen2::parameters`]: the embedding, each decoder layer, and
-    /// the final norm with the head weight (FSDP's per-layer wrapping), as index ranges.
+    /// the final norm with the head weight (FSDP's per-layer wrapping), as index ranges. Read
+    /// from the architecture (a skeleton has the same units).
     pub fn parameter_units(&self) -> Vec<core::ops::Range<usize>> {
         let per_layer = Layer::<B::Tensor>::TENSORS;
-        let mut units = Vec::with_capacity(self.layers.len() + 2);
+        let layers = self.config.num_hidden_layers;
+        let mut units = Vec::with_capacity(layers + 2);
         units.push(0..1);
-        for l in 0..self.layers.len() {
+        for l in 0..layers {
             units.push(1 + l * per_layer..1 + (l + 1) * per_layer);
         }
-        let tail = 1 + self.layers.len() * per_layer;
-        units.push(tail..tail + 1 + usize::from(self.head_weight.is_some()));
+        let tail = 1 + layers * per_layer;
+        let untied = parameter_specs(&self.config, self.head).len() > tail + 1;
+        units.push(tail..tail + 1 + usize::from(untied));
         units
     }
 
     /// Every parameter with its Hugging Face name, in [`parameter_specs`] order (what a
-    /// checkpoint writer saves).
+    /// checkpoint writer saves); empty for a skeleton.
     pub fn named_tensors(&self) -> Vec<(String, B::Tensor)> {
         let specs = parameter_specs(&self.config, self.head);
         specs.into_iter().map(|s| s.name).zip(self.parameters()).collect()

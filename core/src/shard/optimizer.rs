@@ -9,7 +9,7 @@
 //! step:        norm² = all_reduce(Σ_units Σ shard², Sum)             global-norm clip
 //!              shard *= clip_factor(norm, max_norm)                 (when it is < 1)
 //!              AdamW(master shard, shard, moments shard)             on this rank's slice
-//!              params = unflatten(all_gather(cast(master shard, dtype)))
+//!              params = unflatten(all_gather(cast(master shard, dtype)))  (replicated weights)
 //! ```
 //!
 //! The guard, schedule and step counting are [`Optimizer`](crate::optimizer::Optimizer)'s: a
@@ -21,8 +21,18 @@
 //! - a parameter that no micro-batch reaches gets a zero gradient (its moments decay), as in
 //!   DeepSpeed's ZeRO, where the single-process optimizer skips it.
 //!
-//! Every rank keeps the full compute-dtype weights between steps (the forward pass reads the
-//! model's own parameters); only the optimizer state and the gradient sums are sharded.
+//! What each rank keeps of the weights between uses ([`ShardedOptimizer::new`] or
+//! [`ShardedOptimizer::new_weight_sharded`]):
+//! - **replicated** (ZeRO-2, FSDP `SHARD_GRAD_OP`): every rank holds the whole model in the
+//!   compute dtype, re-gathered into its parameters after each step;
+//! - **sharded** (ZeRO-3, FSDP `FULL_SHARD`): a rank holds only its f32 master slices; a training
+//!   step gathers one unit's compute-dtype weights at a time ([`ShardedOptimizer::micro_batch`],
+//!   the unit order of [`UnitStore`]) and frees them after use, and generation and scoring
+//!   gather the whole model once ([`ShardedOptimizer::gather_model`]).
+//!
+//! In both, a training micro-batch hands each unit's gradients over as soon as they are final
+//! and they are reduce-scattered at once (no rank holds the whole model's gradients). The
+//! gathered weights are `cast(master)` in both, so the two compute the same numbers.
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -34,6 +44,7 @@ use super::layout::UnitLayout;
 use crate::backend::ops::no_grad;
 use crate::backend::{Backend, DType};
 use crate::collective::{Collective, ReduceOp};
+use crate::model::{Qwen2, UnitStore};
 use crate::optimizer::adamw::{AdamW, AdamWState};
 use crate::optimizer::clip::clip_factor;
 use crate::optimizer::{MomentsState, OptimizerConfig, OptimizerState, ParamState, StepReport};
@@ -52,6 +63,17 @@ pub struct UnitState {
     pub step: u64,
 }
 
+/// What a rank keeps of the model's weights between uses (see the [module docs](self)).
+enum Residency<B: Backend> {
+    /// The whole model: its parameters, assigned after each step (ZeRO-2).
+    Replicated(Vec<B::Tensor>),
+    /// Only the master slices; units are gathered in `dtype` when used (ZeRO-3).
+    Sharded {
+        /// The compute dtype of the model's parameters.
+        dtype: DType,
+    },
+}
+
 /// One unit: its parameters' indices and their flat layout.
 #[derive(Debug, Clone)]
 struct Unit {
@@ -64,7 +86,7 @@ struct Unit {
 pub struct ShardedOptimizer<B: Backend> {
     config: OptimizerConfig,
     collective: Rc<dyn Collective<B>>,
-    params: Vec<B::Tensor>,
+    weights: Residency<B>,
     units: Vec<Unit>,
     masters: Vec<B::Tensor>,
     adamw: AdamW<B>,
@@ -82,6 +104,7 @@ impl<B: Backend> core::fmt::Debug for ShardedOptimizer<B> {
             .field("rank", &self.collective.rank())
             .field("world", &self.collective.world_size())
             .field("units", &self.units.len())
+            .field("weights_sharded", &self.weights_sharded())
             .field("step", &self.step)
             .finish_non_exhaustive()
     }
@@ -90,15 +113,39 @@ impl<B: Backend> core::fmt::Debug for ShardedOptimizer<B> {
 impl<B: Backend> ShardedOptimizer<B> {
     /// An optimizer over `params` (float [`Backend::param`] leaves, one dtype) grouped into
     /// `units` (consecutive ranges covering every parameter once, e.g.
-    /// [`crate::model::Qwen2::parameter_units`]). Rank 0's parameters are broadcast first, so
-    /// every rank starts from the same weights; each rank then keeps the f32 masters of its
-    /// slice of every unit. Every rank must call it.
+    /// [`crate::model::Qwen2::parameter_units`]), every rank keeping the whole model (ZeRO-2).
+    /// Rank 0's parameters are broadcast first, so every rank starts from the same weights; each
+    /// rank then keeps the f32 masters of its slice of every unit. Every rank must call it.
     pub fn new(
         b: &B,
         params: Vec<B::Tensor>,
         units: &[Range<usize>],
         config: OptimizerConfig,
         collective: Rc<dyn Collective<B>>,
+    ) -> Result<Self> {
+        Self::build(b, params, units, config, collective, false)
+    }
+
+    /// [`ShardedOptimizer::new`] keeping only the slices (ZeRO-3): the optimizer holds no
+    /// handle on `params` afterwards, so once the caller drops the model's weights (keeping its
+    /// [`crate::model::Qwen2::skeleton`]) each rank holds 1/W of them. Every rank must call it.
+    pub fn new_weight_sharded(
+        b: &B,
+        params: Vec<B::Tensor>,
+        units: &[Range<usize>],
+        config: OptimizerConfig,
+        collective: Rc<dyn Collective<B>>,
+    ) -> Result<Self> {
+        Self::build(b, params, units, config, collective, true)
+    }
+
+    fn build(
+        b: &B,
+        params: Vec<B::Tensor>,
+        units: &[Range<usize>],
+        config: OptimizerConfig,
+        collective: Rc<dyn Collective<B>>,
+        shard_weights: bool,
     ) -> Result<Self> {
         const OP: &str = "sharded optimizer";
         config.validate()?;
@@ -119,6 +166,16 @@ impl<B: Backend> ShardedOptimizer<B> {
         }
         if let Some((i, d)) = params.iter().map(|p| b.dtype(p)).enumerate().find(|(_, d)| !d.is_float()) {
             return Err(Error::dtype(OP, format!("parameter {i} has dtype {d}, not a float dtype")));
+        }
+        let dtype = b.dtype(&params[0]);
+        if let Some(i) = params.iter().position(|p| b.dtype(p) != dtype) {
+            return Err(Error::dtype(
+                OP,
+                format!(
+                    "parameter {i} has dtype {}, parameter 0 {dtype}: one dtype is needed",
+                    b.dtype(&params[i])
+                ),
+            ));
         }
         let (world, rank) = (collective.world_size(), collective.rank());
         let units = units
@@ -141,10 +198,12 @@ impl<B: Backend> ShardedOptimizer<B> {
                 .collect::<Result<Vec<_>>>()
         })?;
         let accum = units.iter().map(|_| None).collect();
+        let weights =
+            if shard_weights { Residency::Sharded { dtype } } else { Residency::Replicated(params) };
         let opt = ShardedOptimizer {
             config,
             collective,
-            params,
+            weights,
             units,
             masters,
             adamw: AdamW::new(config.adamw),
@@ -163,9 +222,27 @@ impl<B: Backend> ShardedOptimizer<B> {
         &self.config
     }
 
-    /// The model's parameters, in the optimizer's order.
-    pub fn params(&self) -> &[B::Tensor] {
-        &self.params
+    /// Whether the weights are sharded (ZeRO-3) rather than replicated on every rank.
+    pub fn weights_sharded(&self) -> bool {
+        matches!(self.weights, Residency::Sharded { .. })
+    }
+
+    /// The shapes of the model's parameters, in the optimizer's order.
+    pub fn param_shapes(&self) -> Vec<Vec<usize>> {
+        self.units.iter().flat_map(|u| u.layout.shapes().iter().cloned()).collect()
+    }
+
+    /// The compute dtype of the model's parameters.
+    pub fn param_dtype(&self, b: &B) -> DType {
+        match &self.weights {
+            Residency::Replicated(params) => b.dtype(&params[0]),
+            Residency::Sharded { dtype } => *dtype,
+        }
+    }
+
+    /// Parameters in all units.
+    fn param_count(&self) -> usize {
+        self.units.last().map_or(0, |u| u.params.end)
     }
 
     /// Optimizer steps applied so far: the schedule index of the next step.
@@ -204,23 +281,77 @@ impl<B: Backend> ShardedOptimizer<B> {
     pub fn accumulate_grads(&mut self, b: &B, grads: &[Option<B::Tensor>]) -> Result<()> {
         crate::error::check_len(
             "sharded optimizer accumulate",
-            ("params", self.params.len()),
+            ("params", self.param_count()),
             ("grads", grads.len()),
         )?;
-        let sums = no_grad(b, || {
-            self.units
-                .iter()
-                .zip(&self.accum)
-                .map(|(u, acc)| {
-                    let flat = u.layout.flatten(b, &grads[u.params.clone()])?;
-                    let shard = self.collective.reduce_scatter(b, &flat, ReduceOp::Sum)?;
-                    acc.as_ref().map_or(Ok(shard.clone()), |a| b.add(a, &shard)).map(Some)
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
-        self.accum = sums;
+        for u in 0..self.units.len() {
+            self.accumulate_unit(b, u, &grads[self.units[u].params.clone()])?;
+        }
         self.micro_batches += 1;
         Ok(())
+    }
+
+    /// Reduce-scatters unit `u`'s gradients (one per parameter of the unit) into its f32 sum.
+    fn accumulate_unit(&mut self, b: &B, u: usize, grads: &[Option<B::Tensor>]) -> Result<()> {
+        let unit = self.units.get(u).ok_or_else(|| {
+            Error::invalid("sharded optimizer accumulate", format!("unit {u} of {}", self.units.len()))
+        })?;
+        crate::error::check_len(
+            "sharded optimizer accumulate",
+            ("unit parameters", unit.params.len()),
+            ("grads", grads.len()),
+        )?;
+        let sum = no_grad(b, || {
+            let flat = unit.layout.flatten(b, grads)?;
+            let shard = self.collective.reduce_scatter(b, &flat, ReduceOp::Sum)?;
+            self.accum[u].as_ref().map_or(Ok(shard.clone()), |a| b.add(a, &shard))
+        })?;
+        self.accum[u] = Some(sum);
+        Ok(())
+    }
+
+    /// Unit `u`'s weights in the compute dtype, whole, on every rank (an all-gather of the
+    /// master slices; replicated weights are read as they are).
+    fn unit_weights(&self, b: &B, u: usize) -> Result<Vec<B::Tensor>> {
+        let unit = self.units.get(u).ok_or_else(|| {
+            Error::invalid("sharded optimizer gather", format!("unit {u} of {}", self.units.len()))
+        })?;
+        match &self.weights {
+            Residency::Replicated(params) => Ok(params[unit.params.clone()].to_vec()),
+            Residency::Sharded { dtype } => no_grad(b, || {
+                let full = self.collective.all_gather(b, &b.cast(&self.masters[u], *dtype)?)?;
+                unit.layout.unflatten(b, &full)
+            }),
+        }
+    }
+
+    /// One training micro-batch through `backprop` (e.g. a closure over
+    /// [`crate::model::Policy::backprop_log_probs_with`]), which gets this optimizer as its
+    /// [`UnitStore`]: each unit's weights are gathered when opened (sharded weights) and its
+    /// gradients reduce-scattered into the sums when finished. The loss is observed as
+    /// [`ShardedOptimizer::observe_loss`] does. Every rank must call it the same number of times
+    /// per step (a rank without data runs a pack with zero loss weights).
+    pub fn micro_batch(
+        &mut self,
+        b: &B,
+        backprop: impl FnOnce(&mut dyn UnitStore<B>) -> Result<f64>,
+    ) -> Result<f64> {
+        let _ = b; // the store's methods take the backend
+        let loss = backprop(&mut Units(self))?;
+        self.observe_loss(loss);
+        self.micro_batches += 1;
+        Ok(loss)
+    }
+
+    /// The whole model gathered into a resident copy of `skeleton`'s architecture (compute
+    /// dtype, no gradient leaves): what generation and scoring run on when the weights are
+    /// sharded. Every rank must call it (one all-gather per unit).
+    pub fn gather_model(&self, b: &B, skeleton: &Qwen2<B>) -> Result<Qwen2<B>> {
+        let mut ordered = Vec::with_capacity(self.param_count());
+        for u in 0..self.units.len() {
+            ordered.extend(self.unit_weights(b, u)?);
+        }
+        skeleton.with_weights(ordered)
     }
 
     /// Records the loss of a micro-batch on this rank: a NaN or infinite loss on any rank makes
@@ -321,11 +452,13 @@ impl<B: Backend> ShardedOptimizer<B> {
         Ok(b.to_host_f64(&sums)?.iter().sum())
     }
 
-    /// Gathers every unit's masters, cast to the parameters' dtype, into the parameters.
+    /// Gathers every unit's masters, cast to the parameters' dtype, into the parameters (with
+    /// replicated weights; sharded ones are gathered when used).
     fn sync_params_from_masters(&self, b: &B) -> Result<()> {
+        let Residency::Replicated(all) = &self.weights else { return Ok(()) };
         no_grad(b, || {
             for (u, master) in self.units.iter().zip(&self.masters) {
-                let params = &self.params[u.params.clone()];
+                let params = &all[u.params.clone()];
                 let dtype = b.dtype(&params[0]);
                 let full = self.collective.all_gather(b, &b.cast(master, dtype)?)?;
                 for (p, value) in params.iter().zip(u.layout.unflatten(b, &full)?) {
@@ -366,26 +499,31 @@ impl<B: Backend> ShardedOptimizer<B> {
     /// parameters have no moments starts without any. Every rank must call it.
     pub fn load_full_state(&mut self, b: &B, state: &OptimizerState) -> Result<()> {
         const OP: &str = "sharded optimizer load_full_state";
-        crate::error::check_len(OP, ("params", self.params.len()), ("state.params", state.params.len()))?;
+        let shapes = self.param_shapes();
+        crate::error::check_len(OP, ("params", shapes.len()), ("state.params", state.params.len()))?;
         let rank = self.collective.rank();
-        for (i, (p, s)) in self.params.iter().zip(&state.params).enumerate() {
-            let n: usize = b.shape(p).iter().product();
+        for (i, (shape, s)) in shapes.iter().zip(&state.params).enumerate() {
+            let n: usize = shape.iter().product();
             let lens =
                 s.moments.iter().flat_map(|m| [m.m.len(), m.v.len()]).chain(s.master.iter().map(Vec::len));
-            if s.shape != b.shape(p) || lens.into_iter().any(|l| l != n) {
+            if &s.shape != shape || lens.into_iter().any(|l| l != n) {
                 return Err(Error::shape(
                     OP,
-                    format!(
-                        "parameter {i} has shape {:?} but its saved state has shape {:?}",
-                        b.shape(p),
-                        s.shape
-                    ),
+                    format!("parameter {i} has shape {shape:?} but its saved state has shape {:?}", s.shape),
                 ));
             }
         }
         for (u, unit) in self.units.iter().enumerate() {
             let saved = &state.params[unit.params.clone()];
-            let step = saved.iter().filter_map(|s| s.moments.as_ref().map(|m| m.step)).max();
+            // A parameter without a saved master keeps its current weights: the model's own
+            // (replicated) or the unit gathered from the current slices (sharded).
+            let current = match (&self.weights, saved.iter().any(|s| s.master.is_none())) {
+                (Residency::Sharded { .. }, true) => {
+                    let all = no_grad(b, || self.collective.all_gather(b, &self.masters[u]))?;
+                    Some(b.to_host_f32(&all)?)
+                }
+                _ => None,
+            };
             let flat = |pick: &dyn Fn(usize, &ParamState) -> Result<Vec<f32>>| -> Result<Vec<f32>> {
                 let mut out = Vec::with_capacity(unit.layout.padded());
                 for (k, s) in saved.iter().enumerate() {
@@ -394,9 +532,19 @@ impl<B: Backend> ShardedOptimizer<B> {
                 out.resize(unit.layout.padded(), 0.0);
                 Ok(out[unit.layout.shard_range(rank)].to_vec())
             };
-            let master = flat(&|i, s| match &s.master {
-                Some(m) => Ok(m.clone()),
-                None => no_grad(b, || b.to_host_f32(&b.cast(&self.params[i], DType::F32)?)),
+            let step = saved.iter().filter_map(|s| s.moments.as_ref().map(|m| m.step)).max();
+            let master = flat(&|i, s| match (&s.master, &self.weights, &current) {
+                (Some(m), _, _) => Ok(m.clone()),
+                (None, Residency::Replicated(params), _) => {
+                    no_grad(b, || b.to_host_f32(&b.cast(&params[i], DType::F32)?))
+                }
+                (None, Residency::Sharded { .. }, Some(all)) => {
+                    Ok(all[unit.layout.param_range(i - unit.params.start)].to_vec())
+                }
+                (None, Residency::Sharded { .. }, None) => Err(Error::invalid(
+                    OP,
+                    format!("parameter {i}: the unit's current weights were not gathered"),
+                )),
             })?;
             let shape = [unit.layout.shard_len()];
             b.assign_param(&self.masters[u], &b.tensor_f32(&master, &shape, DType::F32)?)?;
@@ -485,5 +633,24 @@ impl<B: Backend> ShardedOptimizer<B> {
         self.step = state.step;
         self.zero_grad();
         Ok(())
+    }
+}
+
+/// A [`ShardedOptimizer`] as the [`UnitStore`] of one micro-batch.
+struct Units<'a, B: Backend>(&'a mut ShardedOptimizer<B>);
+
+impl<B: Backend> UnitStore<B> for Units<'_, B> {
+    fn open(&mut self, b: &B, u: usize) -> Result<Vec<B::Tensor>> {
+        let weights = self.0.unit_weights(b, u)?;
+        match self.0.weights {
+            // The model's own parameter leaves.
+            Residency::Replicated(_) => Ok(weights),
+            // Fresh leaves over the gathered values, freed when the backprop drops them.
+            Residency::Sharded { .. } => weights.iter().map(|w| b.param(w)).collect(),
+        }
+    }
+
+    fn finish(&mut self, b: &B, u: usize, grads: Vec<Option<B::Tensor>>) -> Result<()> {
+        self.0.accumulate_unit(b, u, &grads)
     }
 }

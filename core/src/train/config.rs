@@ -138,6 +138,13 @@ pub struct TrainConfig {
     /// recipe: the values change memory and time, not the result beyond rounding).
     #[cfg_attr(feature = "serde", serde(default))]
     pub memory: MemoryOptions,
+    /// Above one rank, keep only each rank's slice of the weights between uses (ZeRO-3, FSDP
+    /// `FULL_SHARD`; a training step gathers one unit at a time, generation the whole model
+    /// once) rather than the whole model on every rank (ZeRO-2, `SHARD_GRAD_OP`). Optimizer
+    /// state and gradients are sharded either way; the numbers are the same
+    /// ([`crate::shard::ShardedOptimizer`]). Hardware, not recipe.
+    #[cfg_attr(feature = "serde", serde(default = "measure_by_default"))]
+    pub shard_weights: bool,
     /// Record every sampled token's log-prob at generation and log how far the training
     /// forward pass's old log-probs are from it (the rollout/train mismatch,
     /// [`super::mismatch`]); costs one log-softmax over the vocabulary per decode step.
@@ -213,7 +220,8 @@ fn default_max_rounds() -> usize {
 /// `max_num_gen_batches = 10`).
 pub const DEFAULT_DYNAMIC_SAMPLING_MAX_ROUNDS: usize = 10;
 
-/// The default of [`TrainConfig::measure_mismatch`] (on) for configs that do not name it.
+/// The default of [`TrainConfig::measure_mismatch`] and [`TrainConfig::shard_weights`] (on) for
+/// configs that do not name them.
 #[cfg(feature = "serde")]
 fn measure_by_default() -> bool {
     true
@@ -262,6 +270,7 @@ impl TrainConfig {
             policy_optimizer: OptimizerConfig::ORZ_POLICY,
             critic_optimizer: OptimizerConfig::ORZ_CRITIC,
             memory: MemoryOptions::for_pack_len(10048),
+            shard_weights: true,
             measure_mismatch: true,
             overlong_filter: false,
             overlong_soft_cache: None,

@@ -1,10 +1,13 @@
 //! [`ModelOptimizer`]: the optimizer of one model in a [`super::Trainer`], local (one process,
 //! [`Optimizer`]) or sharded over the ranks of a data-parallel job ([`ShardedOptimizer`]).
 
+use alloc::vec::Vec;
+
 use crate::Result;
-use crate::backend::Backend;
+use crate::backend::{Backend, DType};
+use crate::model::{Qwen2, ResidentUnits, UnitStore};
 use crate::optimizer::{Optimizer, OptimizerState, StepReport};
-use crate::shard::ShardedOptimizer;
+use crate::shard::{Gathered, ShardedOptimizer};
 
 /// A model's optimizer: the single-process one, or its state sharded over the ranks.
 #[derive(Debug)]
@@ -32,11 +35,57 @@ impl<B: Backend> ModelOptimizer<B> {
         }
     }
 
-    /// The model's parameters, in the optimizer's order.
-    pub fn params(&self) -> &[B::Tensor] {
+    /// The shapes of the model's parameters, in the optimizer's order.
+    pub fn param_shapes(&self, b: &B) -> Vec<Vec<usize>> {
         match self {
-            ModelOptimizer::Local(o) => o.params(),
-            ModelOptimizer::Sharded(o) => o.params(),
+            ModelOptimizer::Local(o) => o.params().iter().map(|p| b.shape(p)).collect(),
+            ModelOptimizer::Sharded(o) => o.param_shapes(),
+        }
+    }
+
+    /// The compute dtype of parameter `i` (every parameter of a sharded model has one dtype).
+    pub fn param_dtype(&self, b: &B, i: usize) -> Option<DType> {
+        match self {
+            ModelOptimizer::Local(o) => o.params().get(i).map(|p| b.dtype(p)),
+            ModelOptimizer::Sharded(o) => Some(o.param_dtype(b)),
+        }
+    }
+
+    /// Whether the model's weights live sliced over the ranks (ZeRO-3): the model is then a
+    /// skeleton, run through [`ModelOptimizer::micro_batch`] and [`ModelOptimizer::gathered`].
+    pub fn weights_sharded(&self) -> bool {
+        self.sharded().is_some_and(ShardedOptimizer::weights_sharded)
+    }
+
+    /// One training micro-batch of `model` through `backprop`, its gradients accumulated and
+    /// its loss observed: over the model's own parameters ([`ResidentUnits`]) for a local
+    /// optimizer, through [`ShardedOptimizer::micro_batch`] for a sharded one. Returns the loss.
+    pub fn micro_batch(
+        &mut self,
+        b: &B,
+        model: &Qwen2<B>,
+        backprop: impl FnOnce(&mut dyn UnitStore<B>) -> Result<f64>,
+    ) -> Result<f64> {
+        match self {
+            ModelOptimizer::Local(o) => {
+                let mut units = ResidentUnits::of(model)?;
+                let loss = backprop(&mut units)?;
+                o.observe_loss(loss);
+                o.accumulate_grads(b, &units.into_grads())?;
+                Ok(loss)
+            }
+            ModelOptimizer::Sharded(o) => o.micro_batch(b, backprop),
+        }
+    }
+
+    /// `model` with its weights: itself when resident, else gathered from the ranks' slices
+    /// (every rank must call it then).
+    pub fn gathered<'m>(&self, b: &B, model: &'m Qwen2<B>) -> Result<Gathered<'m, Qwen2<B>>> {
+        match self {
+            ModelOptimizer::Sharded(o) if !model.is_resident() => {
+                Ok(Gathered::Gathered(o.gather_model(b, model)?))
+            }
+            _ => Ok(Gathered::Resident(model)),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::optimizer::{Optimizer, OptimizerConfig};
 use crate::ppo::estimator::AdvantageEstimator;
 use crate::reward::Reward;
 use crate::rng::Rng;
-use crate::shard::ShardedOptimizer;
+use crate::shard::{Gathered, ShardedOptimizer};
 use crate::{Error, Result};
 
 /// The sub-streams of iteration `k`'s generator, `rng.fork(k).fork(stream)`: part of the
@@ -172,14 +172,23 @@ impl<B: Backend> Trainer<B> {
     /// is split across the ranks as [`super::data_parallel`] describes, and above one rank both
     /// optimizers shard their state ([`ShardedOptimizer`]), each rank taking its slice of the
     /// optimizers' current state (a trainer restored from a checkpoint of any world size resumes
-    /// exactly; the whole state is on every rank while it is sliced).
+    /// exactly; the whole state is on every rank while it is sliced). With
+    /// [`TrainConfig::shard_weights`] the weights are sharded too: the trainer then keeps
+    /// skeletons of its models ([`Qwen2::skeleton`]) and gathers them for each use
+    /// ([`Trainer::gathered_policy`]).
     pub fn distributed(mut self, collective: Rc<dyn Collective<B>>) -> Result<Self> {
         if collective.world_size() > 1 {
-            self.policy_opt =
-                shard(self.policy.model(), &self.policy_opt, self.config.policy_optimizer, &collective)?;
-            if let (Some(critic), Some(opt)) = (&self.critic, &self.critic_opt) {
-                self.critic_opt =
-                    Some(shard(critic.model(), opt, self.config.critic_optimizer, &collective)?);
+            let weights = self.config.shard_weights;
+            let config = self.config.policy_optimizer;
+            self.policy_opt = shard(self.policy.model(), &self.policy_opt, config, &collective, weights)?;
+            if weights {
+                self.policy = Policy::new(self.policy.model().skeleton())?;
+            }
+            if let (Some(critic), Some(opt)) = (&mut self.critic, &mut self.critic_opt) {
+                *opt = shard(critic.model(), opt, self.config.critic_optimizer, &collective, weights)?;
+                if weights {
+                    *critic = Critic::new(critic.model().skeleton())?;
+                }
             }
         }
         self.collective = collective;
@@ -201,14 +210,32 @@ impl<B: Backend> Trainer<B> {
         &self.config
     }
 
-    /// The policy.
+    /// The policy (a skeleton when its weights are sharded: [`Trainer::gathered_policy`]).
     pub fn policy(&self) -> &Policy<B> {
         &self.policy
     }
 
-    /// The critic (`None` under GRPO).
+    /// The critic (`None` under GRPO; a skeleton when its weights are sharded).
     pub fn critic(&self) -> Option<&Critic<B>> {
         self.critic.as_ref()
+    }
+
+    /// The policy with its weights: itself, or gathered from the ranks' slices when they are
+    /// sharded (then every rank must call it; the copy is freed when dropped).
+    pub fn gathered_policy(&self) -> Result<Gathered<'_, Policy<B>>> {
+        Ok(match self.policy_opt.gathered(self.policy.model().backend(), self.policy.model())? {
+            Gathered::Resident(_) => Gathered::Resident(&self.policy),
+            Gathered::Gathered(model) => Gathered::Gathered(Policy::new(model)?),
+        })
+    }
+
+    /// The critic with its weights (see [`Trainer::gathered_policy`]); `None` under GRPO.
+    pub fn gathered_critic(&self) -> Result<Option<Gathered<'_, Critic<B>>>> {
+        let (Some(critic), Some(opt)) = (&self.critic, &self.critic_opt) else { return Ok(None) };
+        Ok(Some(match opt.gathered(critic.model().backend(), critic.model())? {
+            Gathered::Resident(_) => Gathered::Resident(critic),
+            Gathered::Gathered(model) => Gathered::Gathered(Critic::new(model)?),
+        }))
     }
 
     /// The policy's optimizer (its state, for a checkpoint).
@@ -246,7 +273,8 @@ impl<B: Backend> Trainer<B> {
         self.iteration = iteration;
     }
 
-    /// The policy and the critic, giving the trainer up.
+    /// The policy and the critic, giving the trainer up (skeletons when their weights are
+    /// sharded: gather them first).
     pub fn into_models(self) -> (Policy<B>, Option<Critic<B>>) {
         (self.policy, self.critic)
     }
@@ -359,9 +387,12 @@ impl<B: Backend> Trainer<B> {
         let b = self.policy.model().backend();
         let c = self.collective.as_ref();
         let mine = owned(prompts.len(), c.rank(), c.world_size());
-        let local =
-            no_grad(b, || rollout_of(b, &self.policy, &self.config, prompts, &mine, reward, detok, gen_rng))
-                .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))?;
+        let local = no_grad(b, || {
+            // With sharded weights this gather is the iteration's weight sync.
+            let policy = self.gathered_policy()?;
+            rollout_of(b, &*policy, &self.config, prompts, &mine, reward, detok, gen_rng)
+        })
+        .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))?;
         let all =
             if c.world_size() > 1 { gather_rollout(c, prompts, &self.config, reward, local)? } else { local };
         require_samples(all)
@@ -379,15 +410,12 @@ impl<B: Backend> Trainer<B> {
         };
         let samples = super::overlong::trained_samples(c, samples)?;
         let (len, seed) = (c.packing_max_len, c.pack_shuffle_seed);
-        make_experience_shared(
-            &self.policy,
-            self.critic.as_ref(),
-            reference,
-            samples,
-            len,
-            seed,
-            self.collective.as_ref(),
-        )
+        let b = self.policy.model().backend();
+        no_grad(b, || {
+            let (policy, critic) = (self.gathered_policy()?, self.gathered_critic()?);
+            let collective = self.collective.as_ref();
+            make_experience_shared(&policy, critic.as_deref(), reference, samples, len, seed, collective)
+        })
         .map_err(|e| e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK))
     }
 
@@ -503,25 +531,22 @@ impl<B: Backend> Trainer<B> {
     }
 }
 
-/// A sharded optimizer over `model` holding `opt`'s current state (see [`Trainer::distributed`]).
+/// A sharded optimizer over `model` holding `opt`'s current state, its weights sharded too
+/// when `shard_weights` (see [`Trainer::distributed`]).
 fn shard<B: Backend>(
     model: &Qwen2<B>,
     opt: &ModelOptimizer<B>,
     config: OptimizerConfig,
     collective: &Rc<dyn Collective<B>>,
+    shard_weights: bool,
 ) -> Result<ModelOptimizer<B>> {
     let b = model.backend();
     if opt.local().is_none() {
         return Err(Error::invalid("trainer", "the trainer is already distributed"));
     }
     let state = opt.state(b)?;
-    let mut sharded = ShardedOptimizer::new(
-        b,
-        model.parameters(),
-        &model.parameter_units(),
-        config,
-        Rc::clone(collective),
-    )?;
+    let build = if shard_weights { ShardedOptimizer::new_weight_sharded } else { ShardedOptimizer::new };
+    let mut sharded = build(b, model.parameters(), &model.parameter_units(), config, Rc::clone(collective))?;
     sharded.load_full_state(b, &state)?;
     Ok(ModelOptimizer::Sharded(sharded))
 }

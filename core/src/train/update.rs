@@ -24,7 +24,7 @@ use super::grouping::step_groups;
 use super::model_optimizer::ModelOptimizer;
 use crate::backend::{Backend, DType};
 use crate::collective::{Collective, ReduceOp};
-use crate::model::{Backprop, Critic, Policy};
+use crate::model::{Critic, Policy, Qwen2, UnitStore};
 use crate::optimizer::StepReport;
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
 use crate::ppo::entropy::entropy_from_logits;
@@ -105,22 +105,26 @@ fn weighted_sum<B: Backend>(
     b.masked_sum(&b.mul(loss, &w)?, &mask, None)
 }
 
-/// `steps` optimizer steps over `packs` visited in an order shuffled by `rng`: each step's
-/// packs get their token weights, `micro_step(pack, weights)` gives each pack's loss and
-/// gradients ([`crate::model::Qwen2::backprop`]), which are accumulated; a non-finite loss makes
-/// the optimizer skip the step. Over several ranks, each step's packs are split across them
-/// (`group[j]` on rank `j mod W`, [`super::data_parallel`]), a rank with fewer packs adds empty
-/// micro-batches, and the step losses and token counts are summed over the ranks.
+/// `steps` optimizer steps of `model` over `packs` visited in an order shuffled by `rng`: each
+/// step's packs get their token weights, and `micro_step(units, pack, weights, counted)` runs
+/// each pack's backprop through the optimizer's [`UnitStore`] ([`ModelOptimizer::micro_batch`],
+/// which accumulates the gradients) and returns its loss; a non-finite loss makes the optimizer
+/// skip the step. Over several ranks, each step's packs are split across them (`group[j]` on
+/// rank `j mod W`, [`super::data_parallel`]), a rank with fewer packs runs the step's shortest
+/// pack with zero token weights and `counted` false (so that every rank runs the same
+/// collectives, which the sharded weights need), and the step losses and token counts are
+/// summed over the ranks.
 #[allow(clippy::too_many_arguments, reason = "the steps' inputs and the collective")]
 fn run_steps<B: Backend>(
     b: &B,
+    model: &Qwen2<B>,
     opt: &mut ModelOptimizer<B>,
     collective: &dyn Collective<B>,
     packs: &[Pack],
     steps: usize,
     aggregation: Aggregation,
     rng: &mut Rng,
-    mut micro_step: impl FnMut(&Pack, &[f64]) -> Result<Backprop<B>>,
+    mut micro_step: impl FnMut(&mut dyn UnitStore<B>, &Pack, &[f64], bool) -> Result<f64>,
 ) -> Result<UpdateOutcome> {
     let mut order: Vec<usize> = (0..packs.len()).collect();
     rng.shuffle(&mut order);
@@ -135,15 +139,14 @@ fn run_steps<B: Backend>(
             let mine = owned(group.len(), rank, world);
             for &j in &mine {
                 let (pack, w) = (group[j], &weights[j]);
-                let Backprop { loss, grads } = micro_step(pack, w)?;
-                opt.observe_loss(loss);
-                opt.accumulate_grads(b, &grads)?;
-                step_loss += loss;
+                step_loss += opt.micro_batch(b, model, |units| micro_step(units, pack, w, true))?;
                 out.tokens += pack.response_tokens();
             }
-            let none = vec![None; opt.params().len()];
-            for _ in mine.len()..group.len().div_ceil(world) {
-                opt.accumulate_grads(b, &none)?;
+            if let Some(shortest) = group.iter().min_by_key(|p| p.batch.seq_len()) {
+                let zeros = vec![0.0; shortest.response_mask.len()];
+                for _ in mine.len()..group.len().div_ceil(world) {
+                    opt.micro_batch(b, model, |units| micro_step(units, shortest, &zeros, false))?;
+                }
             }
             out.steps.push(opt.step(b)?);
             out.losses.push(step_loss);
@@ -199,17 +202,19 @@ pub fn critic_update<B: Backend>(
         advantages.returns.as_ref().ok_or_else(|| Error::invalid(OP, "the estimator gave no returns"))?;
     let packs = &experience.packs;
     let steps = config.critic_update_steps;
-    let mut out = run_steps(b, opt, collective, packs, steps, config.aggregation, rng, |pack, w| {
-        let v_old = pack.scatter(values)?;
-        let returns = pack.scatter(targets)?;
-        critic.backprop_values(&pack.batch, config.memory, &mut |v, range| {
-            let shape = [1, range.len()];
-            let v = b.cast(v, DType::F32)?;
-            let v_old = b.tensor_f64(&v_old[range.clone()], &shape, DType::F32)?;
-            let returns = b.tensor_f64(&returns[range.clone()], &shape, DType::F32)?;
-            weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack, range)
-        })
-    })?;
+    let model = critic.model();
+    let mut out =
+        run_steps(b, model, opt, collective, packs, steps, config.aggregation, rng, |units, pack, w, _| {
+            let v_old = pack.scatter(values)?;
+            let returns = pack.scatter(targets)?;
+            critic.backprop_values_with(units, &pack.batch, config.memory, &mut |v, range| {
+                let shape = [1, range.len()];
+                let v = b.cast(v, DType::F32)?;
+                let v_old = b.tensor_f64(&v_old[range.clone()], &shape, DType::F32)?;
+                let returns = b.tensor_f64(&returns[range.clone()], &shape, DType::F32)?;
+                weighted_sum(b, &b.value_loss(&v, &v_old, &returns, config.value_clip)?, w, pack, range)
+            })
+        })?;
     sum_counts(collective, &mut out)?;
     Ok(out)
 }
@@ -238,25 +243,26 @@ pub fn policy_update<B: Backend>(
     let mut terms = PolicyTerms::new(config);
     let mut out = run_steps(
         b,
+        policy.model(),
         opt,
         collective,
         &experience.packs,
         config.policy_update_steps,
         config.aggregation,
         rng,
-        |pack, w| {
+        |units, pack, w, counted| {
             let old = pack.scatter(&experience.logp_old)?;
             let adv = pack.scatter(&advantages.advantages)?;
             let logp_ref = match (&experience.logp_ref, config.use_kl_loss) {
                 (Some(r), true) => Some(pack.scatter(r)?),
                 _ => None,
             };
-            let inputs = PackInputs { pack, weights: w, old: &old, adv: &adv, logp_ref: logp_ref.as_deref() };
+            let (old, adv, logp_ref) = (&old, &adv, logp_ref.as_deref());
+            let inputs = PackInputs { pack, weights: w, old, adv, logp_ref, counted };
             let targets = pack.batch.next_token_tensor(b)?;
             if config.entropy_coef > 0.0 {
                 // The LM head by hand, so that each chunk's logits also give its entropy.
-                let lm = policy.model().lm_weight();
-                policy.model().backprop(&pack.batch, config.memory, &mut |hidden, range| {
+                policy.model().backprop_with(units, &pack.batch, config.memory, &mut |hidden, lm, range| {
                     let logits = b.linear(hidden, lm, None)?;
                     let t = b.narrow(&targets, 1, range.start, range.len())?;
                     let logp = b.selective_log_prob(&logits, &t)?;
@@ -264,9 +270,13 @@ pub fn policy_update<B: Backend>(
                     terms.chunk_loss(b, &inputs, &logp, Some(&entropy), range)
                 })
             } else {
-                policy.backprop_log_probs(&pack.batch, &targets, config.memory, &mut |logp, range| {
-                    terms.chunk_loss(b, &inputs, logp, None, range)
-                })
+                policy.backprop_log_probs_with(
+                    units,
+                    &pack.batch,
+                    &targets,
+                    config.memory,
+                    &mut |logp, range| terms.chunk_loss(b, &inputs, logp, None, range),
+                )
             }
         },
     )?;
@@ -286,6 +296,9 @@ struct PackInputs<'a> {
     adv: &'a [f64],
     /// The reference's log-probs, under `use_kl_loss`.
     logp_ref: Option<&'a [f64]>,
+    /// Whether the pack's tokens count in the statistics (false for a rank's filler
+    /// micro-batch, [`run_steps`]).
+    counted: bool,
 }
 
 /// The policy loss's terms and its per-token statistics, summed over the chunks it sees.
@@ -323,11 +336,14 @@ impl<'c> PolicyTerms<'c> {
         entropy: Option<&B::Tensor>,
         range: Range<usize>,
     ) -> Result<B::Tensor> {
-        let (c, mask) = (self.config, &x.pack.response_mask);
+        let c = self.config;
+        // A filler micro-batch (zero weights) adds to no statistic.
+        let counts = |t: usize| x.counted && x.pack.response_mask[t];
+        let mask = &x.pack.response_mask;
         let shape = [1, range.len()];
         let logp = b.cast(logp, DType::F32)?;
         let now = b.to_host_f64(&logp)?;
-        for (t, &lp) in range.clone().zip(&now).filter(|&(t, _)| mask[t]) {
+        for (t, &lp) in range.clone().zip(&now).filter(|&(t, _)| counts(t)) {
             let ratio = Float::exp(lp - x.old[t]);
             self.clipped += usize::from(self.clip.binds(ratio, x.adv[t]));
             self.outside += usize::from(self.clip.outside(ratio));

@@ -113,10 +113,20 @@ pub fn save<B: Backend>(
 ) -> Result<()> {
     let c = trainer.collective();
     if c.rank() != 0 {
-        // Every rank takes part in gathering the sharded optimizer states; rank 0 writes.
-        let gathered = optim::gather_sharded(trainer.policy().model().backend(), trainer.policy_optimizer())
-            .and_then(|()| match (trainer.critic(), trainer.critic_optimizer()) {
-                (Some(critic), Some(opt)) => optim::gather_sharded(critic.model().backend(), opt),
+        // Every rank takes part in gathering the sharded weights and optimizer states, in the
+        // order rank 0 writes them (`write_checkpoint`); rank 0 alone writes.
+        let gathered = trainer
+            .gathered_policy()
+            .and_then(|policy| {
+                drop(policy);
+                optim::gather_sharded(trainer.policy().model().backend(), trainer.policy_optimizer())
+            })
+            .and_then(|()| match (trainer.gathered_critic()?, trainer.critic_optimizer()) {
+                (Some(critic), Some(opt)) => {
+                    let b = critic.model().backend_rc();
+                    drop(critic);
+                    optim::gather_sharded(&*b, opt)
+                }
                 _ => Ok(()),
             });
         gathered.and_then(|()| c.barrier()).map_err(|e| Error::invalid(dir, format!("saving: {e}")))?;
@@ -139,9 +149,13 @@ fn write_checkpoint<B: Backend>(
     let state_dir = dir.join(STATE_DIR);
     std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, "creating", e))?;
 
+    // Sharded weights are gathered one model at a time (every rank takes part, see `save`).
+    let gathered =
+        trainer.gathered_policy().map_err(|e| Error::invalid(dir, format!("gathering the policy: {e}")))?;
+    write_model(&dir.join(POLICY_DIR), gathered.model(), tokenizer_json)?;
+    drop(gathered);
     let policy = trainer.policy().model();
     let policy_opt = trainer.policy_optimizer();
-    write_model(&dir.join(POLICY_DIR), policy, tokenizer_json)?;
     let policy_optimizer = optim::write_optimizer(
         policy.backend(),
         &state_dir.join(POLICY_OPTIMIZER_FILE),
@@ -149,10 +163,16 @@ fn write_checkpoint<B: Backend>(
         &names(policy),
     )?;
     let critic_opt = trainer.critic_optimizer();
-    let (critic_dtype, critic_optimizer) = match (trainer.critic(), critic_opt) {
-        (Some(critic), Some(opt)) => {
-            let critic = critic.model();
-            write_model(&dir.join(CRITIC_DIR), critic, tokenizer_json)?;
+    let gathered =
+        trainer.gathered_critic().map_err(|e| Error::invalid(dir, format!("gathering the critic: {e}")))?;
+    let (critic_dtype, critic_optimizer) = match (gathered, critic_opt) {
+        (Some(gathered), Some(opt)) => {
+            write_model(&dir.join(CRITIC_DIR), gathered.model(), tokenizer_json)?;
+            drop(gathered);
+            let critic = trainer
+                .critic()
+                .map(Critic::model)
+                .ok_or_else(|| Error::invalid(dir, "the critic vanished"))?;
             let path = state_dir.join(CRITIC_OPTIMIZER_FILE);
             (
                 Some(critic.dtype()),

@@ -41,23 +41,24 @@ pub(crate) fn write_optimizer<B: Backend>(
     opt: &ModelOptimizer<B>,
     names: &[String],
 ) -> Result<OptimizerRecord> {
-    let params = opt.params();
-    if names.len() != params.len() {
+    let shapes = opt.param_shapes(b);
+    if names.len() != shapes.len() {
         return Err(Error::invalid(
             path,
-            format!("the optimizer has {} parameters but the model names {}", params.len(), names.len()),
+            format!("the optimizer has {} parameters but the model names {}", shapes.len(), names.len()),
         ));
     }
     // Per parameter: its AdamW step count (when it has moments) and whether it has a master.
     let layout: Vec<(Option<u64>, bool)> = match opt {
         ModelOptimizer::Local(o) => {
-            (0..params.len()).map(|i| (o.moments(i).map(|m| m.step), o.master(i).is_some())).collect()
+            (0..shapes.len()).map(|i| (o.moments(i).map(|m| m.step), o.master(i).is_some())).collect()
         }
         ModelOptimizer::Sharded(o) => {
-            let mut out = Vec::with_capacity(params.len());
+            let mut out = Vec::with_capacity(shapes.len());
+            let master = o.param_dtype(b) != DType::F32;
             for (u, unit) in o.units().iter().enumerate() {
                 let step = o.moments_shard(u).map(|m| m.step);
-                out.extend(params[unit.clone()].iter().map(|p| (step, b.dtype(p) != DType::F32)));
+                out.extend(unit.clone().map(|_| (step, master)));
             }
             out
         }
@@ -78,7 +79,7 @@ pub(crate) fn write_optimizer<B: Backend>(
     header.insert("__metadata__".into(), json!({"format": "pt"}));
     let mut offset = 0usize;
     for (name, i, _) in &entries {
-        let shape = b.shape(&params[*i]);
+        let shape = &shapes[*i];
         let end = offset + 4 * shape.iter().product::<usize>();
         header.insert(name.clone(), json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
         offset = end;
@@ -120,7 +121,7 @@ pub(crate) fn write_optimizer<B: Backend>(
                     .map_err(|e| Error::invalid(path, format!("gathering unit {u}: {e}")))?;
                 let mut at = 0;
                 for i in unit.clone() {
-                    let n: usize = b.shape(&params[i]).iter().product();
+                    let n: usize = shapes[i].iter().product();
                     while let Some((_, _, kind)) = pending.next_if(|(_, j, _)| *j == i) {
                         let values = match kind {
                             Kind::ExpAvg => &state.m,

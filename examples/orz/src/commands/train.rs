@@ -359,6 +359,8 @@ fn run_eval<B: Backend>(trainer: &Trainer<B>, p: &Prepared, k: u64) -> Result<Op
     options.reward = Some(reward.as_ref());
     let (recipe, sets) = (&p.settings.recipe, &p.eval_sets);
     let c = trainer.collective();
-    let report = evaluate_on_ranks(trainer.policy(), &p.tokenizer, recipe, sets, &options, &bar, c)?;
+    // With sharded weights every rank gathers the policy for the eval (and frees it after).
+    let policy = trainer.gathered_policy()?;
+    let report = evaluate_on_ranks(&policy, &p.tokenizer, recipe, sets, &options, &bar, c)?;
     Ok(Some(report.sets.iter().map(|s| (s.name.clone(), s.accuracy)).collect()))
 }

@@ -23,10 +23,15 @@
 //!
 //! The peak is the model states plus the larger of the generation and the training phase.
 //!
-//! **Data-parallel runs** ([`MemoryPlan::with_world_size`]) plan one rank of W: the weights
-//! stay whole on every rank (this build shards the optimizer state, not the weights); the f32
-//! masters and AdamW moments are split W ways ([`orz_core::shard`]); the gradients are one
-//! micro-batch's in the compute dtype plus this rank's f32 slice of their sum.
+//! **Data-parallel runs** ([`MemoryPlan::with_world_size`]) plan one rank of W
+//! ([`orz_core::shard`]): the f32 masters, the AdamW moments and the f32 gradient sums are split
+//! W ways; a micro-batch's gradients are reduce-scattered unit by unit as they become final, so
+//! at most the units open at once hold f32 gradients. The weights, with
+//! [`TrainConfig::shard_weights`] (ZeRO-3, the default), are not resident at all between uses:
+//! generation and scoring gather both models whole (counted in the generation phase), and a
+//! training step gathers the units it has open (the embedding, the tail with the head, and
+//! one layer when checkpointed; every layer otherwise), counted in the training phase. Without
+//! it (ZeRO-2) the weights stay whole on every rank.
 
 mod devices;
 pub mod measure;
@@ -151,12 +156,21 @@ pub struct MemoryPlan {
     pub head_logits: u64,
     /// Ranks of a data-parallel run the states are sharded over (1: one process).
     pub world_size: u64,
+    /// Whether a data-parallel run shards the weights too ([`TrainConfig::shard_weights`]).
+    pub shard_weights: bool,
+    /// Sharded weights gathered whole for generation and scoring (both models; 0 otherwise).
+    pub gathered_for_generation: u64,
+    /// Sharded weights of the units a training step has open at once (0 otherwise).
+    pub gathered_for_training: u64,
     /// Memory of the device the run would use, if known.
     pub device_bytes: Option<u64>,
     /// Where `device_bytes` comes from (`/proc/meminfo`, `nvidia-smi`, an assumption).
     pub device_source: String,
     /// The model's shape, for replanning at another pack length.
     shape: Shape,
+    /// Parameters of the larger model's units a checkpointed training step keeps gathered at
+    /// once: the embedding, the tail (final norm and head) and one decoder layer.
+    open_units: u64,
 }
 
 /// The shape facts the activation model needs.
@@ -184,8 +198,16 @@ impl MemoryPlan {
             parameter_specs(model, head).iter().map(|s| s.shape.iter().product::<usize>() as u64).sum()
         };
         let policy_params: u64 = count(Head::Lm);
+        let layer_params: u64 = parameter_specs(model, Head::Lm)
+            .iter()
+            .filter(|s| s.name.starts_with("model.layers.0."))
+            .map(|s| s.shape.iter().product::<usize>() as u64)
+            .sum();
+        // The embedding and, untied, an LM head of the same size, a layer, the final norm.
+        let untied = parameter_specs(model, Head::Lm).iter().any(|s| s.name == "lm_head.weight");
+        let embed = (model.vocab_size * model.hidden_size) as u64;
+        let open_units = embed * (1 + u64::from(untied)) + layer_params + model.hidden_size as u64;
         let critic_params: u64 = if train.estimator.uses_critic() { count(Head::Value) } else { 0 };
-        let params = policy_params + critic_params;
         let width = dtype_bytes(dtype);
         let (layers, kv_heads, head_dim) =
             (model.num_hidden_layers as u64, model.num_key_value_heads as u64, model.head_dim() as u64);
@@ -199,18 +221,21 @@ impl MemoryPlan {
             backend,
             options: train.memory,
             pack_len: train.packing_max_len as u64,
-            weights: width * params,
+            weights: 0,
             reference: if train.uses_reference() { width * policy_params } else { 0 },
             entropy_head: train.entropy_coef > 0.0,
-            masters: if dtype == DType::F32 { 0 } else { 4 * params },
-            optimizer: 8 * params,
-            gradients: 8 * policy_params.max(critic_params),
+            masters: 0,
+            optimizer: 0,
+            gradients: 0,
             kv_cache: kv_need.min(train.engine.kv_budget_bytes as u64),
             decode_logits: slots * model.vocab_size as u64 * 4,
             activations: 0,
             attention: 0,
             head_logits: 0,
             world_size: 1,
+            shard_weights: train.shard_weights,
+            gathered_for_generation: 0,
+            gathered_for_training: 0,
             device_bytes,
             device_source: device_source.to_string(),
             shape: Shape {
@@ -220,8 +245,10 @@ impl MemoryPlan {
                 heads: model.num_attention_heads as u64,
                 vocab: model.vocab_size as u64,
             },
+            open_units,
         };
         plan.set_pack_len(plan.pack_len);
+        plan.set_world_size(1);
         plan
     }
 
@@ -264,14 +291,21 @@ impl MemoryPlan {
         self.weights + self.reference + self.masters + self.optimizer + self.gradients
     }
 
-    /// The generation phase beyond the model states: the KV cache and a decode step's logits.
+    /// The generation phase beyond the model states: the KV cache, a decode step's logits and
+    /// the gathered weights (sharded weights only).
     pub fn generation(&self) -> u64 {
-        self.kv_cache + self.decode_logits
+        self.kv_cache + self.decode_logits + self.gathered_for_generation
+    }
+
+    /// The training phase beyond the model states: one pack's activations and the gathered
+    /// units (sharded weights only).
+    pub fn training(&self) -> u64 {
+        self.activations + self.gathered_for_training
     }
 
     /// Everything at the peak: the model states and the larger phase.
     pub fn total(&self) -> u64 {
-        self.model_states() + self.generation().max(self.activations)
+        self.model_states() + self.generation().max(self.training())
     }
 
     /// Whether the total fits the device (unknown device: `None`).
@@ -283,7 +317,7 @@ impl MemoryPlan {
     /// (ZeRO-3 style) and each kept its own KV cache and activations; `None` if even one
     /// device cannot hold its cache and activations.
     pub fn devices_needed(&self, device_bytes: u64) -> Option<u64> {
-        let fixed = self.generation().max(self.activations);
+        let fixed = self.generation().max(self.training());
         let room = device_bytes.checked_sub(fixed).filter(|r| *r > 0)?;
         Some(self.model_states().div_ceil(room).max(1))
     }
@@ -292,16 +326,48 @@ impl MemoryPlan {
     /// [module docs](self)); `world` 1 is the single-process plan.
     pub fn with_world_size(&self, world: u64) -> MemoryPlan {
         let mut p = self.clone();
-        let world = world.max(1);
-        let params = p.policy_params + p.critic_params;
-        let larger = p.policy_params.max(p.critic_params);
-        p.world_size = world;
-        if world > 1 {
-            p.masters = (4 * params).div_ceil(world);
-            p.optimizer = (8 * params).div_ceil(world);
-            p.gradients = dtype_bytes(p.dtype) * larger + (4 * larger).div_ceil(world);
-        }
+        p.set_world_size(world);
         p
+    }
+
+    /// Over several ranks: the bytes of everything sharded (f32 masters, AdamW moments and the
+    /// f32 gradient sums, over all ranks together) and the per-rank f32 gradients of the units
+    /// open at once.
+    fn sharded_states(&self) -> (u64, u64) {
+        let params = self.policy_params + self.critic_params;
+        let larger = self.policy_params.max(self.critic_params);
+        // Units whose gradients are in flight at once: those a checkpointed step has open,
+        // every one of the larger model's without checkpointing.
+        let open = if self.options.activation_checkpointing { self.open_units.min(larger) } else { larger };
+        (4 * params + 8 * params + 4 * larger, 4 * open)
+    }
+
+    /// Sets the model states (and the gathered weights) of one rank of `world`.
+    fn set_world_size(&mut self, world: u64) {
+        let world = world.max(1);
+        let params = self.policy_params + self.critic_params;
+        let larger = self.policy_params.max(self.critic_params);
+        let width = dtype_bytes(self.dtype);
+        self.world_size = world;
+        (self.gathered_for_generation, self.gathered_for_training) = (0, 0);
+        if world == 1 {
+            self.weights = width * params;
+            self.masters = if self.dtype == DType::F32 { 0 } else { 4 * params };
+            self.optimizer = 8 * params;
+            self.gradients = 8 * larger;
+            return;
+        }
+        let (_, open_grads) = self.sharded_states();
+        self.masters = (4 * params).div_ceil(world);
+        self.optimizer = (8 * params).div_ceil(world);
+        self.gradients = open_grads + (4 * larger).div_ceil(world);
+        if self.shard_weights {
+            self.weights = 0;
+            self.gathered_for_generation = width * params;
+            self.gathered_for_training = width * open_grads / 4;
+        } else {
+            self.weights = width * params;
+        }
     }
 
     /// The same plan for packs of `t` tokens.
@@ -316,6 +382,7 @@ impl MemoryPlan {
         let mut p = self.clone();
         p.options = options;
         p.set_pack_len(self.pack_len);
+        p.set_world_size(self.world_size);
         p
     }
 

@@ -38,13 +38,30 @@ impl MemoryPlan {
 
     /// The first knob that makes the plan fit `bytes`, in the order a user would turn them.
     pub fn advice(&self, bytes: u64) -> String {
-        if self.model_states() > bytes && self.world_size > 1 {
+        if self.model_states() > bytes && self.world_size > 1 && !self.shard_weights {
             return format!(
                 "this rank's model states ({:.0} GB, of which {:.0} GB whole weights) do not fit: more ranks \
-                 shrink only the optimizer state here; sharding the weights too (ZeRO-3) is not built yet",
+                 shrink only the optimizer state; shard the weights too (ZeRO-3: --set train.shard_weights=true)",
                 gb(self.model_states()),
                 gb(self.weights)
             );
+        }
+        if self.world_size > 1 && self.shard_weights {
+            // Per rank: S / W of sharded states plus the open units' f32 gradients.
+            let (sharded, open) = self.sharded_states();
+            let room = bytes.saturating_sub(self.generation().max(self.training()));
+            if self.model_states() > room {
+                return match room.checked_sub(open).filter(|r| *r > 0) {
+                    Some(r) => format!(
+                        "more ranks: the sharded states ({:.0} GB in all) need at least {} ranks of this size",
+                        gb(sharded),
+                        sharded.div_ceil(r)
+                    ),
+                    None => "even one rank's gathered weights and activations do not fit: shorter packs \
+                             (train.packing_max_len), a smaller KV-cache budget or a larger device"
+                        .to_string(),
+                };
+            }
         }
         if self.model_states() > bytes {
             return format!(
@@ -131,10 +148,15 @@ impl fmt::Display for MemoryPlan {
             self.critic_params as f64 / 1e9
         )?;
         if self.world_size > 1 {
+            let weights = if self.shard_weights {
+                "weights sharded (ZeRO-3: gathered whole to generate and score, unit by unit to train)"
+            } else {
+                "weights whole on every rank (ZeRO-2)"
+            };
             writeln!(
                 f,
-                "  one rank of {}: weights whole on every rank, f32 masters and moments sharded {} ways, \
-                 gradients one micro-batch plus this rank's f32 slice",
+                "  one rank of {}: {weights}, f32 masters and moments sharded {} ways, \
+                 gradients: the open units' plus this rank's f32 slice",
                 self.world_size, self.world_size
             )?;
         }
@@ -143,13 +165,20 @@ impl fmt::Display for MemoryPlan {
             AttentionKernel::Dense => "  of which dense attention scores and probabilities",
         };
         let rows = [
-            ("weights, both models", self.weights),
+            (
+                if self.world_size > 1 && self.shard_weights {
+                    "weights resident between uses"
+                } else {
+                    "weights, both models"
+                },
+                self.weights,
+            ),
             ("reference model (frozen initial policy, KL options)", self.reference),
             ("f32 master weights", self.masters),
             ("AdamW moments (f32, 2 per parameter)", self.optimizer),
             (
                 if self.world_size > 1 {
-                    "gradients (one micro-batch + this rank's f32 slice)"
+                    "gradients (f32: open units + this rank's slice)"
                 } else {
                     "gradients (f32: accumulator + one micro-batch)"
                 },
@@ -157,7 +186,9 @@ impl fmt::Display for MemoryPlan {
             ),
             ("generation: KV cache (slots at max_len, budget-capped)", self.kv_cache),
             ("generation: one decode step's logits", self.decode_logits),
+            ("generation and scoring: both models gathered whole", self.gathered_for_generation),
             ("training: activations of one pack", self.activations),
+            ("training: the units a step has gathered at once", self.gathered_for_training),
             (attention_row, self.attention),
             ("  of which the head's logits", self.head_logits),
         ];

@@ -79,23 +79,37 @@ fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
 }
 
 #[test]
-fn a_rank_of_a_data_parallel_run_holds_whole_weights_and_a_slice_of_the_optimizer() {
+fn a_rank_of_a_data_parallel_run_holds_a_slice_of_the_states_and_gathers_weights_when_it_uses_them() {
     let one = plan(Preset::Orz7b, DType::BF16, PlanBackend::TCH);
-    let eight = one.with_world_size(8);
     let (params, larger) = (one.policy_params + one.critic_params, one.policy_params);
-    assert_eq!(eight.weights, one.weights);
+    // ORZ-7B: untied, so a checkpointed step has the embedding, the LM head and a layer open.
+    let open = 2 * 152_064 * 3584 + 233_057_792 + 3584;
+    let eight = one.with_world_size(8);
+    assert_eq!((eight.weights, eight.gathered_for_generation), (0, 2 * params), "ZeRO-3 by default");
+    assert_eq!(eight.gathered_for_training, 2 * open);
     assert_eq!(eight.masters, (4 * params).div_ceil(8));
     assert_eq!(eight.optimizer, (8 * params).div_ceil(8));
-    assert_eq!(eight.gradients, 2 * larger + (4 * larger).div_ceil(8));
+    assert_eq!(eight.gradients, 4 * open + (4 * larger).div_ceil(8));
     assert_eq!(eight.activations, one.activations);
     assert_eq!(one.with_world_size(1), one);
+    assert_eq!(eight.with_world_size(1), one, "planning another world size starts from the model");
     let text = eight.to_string();
     assert!(text.contains("one rank of 8") && text.contains("8 x 141 GB H200, per rank"), "{text}");
-    // More ranks shrink the optimizer state only: a rank's states never fall below the weights.
+    assert!(text.contains("weights sharded (ZeRO-3"), "{text}");
+    // More ranks shrink every model state; the gathered weights stay per phase.
     let many = one.with_world_size(4096);
-    assert!(many.model_states() > many.weights + many.gradients - 1);
-    let advice = many.with_world_size(4096).advice(many.weights);
-    assert!(advice.contains("ZeRO-3") && advice.contains("not built yet"), "{advice}");
+    assert!(many.model_states() < eight.model_states() / 100 + 4 * open + 1);
+    // Too few ranks: the advice says how many.
+    let two = one.with_world_size(2);
+    let advice = two.advice(H100_BYTES);
+    assert!(advice.contains("more ranks") && advice.contains("ranks of this size"), "{advice}");
+    // ZeRO-2: whole weights on every rank, and the advice points at sharding them.
+    let mut zero2 = one.clone();
+    zero2.shard_weights = false;
+    let zero2 = zero2.with_world_size(4096);
+    assert_eq!((zero2.weights, zero2.gathered_for_generation), (one.weights, 0));
+    let advice = zero2.advice(zero2.weights);
+    assert!(advice.contains("shard_weights=true"), "{advice}");
 }
 
 #[test]
