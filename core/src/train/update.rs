@@ -368,7 +368,7 @@ impl<'c> PolicyTerms<'c> {
                 .clone()
                 .zip(&now)
                 .zip(&r)
-                .filter(|((t, _), _)| mask[*t])
+                .filter(|((t, _), _)| counts(*t))
                 .map(|((_, &lp), &lr)| k.per_token(lp, lr))
                 .sum::<f64>();
             let kl = k.tensor(b, &logp, &b.tensor_f64(&r, &shape, DType::F32)?)?;
@@ -378,7 +378,7 @@ impl<'c> PolicyTerms<'c> {
             let h = b.reshape(&b.cast(h, DType::F32)?, &shape)?;
             let host = b.to_host_f64(&h)?;
             self.entropy_sum +=
-                range.clone().zip(&host).filter(|&(t, _)| mask[t]).map(|(_, &e)| e).sum::<f64>();
+                range.clone().zip(&host).filter(|&(t, _)| counts(t)).map(|(_, &e)| e).sum::<f64>();
             loss = b.sub(&loss, &b.affine(&h, c.entropy_coef, 0.0)?)?;
         }
         weighted_sum(b, &loss, x.weights, x.pack, range)
