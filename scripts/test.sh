@@ -55,6 +55,15 @@ RUSTDOCFLAGS="-D warnings" cargo doc -p orz-tch -p orz --features orz-tch/c10d,o
 cargo test -p orz-tch --features c10d --test c10d
 cargo test -p orz --features c10d --test launch
 
+step "NCCL in the c10d shim (compiled against the venv's CUDA and NCCL headers; no GPU here, so a NCCL group must be an error that says so)"
+nccl_env=$(./scripts/setup-nccl.sh) || {
+  echo "error: ./scripts/setup-nccl.sh failed (see above)" >&2
+  exit 1
+}
+eval "$nccl_env"
+cargo clippy -p orz-tch -p orz --features orz-tch/nccl,orz/nccl --all-targets -- -D warnings
+cargo test -p orz-tch --features nccl --test c10d nccl
+
 step "benches with orz-tch: cargo test -p orz-bench --features tch (every workload once, tiny sizes)"
 cargo test -p orz-bench --features tch --lib
 

@@ -54,7 +54,8 @@ fn build_c10d_shim(lib: &str) {
              `eval \"$(./scripts/setup-libtorch.sh)\"`, which unpacks them and exports ORZ_GLOO_INCLUDE"
         );
     }
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .std("c++17")
         .file("csrc/c10d_shim.cpp")
@@ -63,9 +64,37 @@ fn build_c10d_shim(lib: &str) {
         .include(&gloo)
         .define("USE_C10D_GLOO", None)
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
-        .flag("-w")
-        .compile("orz_c10d_shim");
+        .flag("-w");
+    #[cfg(feature = "nccl")]
+    nccl_includes(&mut build);
+    build.compile("orz_c10d_shim");
     println!("cargo:rustc-link-search=native={lib}");
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+    #[cfg(feature = "nccl")]
+    {
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    }
+}
+
+/// Feature `nccl`: ProcessGroupNCCL in the shim, compiled against the CUDA runtime, CCCL and NCCL
+/// headers of the venv's PyPI packages (`ORZ_CUDA_INCLUDE`, a `:`-separated list that
+/// `./scripts/setup-nccl.sh` exports).
+#[cfg(feature = "nccl")]
+fn nccl_includes(build: &mut cc::Build) {
+    println!("cargo:rerun-if-env-changed=ORZ_CUDA_INCLUDE");
+    let dirs = std::env::var("ORZ_CUDA_INCLUDE").unwrap_or_default();
+    let dirs: Vec<&str> = dirs.split(':').filter(|d| !d.is_empty()).collect();
+    let has = |file: &str| dirs.iter().any(|d| Path::new(d).join(file).exists());
+    if !has("cuda_runtime_api.h") || !has("crt/host_config.h") || !has("nccl.h") {
+        panic!(
+            "orz-tch feature `nccl`: the CUDA runtime, crt and NCCL headers were not found \
+             (ORZ_CUDA_INCLUDE={dirs:?}); run `eval \"$(./scripts/setup-nccl.sh)\"` after setup-libtorch.sh"
+        );
+    }
+    for d in dirs {
+        build.include(d);
+    }
+    build.define("USE_C10D_NCCL", None);
 }

@@ -1,9 +1,9 @@
 // A C ABI over libtorch's c10d process groups for orz-tch (the `c10d` feature): a store
-// (TCPStore or FileStore) for the rendezvous, ProcessGroupGloo on CPU tensors, and the
-// collectives orz-rs shards with. (ProcessGroupNCCL for CUDA tensors is not wired yet: a CUDA
-// tensor is an error naming that.) Every function returns NULL on success or a malloc'd error message (free it with
-// orz_c10d_free_error); no C++ exception crosses the boundary. Tensors are torch-sys's handles
-// (`at::Tensor*`).
+// (TCPStore or FileStore) for the rendezvous, ProcessGroupGloo for CPU tensors, with the `nccl`
+// feature (USE_C10D_NCCL) ProcessGroupNCCL for CUDA tensors, and the collectives orz-rs shards
+// with; each collective goes to the backend of its tensor's device. Every function returns NULL
+// on success or a malloc'd error message (free it with orz_c10d_free_error); no C++ exception
+// crosses the boundary. Tensors are torch-sys's handles (`at::Tensor*`).
 
 #include <chrono>
 #include <cstdlib>
@@ -16,12 +16,18 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <ATen/cuda/CUDAContext.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 namespace {
 
 struct Group {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> gloo;
+  // Null unless the group was created with NCCL (CUDA tensors).
+  c10::intrusive_ptr<c10d::Backend> nccl;
   std::chrono::milliseconds timeout;
 };
 
@@ -58,13 +64,17 @@ c10d::ReduceOp reduce_op(int op) {
   }
 }
 
-// The backend for a tensor's device: Gloo for CPU tensors.
+// The backend for a tensor's device: Gloo for CPU tensors, NCCL for CUDA tensors.
 c10d::Backend& backend_for(Group* g, const at::Tensor& t) {
-  if (!t.device().is_cpu()) {
-    throw std::runtime_error("a tensor on " + t.device().str() +
-                             ": orz-tch's process groups hold Gloo (CPU tensors) only; NCCL is not wired yet");
+  if (t.device().is_cpu()) {
+    return *g->gloo;
   }
-  return *g->gloo;
+  if (t.device().is_cuda() && g->nccl) {
+    return *g->nccl;
+  }
+  throw std::runtime_error("a tensor on " + t.device().str() +
+                           ": this process group has no backend for it (CUDA tensors need a group created "
+                           "with NCCL, orz-tch's `nccl` feature)");
 }
 
 void wait(const c10::intrusive_ptr<c10d::Work>& work, Group* g) {
@@ -81,9 +91,11 @@ void orz_c10d_free_error(char* message) { std::free(message); }
 // (rank 0 serves it unless `attach` is set: an agent such as torchrun already serves it);
 // 1: FileStore at `host` (a path). `prefix` namespaces this group's keys. Gloo binds to
 // `device_host`, this machine's address as the other ranks reach it (127.0.0.1 on one machine;
-// empty: this machine's hostname as it resolves, Gloo's default device).
+// empty: this machine's hostname as it resolves, Gloo's default device). With `nccl` set it also
+// creates ProcessGroupNCCL over the same store for CUDA tensors (an error in a build without
+// USE_C10D_NCCL, or where NCCL finds no GPU).
 char* orz_c10d_new(int store_kind, const char* host, int port, int attach, const char* prefix,
-                   const char* device_host, int rank, int world, long long timeout_ms,
+                   const char* device_host, int rank, int world, long long timeout_ms, int nccl,
                    void** out) {
   *out = nullptr;
   return guarded([&] {
@@ -113,6 +125,22 @@ char* orz_c10d_new(int store_kind, const char* host, int port, int attach, const
         c10::static_intrusive_pointer_cast<c10d::Store>(
             c10::make_intrusive<c10d::PrefixStore>("gloo", prefixed)),
         rank, world, options);
+    if (nccl != 0) {
+#ifdef USE_C10D_NCCL
+      if (!at::cuda::is_available()) {
+        throw std::runtime_error("NCCL needs a CUDA GPU, and libtorch sees none on this machine");
+      }
+      auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+      nccl_options->timeout = timeout;
+      group->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+          c10::static_intrusive_pointer_cast<c10d::Store>(
+              c10::make_intrusive<c10d::PrefixStore>("nccl", prefixed)),
+          rank, world, nccl_options);
+#else
+      throw std::runtime_error(
+          "NCCL was asked for, but orz-tch was built without its `nccl` feature (no ProcessGroupNCCL)");
+#endif
+    }
     *out = group.release();
   });
 }

@@ -1,13 +1,15 @@
 //! libtorch's c10d process groups as an [`orz_core::collective::Collective`] (feature `c10d`):
 //! [`ProcessGroup`] joins a job through a c10d store (a TCPStore, as `torch.distributed` and
-//! torchrun use, or a FileStore in a shared folder) and runs Gloo collectives on CPU tensors,
-//! through the C++ shim in `csrc/c10d_shim.cpp` (built by `build.rs` against the torch wheel's
-//! headers and Debian's Gloo headers).
+//! torchrun use, or a FileStore in a shared folder) and runs Gloo collectives on CPU tensors
+//! and, created with [`ProcessGroup::new_nccl`] (feature `nccl`), NCCL collectives on CUDA
+//! tensors, through the C++ shim in `csrc/c10d_shim.cpp` (built by `build.rs` against the torch
+//! wheel's headers, Debian's Gloo headers and, for NCCL, the CUDA and NCCL headers of the
+//! venv's PyPI packages). Host-side values (loss sums, byte exchanges) always go through Gloo.
 //!
 //! A rank that dies makes Gloo's transport fail at once on the others ("connection closed by
 //! peer"); a rank that hangs makes them fail after the group's timeout. Either way every other
 //! rank gets [`orz_core::Error::Collective`] naming the collective and itself, never a silent
-//! hang. CUDA tensors are refused with an error (NCCL is not wired yet).
+//! hang. A CUDA tensor in a group without NCCL is an error naming its device.
 #![allow(unsafe_code)] // The FFI to the shim: every call is wrapped here, once.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_longlong, c_void};
@@ -33,6 +35,7 @@ unsafe extern "C" {
         rank: c_int,
         world: c_int,
         timeout_ms: c_longlong,
+        nccl: c_int,
         out: *mut *mut c_void,
     ) -> *mut c_char;
     fn orz_c10d_free(group: *mut c_void);
@@ -70,13 +73,15 @@ pub enum Rendezvous {
     },
 }
 
-/// One rank's membership of a Gloo process group (see the [module docs](self)).
+/// One rank's membership of a Gloo (and optionally NCCL) process group (see the
+/// [module docs](self)).
 #[derive(Debug)]
 pub struct ProcessGroup {
     raw: NonNull<c_void>,
     rank: usize,
     world: usize,
     timeout: Duration,
+    nccl: bool,
 }
 
 /// A C string for the shim, naming `what` in the error.
@@ -102,6 +107,30 @@ impl ProcessGroup {
         rank: usize,
         world: usize,
         timeout: Duration,
+    ) -> Result<Self> {
+        Self::join(rendezvous, device_host, rank, world, timeout, false)
+    }
+
+    /// [`ProcessGroup::new`] with NCCL for CUDA tensors besides Gloo for CPU ones (ranks of a
+    /// job on GPUs, one GPU each). Errors: a build without orz-tch's `nccl` feature, or a
+    /// machine where libtorch sees no GPU.
+    pub fn new_nccl(
+        rendezvous: &Rendezvous,
+        device_host: &str,
+        rank: usize,
+        world: usize,
+        timeout: Duration,
+    ) -> Result<Self> {
+        Self::join(rendezvous, device_host, rank, world, timeout, true)
+    }
+
+    fn join(
+        rendezvous: &Rendezvous,
+        device_host: &str,
+        rank: usize,
+        world: usize,
+        timeout: Duration,
+        nccl: bool,
     ) -> Result<Self> {
         const OP: &str = "process group";
         if world == 0 || rank >= world {
@@ -134,6 +163,7 @@ impl ProcessGroup {
                 rank_c,
                 world_c,
                 ms,
+                c_int::from(nccl),
                 &mut out,
             )
         };
@@ -144,7 +174,7 @@ impl ProcessGroup {
             world,
             message: "the shim returned no group".into(),
         })?;
-        Ok(ProcessGroup { raw, rank, world, timeout })
+        Ok(ProcessGroup { raw, rank, world, timeout, nccl })
     }
 
     /// The timeout every collective waits at most.
@@ -259,7 +289,7 @@ impl Collective<Tch> for ProcessGroup {
     }
 
     fn engine(&self) -> &'static str {
-        "gloo"
+        if self.nccl { "nccl+gloo" } else { "gloo" }
     }
 
     fn all_reduce(&self, _b: &Tch, t: &TchTensor, op: ReduceOp) -> Result<TchTensor> {

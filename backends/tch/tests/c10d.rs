@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use orz_conformance::checks::iteration::{HasE, detok};
 use orz_core::backend::{AdamWConfig, Backend, DType};
-use orz_core::collective::{Collective, ReduceOp};
+use orz_core::collective::{Collective, ReduceOp, Single};
 use orz_core::model::{Critic, PackedBatch, Policy, Qwen2Config};
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::recipe::Preset;
@@ -390,13 +390,26 @@ const ITERATIONS: usize = 3;
 /// the weights sharded above one rank (ZeRO-3) unless `ORZ_C10D_ZERO` is `2`, activation
 /// checkpointing with head chunks of 8 tokens when `ORZ_C10D_CHECKPOINT` is `1`.
 fn trainer(b: &Rc<Tch>) -> Trainer<Tch> {
-    let zero2 = std::env::var("ORZ_C10D_ZERO").as_deref() == Ok("2");
-    let checkpoint = std::env::var("ORZ_C10D_CHECKPOINT").as_deref() == Ok("1");
-    trainer_with(b, !zero2, checkpoint, std::env::var(OPTIONS).is_ok_and(|v| v == "kl"))
+    trainer_on(b, Rc::new(Single))
 }
 
-/// [`trainer`] with its weight sharding, checkpointing and issue 16's options (`options`) given.
-fn trainer_with(b: &Rc<Tch>, shard_weights: bool, checkpoint: bool, options: bool) -> Trainer<Tch> {
+/// [`trainer`] built as one rank of `collective` ([`Trainer::new_distributed`]).
+fn trainer_on(b: &Rc<Tch>, collective: Rc<dyn Collective<Tch>>) -> Trainer<Tch> {
+    let zero2 = std::env::var("ORZ_C10D_ZERO").as_deref() == Ok("2");
+    let checkpoint = std::env::var("ORZ_C10D_CHECKPOINT").as_deref() == Ok("1");
+    let options = std::env::var(OPTIONS).is_ok_and(|v| v == "kl");
+    trainer_with(b, !zero2, checkpoint, options, collective)
+}
+
+/// [`trainer_on`] with its weight sharding, checkpointing and issue 16's options (`options`)
+/// given.
+fn trainer_with(
+    b: &Rc<Tch>,
+    shard_weights: bool,
+    checkpoint: bool,
+    options: bool,
+    collective: Rc<dyn Collective<Tch>>,
+) -> Trainer<Tch> {
     let config = model_config();
     let policy = Policy::random(Rc::clone(b), &config, DType::F32, &mut Rng::seed_from_u64(5)).unwrap();
     let tensors = policy.model().named_tensors().into_iter().collect();
@@ -415,7 +428,7 @@ fn trainer_with(b: &Rc<Tch>, shard_weights: bool, checkpoint: bool, options: boo
         (c.kl_coef, c.use_kl_loss, c.kl_loss_coef, c.entropy_coef) = (0.05, true, 0.1, 0.01);
         (c.dynamic_sampling, c.dynamic_sampling_max_rounds) = (true, 3);
     }
-    Trainer::new(c, policy, Some(critic), Rng::seed_from_u64(9)).unwrap()
+    Trainer::new_distributed(c, policy, Some(critic), Rng::seed_from_u64(9), collective).unwrap()
 }
 
 /// The variable that turns issue 16's options on in the spawned ranks' [`trainer`] (`kl`).
@@ -473,7 +486,8 @@ fn trainer_case() {
     let g: Rc<dyn Collective<Tch>> = Rc::new(join_group(Duration::from_secs(120)));
     let (rank, dir) = (g.rank(), PathBuf::from(env("ORZ_C10D_DIR")));
     let b = Rc::new(Tch::cpu());
-    let mut t = trainer(&b).distributed(g).unwrap();
+    // The way a job starts: no rank ever holds a whole optimizer state.
+    let mut t = trainer_on(&b, g);
     let sharded = t.config().shard_weights && t.collective().world_size() > 1;
     assert_eq!(t.policy().model().is_resident(), !sharded, "a rank keeps a skeleton of sharded weights");
     assert_eq!(t.critic().unwrap().model().is_resident(), !sharded);
@@ -569,7 +583,7 @@ fn sharded_weights_train_as_replicated_ones_bit_for_bit_also_checkpointed() {
     }
     // And the checkpointed ZeRO-3 run is the one-process checkpointed run, up to rounding.
     let b = Rc::new(Tch::cpu());
-    let (want_w, want_n) = train(&mut trainer_with(&b, true, true, false), &b);
+    let (want_w, want_n) = train(&mut trainer_with(&b, true, true, false, Rc::new(Single)), &b);
     let (w, n) = &ranks_of("zero3-ckpt-vs-one", 2, &zero("3", "1"))[0];
     eprintln!(
         "checkpointed ZeRO-3 at W = 2: weights within {:e}, numbers within {:e}",
@@ -585,7 +599,7 @@ fn the_kl_entropy_and_dynamic_sampling_options_train_as_one_process_over_two_ran
     tch::set_num_threads(1);
     let b = Rc::new(Tch::cpu());
     // ZeRO-3 (the default), the reference model whole on every rank.
-    let (want_w, want_n) = train(&mut trainer_with(&b, true, false, true), &b);
+    let (want_w, want_n) = train(&mut trainer_with(&b, true, false, true, Rc::new(Single)), &b);
     assert!(want_n.iter().any(|&x| x != 0.0));
     for (rank, (w, n)) in ranks_of("trainer-kl", 2, &[(OPTIONS, "kl".to_string())]).iter().enumerate() {
         assert!(max_rel(&want_w, w) <= 1e-5, "rank {rank}: weights differ by {}", max_rel(&want_w, w));
@@ -612,8 +626,10 @@ fn resume_case() {
         orz_hf::trainer_checkpoint::save(&ckpt, &t, None, &Default::default()).unwrap();
         train_range(&mut t, &b, 2)
     } else {
-        let loaded = orz_hf::trainer_checkpoint::load(Rc::clone(&b), &ckpt, DType::F32).unwrap();
-        let mut t = loaded.trainer.distributed(g).unwrap();
+        // Each rank reads only its slices of the optimizer states, unit by unit.
+        let loaded =
+            orz_hf::trainer_checkpoint::load_distributed(Rc::clone(&b), &ckpt, DType::F32, g).unwrap();
+        let mut t = loaded.trainer;
         train_range(&mut t, &b, 2)
     };
     write_f32(&dir.join(format!("weights{rank}.bin")), &weights);
@@ -649,4 +665,32 @@ fn a_data_parallel_checkpoint_resumes_exactly_at_its_world_size_and_at_others() 
         assert!(max_rel(&uninterrupted, &w) <= 5e-6, "resumed in {what}: {}", max_rel(&uninterrupted, &w));
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// A group asked for NCCL: without orz-tch's `nccl` feature, or on a machine without a GPU, an
+/// error that says which; with both, an all-reduce of a CUDA tensor in a world of one (run by
+/// `cargo test -p orz-tch --features nccl --test c10d nccl` on a GPU machine).
+#[test]
+fn nccl_groups_need_the_feature_and_a_gpu() {
+    let dir = scratch("nccl");
+    let store = Rendezvous::File { path: format!("{}/store", dir.display()) };
+    let group = ProcessGroup::new_nccl(&store, "127.0.0.1", 0, 1, Duration::from_secs(30));
+    match (cfg!(feature = "nccl"), tch::Cuda::is_available(), group) {
+        (true, true, Ok(g)) => {
+            let b = Tch::cuda(0).unwrap();
+            assert_eq!(g.engine(), "nccl+gloo");
+            let t = b.tensor_f64(&[1.0, 2.0, 3.0], &[3], DType::F32).unwrap();
+            let sum = g.all_reduce(&b, &t, ReduceOp::Sum).unwrap();
+            assert_eq!(b.to_host_f64(&sum).unwrap(), vec![1.0, 2.0, 3.0]);
+            assert_eq!(
+                g.all_reduce_host(&[4.0], ReduceOp::Max).unwrap(),
+                vec![4.0],
+                "host values go through Gloo"
+            );
+        }
+        (false, _, Err(e)) => assert!(e.to_string().contains("`nccl` feature"), "{e}"),
+        (true, false, Err(e)) => assert!(e.to_string().contains("sees none"), "{e}"),
+        (feature, gpu, group) => panic!("nccl feature {feature}, GPU {gpu}: {group:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

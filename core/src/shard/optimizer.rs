@@ -496,75 +496,99 @@ impl<B: Backend> ShardedOptimizer<B> {
     /// [`crate::optimizer::Optimizer::state`] gives it or a checkpoint holds it: each rank takes
     /// its slice of every unit (so a run saved at any world size resumes at any other). A
     /// parameter without a saved master takes its current weights as the master; a unit whose
-    /// parameters have no moments starts without any. Every rank must call it.
+    /// parameters have no moments starts without any. Every rank must call it. (A checkpoint can
+    /// instead be streamed one unit at a time: [`ShardedOptimizer::load_unit`].)
     pub fn load_full_state(&mut self, b: &B, state: &OptimizerState) -> Result<()> {
         const OP: &str = "sharded optimizer load_full_state";
-        let shapes = self.param_shapes();
-        crate::error::check_len(OP, ("params", shapes.len()), ("state.params", state.params.len()))?;
-        let rank = self.collective.rank();
-        for (i, (shape, s)) in shapes.iter().zip(&state.params).enumerate() {
+        crate::error::check_len(OP, ("params", self.param_count()), ("state.params", state.params.len()))?;
+        for u in 0..self.units.len() {
+            let range = self.units[u].params.clone();
+            self.load_unit(b, u, &state.params[range])?;
+        }
+        self.finish_loading(b, state.step)
+    }
+
+    /// Loads unit `u`'s whole saved state (one entry per parameter of the unit, single-process
+    /// layout): this rank keeps its slice of the masters and moments. A parameter without a
+    /// saved master keeps its current weights (the model's, or the unit gathered from the
+    /// current slices when the weights are sharded); a unit without moments starts without
+    /// any. Every rank must call it for every unit in order, then
+    /// [`ShardedOptimizer::finish_loading`].
+    pub fn load_unit(&mut self, b: &B, u: usize, saved: &[ParamState]) -> Result<()> {
+        const OP: &str = "sharded optimizer load_unit";
+        let unit = self
+            .units
+            .get(u)
+            .ok_or_else(|| Error::invalid(OP, format!("unit {u} of {}", self.units.len())))?;
+        crate::error::check_len(OP, ("unit parameters", unit.params.len()), ("saved", saved.len()))?;
+        for (k, (shape, s)) in unit.layout.shapes().iter().zip(saved).enumerate() {
             let n: usize = shape.iter().product();
             let lens =
                 s.moments.iter().flat_map(|m| [m.m.len(), m.v.len()]).chain(s.master.iter().map(Vec::len));
             if &s.shape != shape || lens.into_iter().any(|l| l != n) {
                 return Err(Error::shape(
                     OP,
-                    format!("parameter {i} has shape {shape:?} but its saved state has shape {:?}", s.shape),
+                    format!(
+                        "parameter {} has shape {shape:?} but its saved state has shape {:?}",
+                        unit.params.start + k,
+                        s.shape
+                    ),
                 ));
             }
         }
-        for (u, unit) in self.units.iter().enumerate() {
-            let saved = &state.params[unit.params.clone()];
-            // A parameter without a saved master keeps its current weights: the model's own
-            // (replicated) or the unit gathered from the current slices (sharded).
-            let current = match (&self.weights, saved.iter().any(|s| s.master.is_none())) {
-                (Residency::Sharded { .. }, true) => {
-                    let all = no_grad(b, || self.collective.all_gather(b, &self.masters[u]))?;
-                    Some(b.to_host_f32(&all)?)
-                }
-                _ => None,
-            };
-            let flat = |pick: &dyn Fn(usize, &ParamState) -> Result<Vec<f32>>| -> Result<Vec<f32>> {
-                let mut out = Vec::with_capacity(unit.layout.padded());
-                for (k, s) in saved.iter().enumerate() {
-                    out.extend(pick(unit.params.start + k, s)?);
-                }
-                out.resize(unit.layout.padded(), 0.0);
-                Ok(out[unit.layout.shard_range(rank)].to_vec())
-            };
-            let step = saved.iter().filter_map(|s| s.moments.as_ref().map(|m| m.step)).max();
-            let master = flat(&|i, s| match (&s.master, &self.weights, &current) {
-                (Some(m), _, _) => Ok(m.clone()),
-                (None, Residency::Replicated(params), _) => {
-                    no_grad(b, || b.to_host_f32(&b.cast(&params[i], DType::F32)?))
-                }
-                (None, Residency::Sharded { .. }, Some(all)) => {
-                    Ok(all[unit.layout.param_range(i - unit.params.start)].to_vec())
-                }
-                (None, Residency::Sharded { .. }, None) => Err(Error::invalid(
-                    OP,
-                    format!("parameter {i}: the unit's current weights were not gathered"),
-                )),
-            })?;
-            let shape = [unit.layout.shard_len()];
-            b.assign_param(&self.masters[u], &b.tensor_f32(&master, &shape, DType::F32)?)?;
-            let moments = match step {
-                Some(step) => {
-                    let zeros = |s: &ParamState| alloc::vec![0.0; s.shape.iter().product::<usize>()];
-                    let m = flat(&|_, s| Ok(s.moments.as_ref().map_or_else(|| zeros(s), |m| m.m.clone())))?;
-                    let v = flat(&|_, s| Ok(s.moments.as_ref().map_or_else(|| zeros(s), |m| m.v.clone())))?;
-                    Some(AdamWState {
-                        m: b.tensor_f32(&m, &shape, DType::F32)?,
-                        v: b.tensor_f32(&v, &shape, DType::F32)?,
-                        step,
-                    })
-                }
-                None => None,
-            };
-            self.adamw.set_state(u, moments);
-        }
+        let rank = self.collective.rank();
+        // A parameter without a saved master keeps its current weights: the model's own
+        // (replicated) or the unit gathered from the current slices (sharded).
+        let current = match (&self.weights, saved.iter().any(|s| s.master.is_none())) {
+            (Residency::Sharded { .. }, true) => {
+                let all = no_grad(b, || self.collective.all_gather(b, &self.masters[u]))?;
+                Some(b.to_host_f32(&all)?)
+            }
+            _ => None,
+        };
+        let flat = |pick: &dyn Fn(usize, &ParamState) -> Result<Vec<f32>>| -> Result<Vec<f32>> {
+            let mut out = Vec::with_capacity(unit.layout.padded());
+            for (k, s) in saved.iter().enumerate() {
+                out.extend(pick(k, s)?);
+            }
+            out.resize(unit.layout.padded(), 0.0);
+            Ok(out[unit.layout.shard_range(rank)].to_vec())
+        };
+        let step = saved.iter().filter_map(|s| s.moments.as_ref().map(|m| m.step)).max();
+        let master = flat(&|k, s| match (&s.master, &self.weights, &current) {
+            (Some(m), _, _) => Ok(m.clone()),
+            (None, Residency::Replicated(params), _) => {
+                no_grad(b, || b.to_host_f32(&b.cast(&params[unit.params.start + k], DType::F32)?))
+            }
+            (None, Residency::Sharded { .. }, Some(all)) => Ok(all[unit.layout.param_range(k)].to_vec()),
+            (None, Residency::Sharded { .. }, None) => {
+                Err(Error::invalid(OP, format!("unit {u}: its current weights were not gathered")))
+            }
+        })?;
+        let shape = [unit.layout.shard_len()];
+        b.assign_param(&self.masters[u], &b.tensor_f32(&master, &shape, DType::F32)?)?;
+        let moments = match step {
+            Some(step) => {
+                let zeros = |s: &ParamState| alloc::vec![0.0; s.shape.iter().product::<usize>()];
+                let m = flat(&|_, s| Ok(s.moments.as_ref().map_or_else(|| zeros(s), |m| m.m.clone())))?;
+                let v = flat(&|_, s| Ok(s.moments.as_ref().map_or_else(|| zeros(s), |m| m.v.clone())))?;
+                Some(AdamWState {
+                    m: b.tensor_f32(&m, &shape, DType::F32)?,
+                    v: b.tensor_f32(&v, &shape, DType::F32)?,
+                    step,
+                })
+            }
+            None => None,
+        };
+        self.adamw.set_state(u, moments);
+        Ok(())
+    }
+
+    /// Ends a load by units: `step` optimizer steps taken, the replicated weights gathered from
+    /// the loaded masters, the accumulated gradients dropped. Every rank must call it.
+    pub fn finish_loading(&mut self, b: &B, step: u64) -> Result<()> {
         self.sync_params_from_masters(b)?;
-        self.step = state.step;
+        self.step = step;
         self.zero_grad();
         Ok(())
     }

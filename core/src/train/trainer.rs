@@ -90,10 +90,45 @@ impl<B: Backend> Trainer<B> {
         rng: Rng,
         estimator: Box<dyn AdvantageEstimator>,
     ) -> Result<Self> {
-        let reference = if config.uses_reference() { Some(frozen_copy(&policy)?) } else { None };
-        let mut trainer = Self::without_reference(config, policy, critic, rng, estimator)?;
+        let reference = reference_for(&config, &policy)?;
+        let mut trainer = Self::build(config, policy, critic, rng, estimator, Rc::new(Single))?;
         trainer.reference = reference;
         Ok(trainer)
+    }
+
+    /// A fresh trainer as one rank of a data-parallel job over `collective` (every rank calls it
+    /// with the same config and seed; rank 0's weights are broadcast): [`Trainer::new`] then
+    /// [`Trainer::distributed`], except that no rank ever holds a whole optimizer state (the
+    /// sharded optimizers are built straight from the weights, and with
+    /// [`TrainConfig::shard_weights`] the weights are released at once). The way to start a
+    /// large model on devices that hold only its slices. Under a KL option every rank keeps a
+    /// whole frozen copy of `policy` as the reference model ([`super::reference`]).
+    pub fn new_distributed(
+        config: TrainConfig,
+        policy: Policy<B>,
+        critic: Option<Critic<B>>,
+        rng: Rng,
+        collective: Rc<dyn Collective<B>>,
+    ) -> Result<Self> {
+        let estimator = config.estimator.build(config.gamma, config.lambda);
+        let reference = reference_for(&config, &policy)?;
+        let mut trainer = Self::build(config, policy, critic, rng, estimator, collective)?;
+        trainer.reference = reference;
+        Ok(trainer)
+    }
+
+    /// [`Trainer::new_distributed`] without the reference model: for a trainer restored from a
+    /// checkpoint's weights, which must get the run's initial policy with
+    /// [`Trainer::with_reference`], never a copy of the checkpoint's policy.
+    pub fn new_distributed_restored(
+        config: TrainConfig,
+        policy: Policy<B>,
+        critic: Option<Critic<B>>,
+        rng: Rng,
+        collective: Rc<dyn Collective<B>>,
+    ) -> Result<Self> {
+        let estimator = config.estimator.build(config.gamma, config.lambda);
+        Self::build(config, policy, critic, rng, estimator, collective)
     }
 
     /// [`Trainer::with_estimator`] without the reference model (a restored trainer, which gets
@@ -104,6 +139,17 @@ impl<B: Backend> Trainer<B> {
         critic: Option<Critic<B>>,
         rng: Rng,
         estimator: Box<dyn AdvantageEstimator>,
+    ) -> Result<Self> {
+        Self::build(config, policy, critic, rng, estimator, Rc::new(Single))
+    }
+
+    fn build(
+        config: TrainConfig,
+        policy: Policy<B>,
+        critic: Option<Critic<B>>,
+        rng: Rng,
+        estimator: Box<dyn AdvantageEstimator>,
+        collective: Rc<dyn Collective<B>>,
     ) -> Result<Self> {
         const OP: &str = "trainer";
         config.validate()?;
@@ -132,19 +178,44 @@ impl<B: Backend> Trainer<B> {
             }
             _ => {}
         }
-        let b = policy.model().backend();
-        let policy_opt = Optimizer::new(b, policy.model().parameters(), config.policy_optimizer)?;
-        let critic_opt = critic
-            .as_ref()
-            .map(|c| Optimizer::new(c.model().backend(), c.model().parameters(), config.critic_optimizer))
-            .transpose()?;
+        let (world, shard_weights) = (collective.world_size(), config.shard_weights);
+        let optimizer = |model: &Qwen2<B>, opt: OptimizerConfig| -> Result<ModelOptimizer<B>> {
+            let (b, params) = (model.backend(), model.parameters());
+            Ok(match (world, shard_weights) {
+                (1, _) => ModelOptimizer::Local(Optimizer::new(b, params, opt)?),
+                (_, false) => {
+                    let c = Rc::clone(&collective);
+                    ModelOptimizer::Sharded(ShardedOptimizer::new(
+                        b,
+                        params,
+                        &model.parameter_units(),
+                        opt,
+                        c,
+                    )?)
+                }
+                (_, true) => {
+                    let (units, c) = (model.parameter_units(), Rc::clone(&collective));
+                    ModelOptimizer::Sharded(ShardedOptimizer::new_weight_sharded(b, params, &units, opt, c)?)
+                }
+            })
+        };
+        let policy_opt = optimizer(policy.model(), config.policy_optimizer)?;
+        let critic_opt =
+            critic.as_ref().map(|c| optimizer(c.model(), config.critic_optimizer)).transpose()?;
+        let (policy, critic) = if world > 1 && shard_weights {
+            // The sharded optimizers hold the slices: keep skeletons, let the weights go.
+            let critic = critic.map(|c| Critic::new(c.model().skeleton())).transpose()?;
+            (Policy::new(policy.model().skeleton())?, critic)
+        } else {
+            (policy, critic)
+        };
         Ok(Trainer {
             config,
             policy,
             critic,
-            policy_opt: ModelOptimizer::Local(policy_opt),
-            critic_opt: critic_opt.map(ModelOptimizer::Local),
-            collective: Rc::new(Single),
+            policy_opt,
+            critic_opt,
+            collective,
             estimator,
             reference: None,
             rng,
@@ -529,6 +600,11 @@ impl<B: Backend> Trainer<B> {
         self.iteration += 1;
         Ok(report)
     }
+}
+
+/// The frozen copy of `policy` the config's KL options need ([`super::reference`]), if any.
+fn reference_for<B: Backend>(config: &TrainConfig, policy: &Policy<B>) -> Result<Option<Policy<B>>> {
+    config.uses_reference().then(|| frozen_copy(policy)).transpose()
 }
 
 /// A sharded optimizer over `model` holding `opt`'s current state, its weights sharded too

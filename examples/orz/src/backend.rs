@@ -115,19 +115,15 @@ pub trait BackendJob {
 /// Runs `job` on the chosen backend and device; an error names a backend that was not compiled
 /// in or a device it cannot use, before any work starts. When a launcher started several ranks
 /// ([`crate::distributed::launch_env`]), the job joins their process group and runs as one
-/// rank: on `--backend tch --device cpu` built with `--features c10d` (Gloo); anything else is
-/// an error naming what is missing.
+/// rank: on `--backend tch --device cpu` built with `--features c10d` (Gloo), or `--device
+/// cuda` built with `--features nccl` (NCCL; each rank takes the GPU `cuda:LOCAL_RANK`); anything
+/// else is an error naming what is missing.
 pub fn run_on<J: BackendJob>(kind: BackendKind, device: DeviceSpec, job: J) -> Result<J::Output> {
     let name = format!("{kind:?}/{device}").to_lowercase();
     if let Some(env) = crate::distributed::launch_env()?.filter(|e| e.world_size > 1) {
         return match (kind, device) {
             (BackendKind::Tch, DeviceSpec::Cpu) => tch_distributed(&env, job, &name),
-            (BackendKind::Tch, DeviceSpec::Cuda(_)) => bail!(
-                "data-parallel training on CUDA needs NCCL, which orz-tch does not wire yet (rank {} of {}): \
-                 run the ranks with --device cpu (Gloo), or one process per GPU job",
-                env.rank,
-                env.world_size
-            ),
+            (BackendKind::Tch, DeviceSpec::Cuda(_)) => tch_distributed_cuda(&env, job, &name),
             _ => bail!(
                 "data-parallel training (rank {} of {}) runs on --backend tch (libtorch's c10d); {kind:?} has no \
                  collectives in this build",
@@ -175,6 +171,27 @@ fn tch_distributed<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result
     let group = crate::distributed::join_tch(env)?;
     let name = format!("{name}, rank {} of {} (gloo)", env.rank, env.world_size);
     job.run_distributed(Rc::new(orz_tch::Tch::cpu()), &name, Rc::new(group))
+}
+
+#[cfg(feature = "nccl")]
+fn tch_distributed_cuda<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result<J::Output> {
+    let gpu = env.local_rank;
+    let b = orz_tch::Tch::cuda(gpu)
+        .map_err(|e| anyhow!("rank {} of {}: cuda:{gpu} (its LOCAL_RANK): {e}", env.rank, env.world_size))?;
+    let group = crate::distributed::join_tch_nccl(env)?;
+    let name = format!("{name}, rank {} of {} on cuda:{gpu} (nccl)", env.rank, env.world_size);
+    job.run_distributed(Rc::new(b), &name, Rc::new(group))
+}
+
+#[cfg(not(feature = "nccl"))]
+fn tch_distributed_cuda<J: BackendJob>(env: &LaunchEnv, _job: J, _name: &str) -> Result<J::Output> {
+    bail!(
+        "rank {} of {}: data-parallel training on CUDA needs NCCL: `eval \"$(./scripts/setup-libtorch.sh)\"`, \
+         `eval \"$(./scripts/setup-nccl.sh)\"`, then `cargo build --release -p orz --features nccl` \
+         (or run the ranks with --device cpu over Gloo)",
+        env.rank,
+        env.world_size
+    )
 }
 
 #[cfg(not(feature = "c10d"))]

@@ -50,10 +50,31 @@ pub fn gloo_host(env: &LaunchEnv) -> String {
 /// `MASTER_ADDR:MASTER_PORT` unless torchrun's agent does).
 #[cfg(feature = "c10d")]
 pub fn join_tch(env: &LaunchEnv) -> Result<orz_tch::c10d::ProcessGroup> {
-    use orz_tch::c10d::{ProcessGroup, Rendezvous};
+    join_tch_with(env, orz_tch::c10d::ProcessGroup::new)
+}
+
+/// [`join_tch`] with NCCL for the rank's CUDA tensors besides Gloo for host values.
+#[cfg(feature = "nccl")]
+pub fn join_tch_nccl(env: &LaunchEnv) -> Result<orz_tch::c10d::ProcessGroup> {
+    join_tch_with(env, orz_tch::c10d::ProcessGroup::new_nccl)
+}
+
+/// Joins the job's TCPStore through `create` (a [`orz_tch::c10d::ProcessGroup`] constructor).
+#[cfg(feature = "c10d")]
+fn join_tch_with(
+    env: &LaunchEnv,
+    create: impl FnOnce(
+        &orz_tch::c10d::Rendezvous,
+        &str,
+        usize,
+        usize,
+        std::time::Duration,
+    ) -> orz_core::Result<orz_tch::c10d::ProcessGroup>,
+) -> Result<orz_tch::c10d::ProcessGroup> {
+    use orz_tch::c10d::Rendezvous;
     let store =
         Rendezvous::Tcp { host: env.master_addr.clone(), port: env.master_port, attach: env.agent_store };
-    ProcessGroup::new(&store, &gloo_host(env), env.rank, env.world_size, timeout()?).with_context(|| {
+    create(&store, &gloo_host(env), env.rank, env.world_size, timeout()?).with_context(|| {
         format!(
             "rank {} of {} joining the job at {}:{}",
             env.rank, env.world_size, env.master_addr, env.master_port

@@ -53,6 +53,7 @@
 
 mod atomic;
 mod optim;
+mod sharded_load;
 mod state;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ use orz_core::rng::Rng;
 use orz_core::train::{Trainer, TrainerState};
 
 pub use optim::{EXP_AVG, EXP_AVG_SQ, MASTER};
+pub use sharded_load::load_distributed;
 pub use state::{FORMAT_VERSION, RunState, check_config, config_differences};
 
 use crate::{Error, Result};
@@ -228,19 +230,8 @@ fn write_model<B: Backend>(dir: &Path, model: &Qwen2<B>, tokenizer_json: Option<
 /// fault: a missing directory or file, a missing or extra tensor, a shape mismatch, a
 /// `trainer_state.json` of another format version.
 pub fn load<B: Backend>(backend: Rc<B>, dir: &Path, dtype: DType) -> Result<Loaded<B>> {
-    if !dir.is_dir() {
-        let message = match atomic::interrupted_swap(dir) {
-            Some(old) => format!(
-                "no such checkpoint directory; a save was interrupted while replacing it, and the \
-                 previous checkpoint is at {} (rename it back)",
-                old.display()
-            ),
-            None => "no such checkpoint directory".to_string(),
-        };
-        return Err(Error::invalid(dir, message));
-    }
+    let state = read_state(dir)?;
     let state_dir = dir.join(STATE_DIR);
-    let state = TrainerStateFile::read(&state_dir.join(STATE_FILE))?;
     let (policy_tensors, policy_optimizer) =
         load_model(&backend, dir, Head::Lm, &state.policy_optimizer, dtype)?;
     let config = crate::read_config(dir.join(POLICY_DIR))?;
@@ -262,6 +253,23 @@ pub fn load<B: Backend>(backend: Rc<B>, dir: &Path, dtype: DType) -> Result<Load
     let trainer = Trainer::restore(state.config, policy, critic, &trainer_state)
         .map_err(|e| Error::invalid(dir, format!("restoring the trainer: {e}")))?;
     Ok(Loaded { trainer, run: state.run })
+}
+
+/// The `trainer_state.json` of checkpoint `dir`; a missing directory is an error that names
+/// the previous checkpoint when a save was interrupted while replacing it.
+fn read_state(dir: &Path) -> Result<TrainerStateFile> {
+    if !dir.is_dir() {
+        let message = match atomic::interrupted_swap(dir) {
+            Some(old) => format!(
+                "no such checkpoint directory; a save was interrupted while replacing it, and the \
+                 previous checkpoint is at {} (rename it back)",
+                old.display()
+            ),
+            None => "no such checkpoint directory".to_string(),
+        };
+        return Err(Error::invalid(dir, message));
+    }
+    TrainerStateFile::read(&dir.join(STATE_DIR).join(STATE_FILE))
 }
 
 /// The named tensors (in `dtype`) and the optimizer state of the model with `head` in

@@ -179,8 +179,20 @@ pub(crate) fn read_optimizer(
     record: &OptimizerRecord,
     specs: &[ParamSpec],
 ) -> Result<OptimizerState> {
+    let mut file = open_optimizer(dir, record, specs)?;
+    let params = specs.iter().map(|spec| read_param_state(&mut file, record, spec)).collect::<Result<_>>()?;
+    Ok(OptimizerState { step: record.steps, params })
+}
+
+/// Opens the optimizer file `dir/record.file` of a model with parameters `specs`, after
+/// checking that its tensors and `record.param_steps` name only those parameters.
+pub(crate) fn open_optimizer(
+    dir: &Path,
+    record: &OptimizerRecord,
+    specs: &[ParamSpec],
+) -> Result<SafetensorsFile> {
     let path = dir.join(&record.file);
-    let mut file = SafetensorsFile::open(&path)?;
+    let file = SafetensorsFile::open(&path)?;
     if let Some(name) = record.param_steps.keys().find(|n| !specs.iter().any(|s| &&s.name == n)) {
         return Err(Error::invalid(
             dir.join(super::STATE_FILE),
@@ -189,33 +201,52 @@ pub(crate) fn read_optimizer(
             ),
         ));
     }
+    Ok(file)
+}
+
+/// Checks that every tensor of an optimizer file belongs to a parameter of `specs`: a master
+/// for any, moments for those `record` lists a step count for.
+pub(crate) fn check_no_extra(
+    file: &SafetensorsFile,
+    record: &OptimizerRecord,
+    specs: &[ParamSpec],
+) -> Result<()> {
+    // Every parameter may have a master; moments only where a step count is recorded.
     let mut expected = std::collections::BTreeSet::new();
-    let mut params = Vec::with_capacity(specs.len());
     for spec in specs {
-        let moments = match record.param_steps.get(&spec.name) {
-            Some(&step) => {
-                let (m_name, v_name) =
-                    (format!("{EXP_AVG}{}", spec.name), format!("{EXP_AVG_SQ}{}", spec.name));
-                let m = read(&mut file, &m_name, spec)?;
-                let v = read(&mut file, &v_name, spec)?;
-                expected.extend([m_name, v_name]);
-                Some(MomentsState { m, v, step })
-            }
-            None => None,
-        };
-        let master_name = format!("{MASTER}{}", spec.name);
-        let master = match file.shape(&master_name) {
-            Some(_) => Some(read(&mut file, &master_name, spec)?),
-            None => None,
-        };
-        expected.insert(master_name);
-        params.push(ParamState { shape: spec.shape.clone(), moments, master });
+        expected.insert(format!("{MASTER}{}", spec.name));
+        if record.param_steps.contains_key(&spec.name) {
+            expected.extend([format!("{EXP_AVG}{}", spec.name), format!("{EXP_AVG_SQ}{}", spec.name)]);
+        }
     }
     if let Some(extra) = file.names().into_iter().find(|n| !expected.contains(n)) {
         return Err(Error::invalid(
-            &path,
+            file.path(),
             format!("tensor `{extra}` belongs to no parameter of the model (another model config?)"),
         ));
     }
-    Ok(OptimizerState { step: record.steps, params })
+    Ok(())
+}
+
+/// One parameter's saved state from an open optimizer file: its moments when `record` lists
+/// a step count for it, its master when the file holds one.
+pub(crate) fn read_param_state(
+    file: &mut SafetensorsFile,
+    record: &OptimizerRecord,
+    spec: &ParamSpec,
+) -> Result<ParamState> {
+    let moments = match record.param_steps.get(&spec.name) {
+        Some(&step) => {
+            let m = read(file, &format!("{EXP_AVG}{}", spec.name), spec)?;
+            let v = read(file, &format!("{EXP_AVG_SQ}{}", spec.name), spec)?;
+            Some(MomentsState { m, v, step })
+        }
+        None => None,
+    };
+    let master_name = format!("{MASTER}{}", spec.name);
+    let master = match file.shape(&master_name) {
+        Some(_) => Some(read(file, &master_name, spec)?),
+        None => None,
+    };
+    Ok(ParamState { shape: spec.shape.clone(), moments, master })
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use orz_core::backend::Backend;
-use orz_core::collective::Collective;
+use orz_core::collective::{Collective, Single};
 use orz_core::rng::Rng;
 use orz_core::train::Trainer;
 
@@ -107,9 +107,10 @@ pub fn checkpoint_dir(out: &Path, iterations: u64) -> PathBuf {
 }
 
 /// Builds a fresh trainer or restores the checkpoint, then runs to `prepared.iterations`; with
-/// a `collective`, as one rank of a data-parallel job ([`Trainer::distributed`]): every rank
-/// trains, evaluates its share of the questions and takes part in checkpoints; rank 0 alone
-/// writes metrics, eval files and plots.
+/// a `collective`, as one rank of a data-parallel job ([`Trainer::new_distributed`],
+/// [`trainer_checkpoint::load_distributed`]: no rank ever holds a whole optimizer state): every
+/// rank trains, evaluates its share of the questions and takes part in checkpoints; rank 0
+/// alone writes metrics, eval files and plots.
 pub fn run_training<B: Backend + 'static>(
     b: &Rc<B>,
     p: &Prepared,
@@ -117,9 +118,11 @@ pub fn run_training<B: Backend + 'static>(
     collective: Option<Rc<dyn Collective<B>>>,
 ) -> Result<TrainSummary> {
     let recipe = &p.settings.recipe;
+    let collective = collective.unwrap_or_else(|| Rc::new(Single));
     let (mut trainer, cursor, reference_model) = match &p.resume {
         Some(dir) => {
-            let loaded = trainer_checkpoint::load(Rc::clone(b), dir, p.dtype)?;
+            let loaded =
+                trainer_checkpoint::load_distributed(Rc::clone(b), dir, p.dtype, Rc::clone(&collective))?;
             trainer_checkpoint::check_config(dir, loaded.trainer.config(), &p.settings.recipe.train)?;
             let run = loaded.run;
             if run.seed != p.seed {
@@ -158,8 +161,8 @@ pub fn run_training<B: Backend + 'static>(
             } else {
                 None
             };
-            let trainer =
-                Trainer::new(p.settings.recipe.train.clone(), policy, critic, Rng::seed_from_u64(p.seed))?;
+            let (train, rng) = (p.settings.recipe.train.clone(), Rng::seed_from_u64(p.seed));
+            let trainer = Trainer::new_distributed(train, policy, critic, rng, collective)?;
             // The base model the run started from, recorded in every checkpoint: a resumed run
             // reloads its reference model (the initial policy) from there.
             let reference_model =
@@ -167,9 +170,6 @@ pub fn run_training<B: Backend + 'static>(
             (trainer, DataCursor::default(), reference_model)
         }
     };
-    if let Some(c) = collective {
-        trainer = trainer.distributed(c)?;
-    }
     let main = trainer.collective().rank() == 0;
     let mut order = DataOrder::new(p.seed, p.train_data.len(), cursor);
     let start_iteration = trainer.iterations();
