@@ -131,10 +131,11 @@ mod tests {
             let full = gae(&shaped, values, &lens, gamma, lambda).unwrap();
             let plain = gae(&place_on_last_tokens(&scores, &lens).unwrap(), values, &lens, gamma, lambda).unwrap();
             let extra = kl_advantage_terms(kl, &lens, coef, gamma * lambda).unwrap();
-            for t in 0..n {
-                prop_assert!((full.advantages[t] - plain.advantages[t] - extra[t]).abs() < 1e-9);
-                prop_assert!((full.returns[t] - plain.returns[t] - extra[t]).abs() < 1e-9);
+            for (t, e) in extra.iter().enumerate() {
+                prop_assert!((full.advantages[t] - plain.advantages[t] - e).abs() < 1e-9);
+                prop_assert!((full.returns[t] - plain.returns[t] - e).abs() < 1e-9);
             }
+            prop_assert_eq!(extra.len(), n);
         }
     }
 }
