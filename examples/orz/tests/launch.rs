@@ -1,5 +1,6 @@
 //! Data-parallel `orz train` launched the way clusters launch it (built with `--features
-//! c10d`): `orz launch --nproc 2` and `torchrun --no-python` start two ranks of the real program
+//! c10d`): `orz launch --nproc 2`, `torchrun --no-python` and two torchrun agents meeting
+//! through the c10d rendezvous (two "nodes" on this host) start two ranks of the real program
 //! on the tiny task (tch on the CPU, Gloo), which train as the single process does: the same
 //! rewards, response lengths and eval results (the eval questions split across the ranks give
 //! the same files byte for byte), losses within f32 rounding, one metrics file and one
@@ -100,10 +101,33 @@ fn two_ranks_through_orz_launch_and_torchrun_train_as_one_process() {
     match torchrun {
         Ok(t) if t.is_file() => {
             let out = root.join("torchrun");
-            let mut cmd = Command::new(t);
+            let mut cmd = Command::new(&t);
             cmd.args(["--standalone", "--nproc-per-node", "2", "--no-python", env!("CARGO_BIN_EXE_orz")]);
             run(cmd.args(train_args(&out)));
             assert_same_training(&one, &read_metrics(&out.join("metrics.jsonl")).unwrap(), "torchrun");
+            // Two "machines": two torchrun agents of one rank each meeting through the c10d
+            // rendezvous, as the multi-node command in the README (here both on this host).
+            let out = root.join("two-nodes");
+            let port = 29_400 + std::process::id() % 1000;
+            let agents: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut cmd = Command::new(&t);
+                    cmd.args(["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d"])
+                        .args(["--rdzv-endpoint", &format!("127.0.0.1:{port}"), "--rdzv-id", "orz-test"])
+                        .args(["--no-python", env!("CARGO_BIN_EXE_orz")])
+                        .args(train_args(&out))
+                        .stdout(std::process::Stdio::null());
+                    cmd.spawn().unwrap()
+                })
+                .collect();
+            for mut agent in agents {
+                assert!(agent.wait().unwrap().success(), "a torchrun agent of the two-node run failed");
+            }
+            assert_same_training(
+                &one,
+                &read_metrics(&out.join("metrics.jsonl")).unwrap(),
+                "torchrun, 2 nodes",
+            );
         }
         _ => eprintln!("torchrun not found in $VIRTUAL_ENV/bin: skipped its half"),
     }
