@@ -24,14 +24,18 @@
 //! | GAE with γ = λ = 1 | `A_t = score − V_t`, `return_t = score` | — |
 //! | advantage whitening | over all response tokens of the iteration: mean, **biased** variance (÷ n), `(A − mean) / sqrt(max(var, 1e-8))`; returns are not whitened ([`ppo::whitening::WhiteningConvention::OrzBiased`]) | TRL/veRL `masked_whiten` use the Bessel-corrected variance (÷ (n − 1)) and `rsqrt(var + 1e-8)` |
 //! | advantage dtype | f32 (ORZ casts to bf16: a deliberate deviation) | — |
-//! | policy loss | `−min(r·A, clamp(r, 1−ε, 1+ε)·A)`, `r = exp(logp − logp_old)`, ε = 0.2; no dual clip, no log-ratio clamp, no KL, no entropy; the token count where the clip binds (`clamp(r)·A < r·A`) is reported (trains: [`ppo::policy_loss::policy_loss`]; oracle: [`ppo::policy_loss::policy_loss_token`]; [`ppo::policy_loss::clip_binds`]) | OpenRLHF/veRL offer a dual clip |
+//! | policy loss | `−min(r·A, clamp(r, 1−ε, 1+ε)·A)`, `r = exp(logp − logp_old)`, ε = 0.2; no dual clip, no log-ratio clamp, no KL, no entropy (options: KL in the reward or as a loss, [`train::reference`]; entropy bonus, [`ppo::entropy`]); the token count where the clip binds (`clamp(r)·A < r·A`) is reported (trains: [`ppo::policy_loss::policy_loss`]; oracle: [`ppo::policy_loss::policy_loss_token`]; [`ppo::policy_loss::clip_binds`]) | OpenRLHF/veRL offer a dual clip |
 //! | value loss | `0.5 · max((V_clip − R)², (V − R)²)`, `V_clip = V_old + clamp(V − V_old, −c, c)`, c = 0.2 (trains: [`ppo::value_loss::value_loss`]; oracle: [`ppo::value_loss::value_loss_token`]) | some use the unclipped MSE |
 //! | masking | masked positions never contribute to a sum, a mean, a variance or a gradient, and a NaN there never leaks | — |
 //! | loss aggregation | ORZ: mean over the response tokens of each pack, averaged over the packs of one optimizer step ([`ppo::aggregation::Aggregation::OrzPackMean`]); options: global token mean, sequence-mean-token-mean | OpenRLHF: per-micro-batch mean; DAPO/veRL: token mean |
 //! | GRPO (option) | per prompt group `score − mean`, ÷ the group's std when it is > 0 ([`ppo::grpo::GrpoEstimator`]) | ORZ's own GRPO flag divides by 1 (a bug in its code) |
 //! | Dr. GRPO (option) | `score − mean` per prompt group, no std division (`train.estimator = "DrGrpo"`, [`ppo::grpo::GrpoEstimator`]); with [`ppo::aggregation::Aggregation::SeqMeanTokenSumNorm`] (token sums ÷ a constant, no length normalisation) | veRL `seq-mean-token-sum-norm` |
 //! | RLOO (option) | `s_i − mean_{j≠i} s_j` per prompt group, 0 for a group of one, spread over the tokens, then the trainer's whitening ([`ppo::rloo`]) | TRL `RLOOTrainer`, OpenRLHF `rloo` |
-//! | REINFORCE++ (option) | per-token discounted return `γ^{T−1−t} · score`, then the trainer's whitening; no KL in the reward ([`ppo::reinforce`]) | OpenRLHF `reinforce` adds a per-token KL penalty |
+//! | REINFORCE++ (option) | per-token discounted return `γ^{T−1−t} · score`, then the trainer's whitening ([`ppo::reinforce`]); with `kl_coef > 0` the KL-shaped reward's discounted return, as OpenRLHF's `reinforce` | — |
+//! | KL in the reward (option) | `−kl_coef · kl_t` on every response token, the score (clamped to `reward_clip_range`) on the last: ORZ's/OpenRLHF's `compute_reward`; added to each estimator's advantages by linearity (GAE: discount γλ, also to the returns; REINFORCE++: γ; group estimators: 1, OpenRLHF's cumulative returns) ([`ppo::kl_reward`]) | veRL `apply_kl_penalty` likewise per token |
+//! | KL as a loss (option) | `+ kl_loss_coef · kl(logp, logp_ref)_t` per token with the current log-prob, aggregated with the policy loss's token weights ([`train::reference`]) | veRL `use_kl_loss` (its `agg_loss`), GRPO's β term |
+//! | entropy bonus (option) | `− entropy_coef · H_t`, `H` the full-vocabulary entropy of the current policy per response token, from each head chunk's logits, aggregated as the policy loss ([`ppo::entropy`]) | veRL `entropy_coeff`, OpenRLHF `--entropy_loss_coef` |
+//! | dynamic sampling (option) | drop prompt groups with one score for all samples, generate more groups until the batch is full, at most `dynamic_sampling_max_rounds` rounds; at the cap train on what was kept ([`train::dynamic_sampling`]) | DAPO raises an error at the cap |
 //! | learning rate | linear warmup from 0 over 50 steps (multiplier k/50 at step k, counting from 0), then constant ([`schedule`]) | PyTorch/HF warmup usually starts at step 1 |
 //! | gradient clipping | global L2 norm over all parameters, scale by `max_norm / (norm + 1e-6)` when `norm > max_norm` (PyTorch `clip_grad_norm_`), the norm in f32; a non-finite norm skips the step (trains: [`optimizer::clip::clip_grad_norm`]; oracle: [`optimizer::clip::clip_grad_norm_host`]; one factor: [`optimizer::clip::clip_factor`]) | tch's `backward_step_clip` clamps values; candle has none |
 //! | optimizer | AdamW as PyTorch's `torch.optim.AdamW`: betas (0.9, 0.95), eps 1e-8 added to the bias-corrected `sqrt(v)`, weight decay 0; f32 moments, f32 master weights for bf16/f16 parameters; a non-finite loss or gradient norm skips the step without advancing the schedule (trains: [`optimizer::adamw::adamw_update`], driven by [`optimizer::Optimizer`]) | PyTorch's `AdamW` keeps the moments in the parameter's dtype; the skip is DeepSpeed's for an overflowing step |
@@ -72,6 +76,19 @@
 //! | `overlong_filter` (DAPO) | — | not checked | not checked | `mask_truncated_completions` |
 //! | `overlong_soft_cache` (DAPO's `L_cache`) | — | not checked | `reward_model.overlong_buffer.len` (DAPO recipe) | — |
 //! | `measure_mismatch` | — | — | — | — |
+//! | `kl_coef` (KL in the reward, [`ppo::kl_reward`]) | `init_kl_coef` (0 in ORZ's scripts) | `--init_kl_coef` | `algorithm.kl_ctrl.kl_coef` with `algorithm.use_kl_in_reward` | `PPOConfig.kl_coef` |
+//! | `kl_estimator` (`k1`, `k2`, `k3`; reward) | fixed: k1 | `--kl_estimator` | `algorithm.kl_penalty` (`kl`, `mse`, `low_var_kl`) | `PPOConfig.kl_estimator` (`k1`, `k3`) |
+//! | `reward_clip_range` | `reward_clip_range` | `compute_reward`'s `reward_clip_range` argument | — | — |
+//! | `use_kl_loss`, `kl_loss_coef` (KL as a loss) | — | `--use_kl_loss`, `--init_kl_coef` | `actor_rollout_ref.actor.use_kl_loss`, `kl_loss_coef` | `GRPOConfig.beta` |
+//! | `kl_loss_estimator` (`k1`, `k2`, `k3`; loss) | — | `--kl_estimator` | `actor_rollout_ref.actor.kl_loss_type` | fixed: k3 |
+//! | `entropy_coef` ([`ppo::entropy`]) | — (fixed 0) | `--entropy_loss_coef` | `actor_rollout_ref.actor.entropy_coeff` | — |
+//! | `dynamic_sampling`, `dynamic_sampling_max_rounds` (DAPO, [`train::dynamic_sampling`]) | — | `--dynamic_filtering` (with a reward range) | `algorithm.filter_groups.enable`, `max_num_gen_batches` (DAPO recipe) | — |
+//!
+//! Logged (metrics.jsonl, [`train::IterationReport`]): `kl`, the mean per-token KL of the sampling
+//! policy to the frozen reference (OpenRLHF's and ORZ's `kl`); `kl_loss` (veRL's
+//! `actor/kl_loss`); `ppo_kl`, the mean `logp_old − logp` of the policy steps, the KL of the
+//! updated policy from the sampling one (veRL's `actor/ppo_kl`), not the KL to the reference
+//! ([`train::reference`]); `entropy` under the bonus; dynamic sampling's rounds and dropped groups.
 //!
 //! ## Modules
 //!

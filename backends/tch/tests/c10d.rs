@@ -396,14 +396,18 @@ fn trainer(b: &Rc<Tch>) -> Trainer<Tch> {
 /// [`trainer`] built as one rank of `collective` ([`Trainer::new_distributed`]).
 fn trainer_on(b: &Rc<Tch>, collective: Rc<dyn Collective<Tch>>) -> Trainer<Tch> {
     let zero2 = std::env::var("ORZ_C10D_ZERO").as_deref() == Ok("2");
-    trainer_with(b, !zero2, std::env::var("ORZ_C10D_CHECKPOINT").as_deref() == Ok("1"), collective)
+    let checkpoint = std::env::var("ORZ_C10D_CHECKPOINT").as_deref() == Ok("1");
+    let options = std::env::var(OPTIONS).is_ok_and(|v| v == "kl");
+    trainer_with(b, !zero2, checkpoint, options, collective)
 }
 
-/// [`trainer_on`] with its weight sharding and checkpointing given.
+/// [`trainer_on`] with its weight sharding, checkpointing and issue 16's options (`options`)
+/// given.
 fn trainer_with(
     b: &Rc<Tch>,
     shard_weights: bool,
     checkpoint: bool,
+    options: bool,
     collective: Rc<dyn Collective<Tch>>,
 ) -> Trainer<Tch> {
     let config = model_config();
@@ -418,8 +422,17 @@ fn trainer_with(
     if checkpoint {
         (c.memory.activation_checkpointing, c.memory.head_chunk_tokens) = (true, 8);
     }
+    if options {
+        // Issue 16's options together: KL in the reward and as a loss (reference log-probs per
+        // rank), the entropy bonus, DAPO's dynamic sampling.
+        (c.kl_coef, c.use_kl_loss, c.kl_loss_coef, c.entropy_coef) = (0.05, true, 0.1, 0.01);
+        (c.dynamic_sampling, c.dynamic_sampling_max_rounds) = (true, 3);
+    }
     Trainer::new_distributed(c, policy, Some(critic), Rng::seed_from_u64(9), collective).unwrap()
 }
+
+/// The variable that turns issue 16's options on in the spawned ranks' [`trainer`] (`kl`).
+const OPTIONS: &str = "ORZ_C10D_OPTIONS";
 
 /// Both models' weights on the host (gathered from the ranks' slices when sharded: every rank
 /// must call it).
@@ -447,6 +460,10 @@ fn report_numbers(r: &IterationReport) -> Vec<f32> {
         r.policy_loss as f32,
         r.value_loss.unwrap_or(f64::NAN) as f32,
         r.clip_fraction as f32,
+        r.kl.unwrap_or(0.0) as f32,
+        r.kl_loss.unwrap_or(0.0) as f32,
+        r.entropy.unwrap_or(0.0) as f32,
+        r.dynamic_sampling.map_or(0.0, |d| (d.rounds * 100 + d.kept_groups) as f32),
     ];
     out.extend(r.policy_steps.iter().chain(&r.critic_steps).map(|s| s.grad_norm as f32));
     out
@@ -456,7 +473,9 @@ fn report_numbers(r: &IterationReport) -> Vec<f32> {
 fn train(trainer: &mut Trainer<Tch>, b: &Tch) -> (Vec<f32>, Vec<f32>) {
     let mut numbers = Vec::new();
     for _ in 0..ITERATIONS {
-        let report = trainer.iteration(&prompts(), &HasE, &detok).unwrap();
+        // Dynamic sampling's source of more prompts: the same five again, on every rank.
+        let report =
+            trainer.iteration_dynamic(&prompts(), &mut || Ok(prompts()), &HasE, &detok, None).unwrap();
         assert!(report.skipped_steps.is_empty(), "{:?}", report.skipped_steps);
         numbers.extend(report_numbers(&report));
     }
@@ -564,7 +583,7 @@ fn sharded_weights_train_as_replicated_ones_bit_for_bit_also_checkpointed() {
     }
     // And the checkpointed ZeRO-3 run is the one-process checkpointed run, up to rounding.
     let b = Rc::new(Tch::cpu());
-    let (want_w, want_n) = train(&mut trainer_with(&b, true, true, Rc::new(Single)), &b);
+    let (want_w, want_n) = train(&mut trainer_with(&b, true, true, false, Rc::new(Single)), &b);
     let (w, n) = &ranks_of("zero3-ckpt-vs-one", 2, &zero("3", "1"))[0];
     eprintln!(
         "checkpointed ZeRO-3 at W = 2: weights within {:e}, numbers within {:e}",
@@ -573,6 +592,19 @@ fn sharded_weights_train_as_replicated_ones_bit_for_bit_also_checkpointed() {
     );
     assert!(max_rel(&want_w, w) <= 1e-5, "weights differ by {}", max_rel(&want_w, w));
     assert!(max_rel(&want_n, n) <= 1e-4, "metrics differ by {}", max_rel(&want_n, n));
+}
+
+#[test]
+fn the_kl_entropy_and_dynamic_sampling_options_train_as_one_process_over_two_ranks() {
+    tch::set_num_threads(1);
+    let b = Rc::new(Tch::cpu());
+    // ZeRO-3 (the default), the reference model whole on every rank.
+    let (want_w, want_n) = train(&mut trainer_with(&b, true, false, true, Rc::new(Single)), &b);
+    assert!(want_n.iter().any(|&x| x != 0.0));
+    for (rank, (w, n)) in ranks_of("trainer-kl", 2, &[(OPTIONS, "kl".to_string())]).iter().enumerate() {
+        assert!(max_rel(&want_w, w) <= 1e-5, "rank {rank}: weights differ by {}", max_rel(&want_w, w));
+        assert!(max_rel(&want_n, n) <= 1e-4, "rank {rank}: metrics differ by {}", max_rel(&want_n, n));
+    }
 }
 
 /// Iterations `from..to` of the toy run, then both models' weights.

@@ -168,6 +168,15 @@ pub trait AdvantageEstimator: Debug {
 
     /// The advantages (and returns) of `input`'s samples. Errors name what is wrong.
     fn estimate(&self, input: &EstimatorInput<'_>) -> Result<Estimate>;
+
+    /// How a per-token reward `r_k` (besides the score on the last token) reaches the
+    /// advantage of token `t <= k` of the same sample: `d^{k − t} · r_k` with `d` the returned
+    /// discount (and the return, for an estimator with a critic, gains the same term). `None`
+    /// (the default): the estimator takes no per-token rewards, and the trainer refuses KL in
+    /// the reward with it ([`crate::ppo::kl_reward`]).
+    fn token_reward_discount(&self) -> Option<f64> {
+        None
+    }
 }
 
 #[cfg(test)]

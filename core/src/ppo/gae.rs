@@ -135,6 +135,11 @@ impl AdvantageEstimator for GaeEstimator {
         let g = gae(&rewards, values, input.response_lengths, self.gamma, self.lambda)?;
         Ok(Estimate { advantages: g.advantages, returns: Some(g.returns) })
     }
+
+    /// γλ: GAE is linear in the rewards ([`crate::ppo::kl_reward`]).
+    fn token_reward_discount(&self) -> Option<f64> {
+        Some(self.gamma * self.lambda)
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,11 @@ impl AdvantageEstimator for GrpoEstimator {
     fn estimate(&self, input: &EstimatorInput<'_>) -> Result<Estimate> {
         input.group_estimate(|scores, groups| grpo_advantages(scores, groups, self.std))
     }
+
+    /// 1: OpenRLHF's cumulative returns of the KL-shaped reward ([`crate::ppo::kl_reward`]).
+    fn token_reward_discount(&self) -> Option<f64> {
+        Some(1.0)
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! PPO math: per-token KL estimators ([`kl`]), the advantage-estimator extension point ([`estimator`]) with its members (GAE,
+//! PPO math: per-token KL estimators ([`kl`]) and KL in the reward ([`kl_reward`]), the entropy bonus ([`entropy`]), the advantage-estimator extension point ([`estimator`]) with its members (GAE,
 //! GRPO and Dr. GRPO, RLOO, REINFORCE++), advantage whitening and loss aggregation on host slices; the clipped policy and
 //! value losses twice, side by side in one module each: the tensor version the trainer trains
 //! with (the default of [`crate::backend::Backend::policy_loss`] and
@@ -14,10 +14,12 @@
 
 pub mod aggregation;
 pub mod autograd;
+pub mod entropy;
 pub mod estimator;
 pub mod gae;
 pub mod grpo;
 pub mod kl;
+pub mod kl_reward;
 pub mod layout;
 pub mod policy_loss;
 pub mod reinforce;

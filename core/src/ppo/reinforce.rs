@@ -6,8 +6,8 @@
 //! (ORZ's biased convention, when `advantage_normalize`) is the "batch normalisation" that
 //! REINFORCE++ relies on in place of a critic. With γ = 1 every token of a sample gets its
 //! score. Sources: Hu 2025, "REINFORCE++"; OpenRLHF's `reinforce` estimator
-//! (`compute_reinforce_return`, then whitening); OpenRLHF also adds a per-token KL penalty to
-//! the reward, which orz-rs does not (no reference model).
+//! (`compute_reinforce_return`, then whitening). OpenRLHF also adds a per-token KL penalty to
+//! the reward; orz-rs does under `kl_coef > 0` ([`crate::ppo::kl_reward`], discounted by γ).
 
 use alloc::vec::Vec;
 
@@ -60,6 +60,11 @@ impl AdvantageEstimator for ReinforcePlusPlusEstimator {
             advantages: discounted_returns(&rewards, input.response_lengths, self.gamma)?,
             returns: None,
         })
+    }
+
+    /// γ: the discounted return of the KL-shaped reward, as OpenRLHF's `reinforce`.
+    fn token_reward_discount(&self) -> Option<f64> {
+        Some(self.gamma)
     }
 }
 

@@ -55,6 +55,11 @@ impl AdvantageEstimator for RlooEstimator {
     fn estimate(&self, input: &EstimatorInput<'_>) -> Result<Estimate> {
         input.group_estimate(rloo_advantages)
     }
+
+    /// 1: OpenRLHF's cumulative returns of the KL-shaped reward ([`crate::ppo::kl_reward`]).
+    fn token_reward_discount(&self) -> Option<f64> {
+        Some(1.0)
+    }
 }
 
 #[cfg(test)]

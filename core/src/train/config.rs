@@ -14,6 +14,7 @@ use crate::ppo::aggregation::Aggregation;
 use crate::ppo::estimator::AdvantageEstimator;
 use crate::ppo::gae::{GaeEstimator, ORZ_GAMMA, ORZ_LAMBDA};
 use crate::ppo::grpo::{GroupStd, GrpoEstimator};
+use crate::ppo::kl::KlEstimator;
 use crate::ppo::reinforce::ReinforcePlusPlusEstimator;
 use crate::ppo::rloo::RlooEstimator;
 use crate::schedule::LrSchedule;
@@ -157,7 +158,67 @@ pub struct TrainConfig {
     /// `stop.max_new_tokens` ([`super::overlong::soft_overlong_penalty`]; `None`: off).
     #[cfg_attr(feature = "serde", serde(default))]
     pub overlong_soft_cache: Option<usize>,
+    /// KL in the reward: `−kl_coef · kl_t` on every response token, the score on the last
+    /// ([`crate::ppo::kl_reward`], ORZ's and OpenRLHF's `compute_reward`; ORZ: 0, off). Above 0
+    /// the trainer keeps a frozen reference model ([`super::reference`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kl_coef: f64,
+    /// The per-token KL estimator of the reward's KL (OpenRLHF `--kl_estimator`, default `k1`).
+    #[cfg_attr(feature = "serde", serde(default = "k1"))]
+    pub kl_estimator: KlEstimator,
+    /// KL as a loss term (GRPO, veRL `use_kl_loss`): the policy loss gains `kl_loss_coef ·
+    /// kl_t` per token, aggregated as the policy loss; needs the reference model. On with a
+    /// coefficient of 0, it only logs the KL to the reference.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub use_kl_loss: bool,
+    /// The KL loss's coefficient (veRL `kl_loss_coef`, default 0.001; GRPO's β).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kl_loss_coef: f64,
+    /// The KL loss's per-token estimator (veRL `kl_loss_type`, default `low_var_kl` = `k3`).
+    #[cfg_attr(feature = "serde", serde(default = "k3"))]
+    pub kl_loss_estimator: KlEstimator,
+    /// ORZ's clamp of the outcome score to `[low, high]` before it is placed on the last token
+    /// (ORZ/OpenRLHF `reward_clip_range`; `None`: no clamp, ORZ's 0/1 scores never need one).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub reward_clip_range: Option<[f64; 2]>,
+    /// Entropy bonus: the policy loss minus `entropy_coef ×` the current policy's full-vocabulary
+    /// entropy per response token, aggregated as the policy loss ([`crate::ppo::entropy`];
+    /// ORZ: 0, off).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub entropy_coef: f64,
+    /// DAPO's dynamic sampling: prompt groups whose samples all got the same reward are dropped
+    /// and new prompt groups generated until the batch holds as many groups as prompts were
+    /// given, for at most `dynamic_sampling_max_rounds` rounds ([`super::dynamic_sampling`];
+    /// off in ORZ).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub dynamic_sampling: bool,
+    /// The most generation rounds of one iteration under dynamic sampling, the first included
+    /// (DAPO `max_num_gen_batches`; default 10).
+    #[cfg_attr(feature = "serde", serde(default = "default_max_rounds"))]
+    pub dynamic_sampling_max_rounds: usize,
 }
+
+/// The default of [`TrainConfig::kl_estimator`]: OpenRLHF's `k1`.
+#[cfg(feature = "serde")]
+fn k1() -> KlEstimator {
+    KlEstimator::K1
+}
+
+/// The default of [`TrainConfig::kl_loss_estimator`]: veRL's `low_var_kl` (`k3`).
+#[cfg(feature = "serde")]
+fn k3() -> KlEstimator {
+    KlEstimator::K3
+}
+
+/// The default of [`TrainConfig::dynamic_sampling_max_rounds`].
+#[cfg(feature = "serde")]
+fn default_max_rounds() -> usize {
+    DEFAULT_DYNAMIC_SAMPLING_MAX_ROUNDS
+}
+
+/// The default cap on generation rounds under dynamic sampling (DAPO's recipe:
+/// `max_num_gen_batches = 10`).
+pub const DEFAULT_DYNAMIC_SAMPLING_MAX_ROUNDS: usize = 10;
 
 /// The default of [`TrainConfig::measure_mismatch`] and [`TrainConfig::shard_weights`] (on) for
 /// configs that do not name them.
@@ -213,6 +274,15 @@ impl TrainConfig {
             measure_mismatch: true,
             overlong_filter: false,
             overlong_soft_cache: None,
+            kl_coef: 0.0,
+            kl_estimator: KlEstimator::K1,
+            use_kl_loss: false,
+            kl_loss_coef: 0.0,
+            kl_loss_estimator: KlEstimator::K3,
+            reward_clip_range: None,
+            entropy_coef: 0.0,
+            dynamic_sampling: false,
+            dynamic_sampling_max_rounds: DEFAULT_DYNAMIC_SAMPLING_MAX_ROUNDS,
         }
     }
 
@@ -246,8 +316,9 @@ impl TrainConfig {
     }
 
     /// Checks every field, naming the bad one: counts of at least 1, `prompt_max_len <
-    /// max_total_len <= packing_max_len`, γ and λ in `[0, 1]`, finite non-negative clips, and
-    /// the sampling, stop, engine and optimizer settings.
+    /// max_total_len <= packing_max_len`, γ and λ in `[0, 1]`, finite non-negative clips and
+    /// coefficients (KL, KL loss, entropy), an ordered `reward_clip_range`, and the sampling,
+    /// stop, engine and optimizer settings.
     pub fn validate(&self) -> Result<()> {
         const OP: &str = "train config";
         let positive = [
@@ -256,6 +327,7 @@ impl TrainConfig {
             ("policy_update_steps", self.policy_update_steps),
             ("critic_update_steps", self.critic_update_steps),
             ("engine.max_batch_slots", self.engine.max_batch_slots),
+            ("dynamic_sampling_max_rounds", self.dynamic_sampling_max_rounds),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::invalid(OP, format!("`{name}` must be >= 1, got 0")));
@@ -287,15 +359,30 @@ impl TrainConfig {
                 return Err(Error::invalid(OP, format!("`{name}` = {v} is not in [0, 1]")));
             }
         }
-        for (name, v) in [("eps_clip", self.eps_clip), ("value_clip", self.value_clip)] {
+        let nonnegative = [
+            ("eps_clip", self.eps_clip),
+            ("value_clip", self.value_clip),
+            ("kl_coef", self.kl_coef),
+            ("kl_loss_coef", self.kl_loss_coef),
+            ("entropy_coef", self.entropy_coef),
+        ];
+        for (name, v) in nonnegative {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::invalid(OP, format!("`{name}` = {v} is not a finite number >= 0")));
             }
+        }
+        if let Some(range) = self.reward_clip_range {
+            crate::ppo::kl_reward::validate_clip_range(range)?;
         }
         self.policy_clip().validate()?;
         self.policy_optimizer.validate()?;
         self.critic_optimizer.validate()?;
         self.memory.validate()
+    }
+
+    /// Whether a KL option needs the frozen reference model (`kl_coef > 0` or `use_kl_loss`).
+    pub fn uses_reference(&self) -> bool {
+        self.kl_coef > 0.0 || self.use_kl_loss
     }
 
     /// The policy loss's clip rules: `eps_clip` (and `eps_clip_high`, `dual_clip`,
@@ -329,6 +416,8 @@ mod tests {
             assert!(c.advantage_normalize && c.sampling == SamplingParams::default());
             assert!(c.memory.activation_checkpointing, "{p}: real packs are checkpointed");
             assert_eq!(c.stop.eos_token_ids, [151643]);
+            assert!(!c.uses_reference() && c.entropy_coef == 0.0 && !c.dynamic_sampling, "{p}: no KL");
+            assert_eq!(c.reward_clip_range, None);
         }
     }
 
@@ -352,6 +441,11 @@ mod tests {
         check(&|c| c.policy_update_steps = 0, "policy_update_steps");
         check(&|c| c.policy_optimizer.max_grad_norm = Some(0.0), "max_grad_norm");
         check(&|c| c.memory.head_chunk_tokens = 0, "head_chunk_tokens");
+        check(&|c| c.kl_coef = -0.1, "kl_coef");
+        check(&|c| c.kl_loss_coef = f64::INFINITY, "kl_loss_coef");
+        check(&|c| c.entropy_coef = -1e-3, "entropy_coef");
+        check(&|c| c.reward_clip_range = Some([1.0, -1.0]), "reward_clip_range");
+        check(&|c| c.dynamic_sampling_max_rounds = 0, "dynamic_sampling_max_rounds");
         assert!(!base.memory.activation_checkpointing, "tiny packs train without checkpointing");
     }
 }

@@ -118,6 +118,9 @@ pub struct Experience {
     pub logp_old: Vec<Vec<f64>>,
     /// Per sample, the critic's value of each response token (`None` without a critic).
     pub values: Option<Vec<Vec<f64>>>,
+    /// Per sample, the frozen reference model's log-prob of each response token (`None`
+    /// without a KL option, [`super::reference`]).
+    pub logp_ref: Option<Vec<Vec<f64>>>,
 }
 
 impl Experience {
@@ -153,15 +156,18 @@ pub fn make_experience<B: Backend>(
     packing_max_len: usize,
     pack_shuffle_seed: u64,
 ) -> Result<Experience> {
-    make_experience_shared(policy, critic, samples, packing_max_len, pack_shuffle_seed, &Single)
+    make_experience_shared(policy, critic, None, samples, packing_max_len, pack_shuffle_seed, &Single)
 }
 
-/// [`make_experience`] over the ranks of `collective` (every rank passes the same samples):
-/// each rank reads the packs it owns (pack `p` on rank `p mod W`) and the ranks exchange the
-/// results ([`super::data_parallel`]), so every rank ends with the whole experience.
+/// [`make_experience`] over the ranks of `collective` (every rank passes the same samples),
+/// with the reference model's log-probs when a `reference` is given (read by the same
+/// no-gradient forward as the old log-probs): each rank reads the packs it owns (pack `p` on
+/// rank `p mod W`) and the ranks exchange the results ([`super::data_parallel`]), so every rank
+/// ends with the whole experience.
 pub fn make_experience_shared<B: Backend>(
     policy: &Policy<B>,
     critic: Option<&Critic<B>>,
+    reference: Option<&Policy<B>>,
     samples: Vec<Sample>,
     packing_max_len: usize,
     pack_shuffle_seed: u64,
@@ -171,20 +177,27 @@ pub fn make_experience_shared<B: Backend>(
     let b = policy.model().backend();
     let mut logp_old = vec![Vec::new(); samples.len()];
     let mut values = critic.map(|_| vec![Vec::new(); samples.len()]);
+    let mut logp_ref = reference.map(|_| vec![Vec::new(); samples.len()]);
     let mut mine = vec![false; samples.len()];
+    /// Stores a pack's per-position host values into the per-sample lists.
+    fn put(pack: &Pack, per_position: &[f64], out: &mut [Vec<f64>]) -> Result<()> {
+        for (&i, entries) in pack.samples.iter().zip(pack.gather(per_position)?) {
+            out[i] = entries;
+        }
+        Ok(())
+    }
     no_grad(b, || {
         for p in owned(packs.len(), collective.rank(), collective.world_size()) {
             let pack = &packs[p];
-            let logp = pack.gather(&b.to_host_f64(&policy.next_token_log_probs(&pack.batch)?)?)?;
-            for (&i, entries) in pack.samples.iter().zip(logp) {
-                logp_old[i] = entries;
+            put(pack, &b.to_host_f64(&policy.next_token_log_probs(&pack.batch)?)?, &mut logp_old)?;
+            for &i in &pack.samples {
                 mine[i] = true;
             }
-            if let (Some(c), Some(values)) = (critic, values.as_mut()) {
-                let v = pack.gather(&b.to_host_f64(&c.values(&pack.batch)?)?)?;
-                for (&i, entries) in pack.samples.iter().zip(v) {
-                    values[i] = entries;
-                }
+            if let (Some(r), Some(out)) = (reference, logp_ref.as_mut()) {
+                put(pack, &b.to_host_f64(&r.next_token_log_probs(&pack.batch)?)?, out)?;
+            }
+            if let (Some(c), Some(out)) = (critic, values.as_mut()) {
+                put(pack, &b.to_host_f64(&c.values(&pack.batch)?)?, out)?;
             }
         }
         Ok(())
@@ -192,5 +205,6 @@ pub fn make_experience_shared<B: Backend>(
     let lengths: Vec<usize> = samples.iter().map(|s| s.response.len()).collect();
     let logp_old = share_per_sample(collective, logp_old, &lengths, &mine)?;
     let values = values.map(|v| share_per_sample(collective, v, &lengths, &mine)).transpose()?;
-    Ok(Experience { samples, packs, logp_old, values })
+    let logp_ref = logp_ref.map(|v| share_per_sample(collective, v, &lengths, &mine)).transpose()?;
+    Ok(Experience { samples, packs, logp_old, values, logp_ref })
 }

@@ -27,7 +27,9 @@
 //! [`AdvantageEstimator`] ([`Trainer::with_estimator`]), other aggregations, more
 //! than one policy step (the packs are split by the critic's rule, [`grouping::step_groups`]),
 //! any [`LrSchedule`](crate::schedule::LrSchedule) (the 32B annealing one included) in the
-//! optimizer configs.
+//! optimizer configs; a frozen reference model with KL in the reward or as a loss
+//! ([`mod@reference`]), an entropy bonus ([`crate::ppo::entropy`]), DAPO's overlong rules
+//! ([`overlong`]) and dynamic sampling ([`dynamic_sampling`], [`Trainer::iteration_dynamic`]).
 //!
 //! ```
 //! use std::rc::Rc;
@@ -76,11 +78,13 @@
 pub mod advantages;
 pub mod config;
 pub mod data_parallel;
+pub mod dynamic_sampling;
 pub mod experience;
 pub mod grouping;
 pub mod mismatch;
 pub mod model_optimizer;
 pub mod overlong;
+pub mod reference;
 pub mod report;
 pub mod resume;
 pub mod rollout;
@@ -91,6 +95,7 @@ pub use crate::ppo::aggregation::Aggregation;
 pub use crate::ppo::estimator::AdvantageEstimator;
 pub use advantages::Advantages;
 pub use config::{DEFAULT_ENGINE, EstimatorChoice, PromptOverflow, TrainConfig};
+pub use dynamic_sampling::DynamicSamplingStats;
 pub use experience::{Experience, Pack};
 pub use grouping::step_groups;
 pub use mismatch::Mismatch;

@@ -221,6 +221,26 @@ pub struct IterationReport {
     /// [`super::TrainConfig::measure_mismatch`]).
     #[cfg_attr(feature = "serde", serde(default))]
     pub mismatch: Option<super::Mismatch>,
+    /// Mean per-token KL of the sampling policy to the frozen reference over the iteration's
+    /// response tokens (`None` without a KL option; [`super::reference`] names the estimator
+    /// and the peers' definitions).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kl: Option<f64>,
+    /// Mean per-token KL-loss term over the policy steps' tokens, before its coefficient
+    /// (veRL's `actor/kl_loss`; `None` unless `use_kl_loss`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kl_loss: Option<f64>,
+    /// Mean `logp_old − logp` over the policy steps' tokens: the k1 KL of the updated policy
+    /// from the sampling one (veRL's `actor/ppo_kl`; 0 at ORZ's single step).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub ppo_kl: f64,
+    /// Mean full-vocabulary entropy of the policy over the policy steps' tokens (`None` unless
+    /// `entropy_coef > 0`).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub entropy: Option<f64>,
+    /// What DAPO's dynamic sampling did (`None` when off).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub dynamic_sampling: Option<super::dynamic_sampling::DynamicSamplingStats>,
     /// Mean over the policy steps of each step's aggregated policy loss.
     pub policy_loss: f64,
     /// Mean over the critic steps of each step's aggregated value loss (`None` without critic).

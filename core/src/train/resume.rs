@@ -46,7 +46,9 @@ impl<B: Backend> Trainer<B> {
         })
     }
 
-    /// A trainer resuming from `state`: as [`Trainer::new`] over the restored models, then each
+    /// A trainer resuming from `state`: as [`Trainer::new`] over the restored models (but
+    /// without a reference model: under a KL option, hand the run's initial policy to
+    /// [`Trainer::with_reference`], never a copy of the restored one), then each
     /// optimizer's [`crate::optimizer::Optimizer::load_state`] (which also assigns mastered
     /// parameters their masters cast down) and the iteration counter. Errors: those of
     /// [`Trainer::new`], a critic state given without a critic or missing for one, and any shape
@@ -67,7 +69,8 @@ impl<B: Backend> Trainer<B> {
             }
             _ => {}
         }
-        let mut trainer = Trainer::new(config, policy, critic, state.rng.clone())?;
+        let estimator = config.estimator.build(config.gamma, config.lambda);
+        let mut trainer = Trainer::without_reference(config, policy, critic, state.rng.clone(), estimator)?;
         let b = trainer.policy().model().backend_rc();
         trainer
             .policy_optimizer_mut()

@@ -6,11 +6,12 @@ use alloc::format;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 
-use super::advantages::{Advantages, compute_advantages};
+use super::advantages::{Advantages, RewardShaping, compute_shaped_advantages};
 use super::config::TrainConfig;
 use super::data_parallel::{gather_rollout, owned};
 use super::experience::{Experience, make_experience_shared};
 use super::model_optimizer::ModelOptimizer;
+use super::reference::{check_reference, experience_kl, frozen_copy, missing_reference, token_mean};
 use super::report::{IterationReport, ModelKind, PhaseTimes, RolloutMetrics, SkippedStep};
 use super::rollout::{PromptItem, Rollout, Sample, require_samples, rollout_of};
 use super::update::{UpdateOutcome, Updates, critic_update, policy_update};
@@ -35,6 +36,9 @@ pub mod stream {
     pub const CRITIC_ORDER: u64 = 1;
     /// The order the policy visits the packs in.
     pub const POLICY_ORDER: u64 = 2;
+    /// Dynamic sampling's extra generation rounds: round `r >= 1` samples from
+    /// `fork(DYNAMIC_ROUNDS).fork(r)` (round 0 from [`GENERATION`]).
+    pub const DYNAMIC_ROUNDS: u64 = 3;
 }
 
 /// Everything an ORZ run updates: the policy, the critic (none under GRPO), their optimizers,
@@ -58,6 +62,8 @@ pub struct Trainer<B: Backend> {
     critic_opt: Option<ModelOptimizer<B>>,
     collective: Rc<dyn Collective<B>>,
     estimator: Box<dyn AdvantageEstimator>,
+    /// The frozen initial policy of the KL options ([`super::reference`]).
+    reference: Option<Policy<B>>,
     rng: Rng,
     iteration: u64,
 }
@@ -73,7 +79,10 @@ impl<B: Backend> Trainer<B> {
     }
 
     /// A trainer with a custom advantage estimator (the config's `estimator` is then unused).
-    /// Errors: as [`Trainer::new`], the critic judged by `estimator.uses_critic()`.
+    /// Under a KL option it keeps a frozen copy of `policy` as the reference model
+    /// ([`super::reference`]). Errors: as [`Trainer::new`], the critic judged by
+    /// `estimator.uses_critic()`; KL in the reward with an estimator that takes no per-token
+    /// rewards.
     pub fn with_estimator(
         config: TrainConfig,
         policy: Policy<B>,
@@ -81,7 +90,10 @@ impl<B: Backend> Trainer<B> {
         rng: Rng,
         estimator: Box<dyn AdvantageEstimator>,
     ) -> Result<Self> {
-        Self::build(config, policy, critic, rng, estimator, Rc::new(Single))
+        let reference = reference_for(&config, &policy)?;
+        let mut trainer = Self::build(config, policy, critic, rng, estimator, Rc::new(Single))?;
+        trainer.reference = reference;
+        Ok(trainer)
     }
 
     /// A fresh trainer as one rank of a data-parallel job over `collective` (every rank calls it
@@ -89,7 +101,8 @@ impl<B: Backend> Trainer<B> {
     /// [`Trainer::distributed`], except that no rank ever holds a whole optimizer state (the
     /// sharded optimizers are built straight from the weights, and with
     /// [`TrainConfig::shard_weights`] the weights are released at once). The way to start a
-    /// large model on devices that hold only its slices.
+    /// large model on devices that hold only its slices. Under a KL option every rank keeps a
+    /// whole frozen copy of `policy` as the reference model ([`super::reference`]).
     pub fn new_distributed(
         config: TrainConfig,
         policy: Policy<B>,
@@ -98,7 +111,36 @@ impl<B: Backend> Trainer<B> {
         collective: Rc<dyn Collective<B>>,
     ) -> Result<Self> {
         let estimator = config.estimator.build(config.gamma, config.lambda);
+        let reference = reference_for(&config, &policy)?;
+        let mut trainer = Self::build(config, policy, critic, rng, estimator, collective)?;
+        trainer.reference = reference;
+        Ok(trainer)
+    }
+
+    /// [`Trainer::new_distributed`] without the reference model: for a trainer restored from a
+    /// checkpoint's weights, which must get the run's initial policy with
+    /// [`Trainer::with_reference`], never a copy of the checkpoint's policy.
+    pub fn new_distributed_restored(
+        config: TrainConfig,
+        policy: Policy<B>,
+        critic: Option<Critic<B>>,
+        rng: Rng,
+        collective: Rc<dyn Collective<B>>,
+    ) -> Result<Self> {
+        let estimator = config.estimator.build(config.gamma, config.lambda);
         Self::build(config, policy, critic, rng, estimator, collective)
+    }
+
+    /// [`Trainer::with_estimator`] without the reference model (a restored trainer, which gets
+    /// the initial policy with [`Trainer::with_reference`]).
+    pub(super) fn without_reference(
+        config: TrainConfig,
+        policy: Policy<B>,
+        critic: Option<Critic<B>>,
+        rng: Rng,
+        estimator: Box<dyn AdvantageEstimator>,
+    ) -> Result<Self> {
+        Self::build(config, policy, critic, rng, estimator, Rc::new(Single))
     }
 
     fn build(
@@ -111,6 +153,15 @@ impl<B: Backend> Trainer<B> {
     ) -> Result<Self> {
         const OP: &str = "trainer";
         config.validate()?;
+        if config.kl_coef > 0.0 && estimator.token_reward_discount().is_none() {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "`kl_coef` > 0 puts the KL in the reward, and the `{}` estimator takes no per-token rewards",
+                    estimator.name()
+                ),
+            ));
+        }
         let name = estimator.name();
         match (estimator.uses_critic(), critic.is_some()) {
             (true, false) => {
@@ -166,9 +217,25 @@ impl<B: Backend> Trainer<B> {
             critic_opt,
             collective,
             estimator,
+            reference: None,
             rng,
             iteration: 0,
         })
+    }
+
+    /// This trainer with `reference` as the frozen reference model of the KL options (a
+    /// restored run's initial policy, [`super::reference`]). Errors: a vocabulary that differs
+    /// from the policy's.
+    pub fn with_reference(mut self, reference: Policy<B>) -> Result<Self> {
+        check_reference(&self.policy, &reference)?;
+        self.reference = Some(reference);
+        Ok(self)
+    }
+
+    /// The frozen reference model (`None` without a KL option, or a restored trainer before
+    /// [`Trainer::with_reference`]).
+    pub fn reference(&self) -> Option<&Policy<B>> {
+        self.reference.as_ref()
     }
 
     /// This trainer as one rank of a data-parallel job over `collective` (every rank calls it
@@ -305,17 +372,67 @@ impl<B: Backend> Trainer<B> {
         detok: &dyn Detokenize,
         clock: Option<&dyn Fn() -> f64>,
     ) -> Result<IterationReport> {
+        self.iteration_dynamic(prompts, &mut || Ok(Vec::new()), reward, detok, clock)
+    }
+
+    /// [`Trainer::iteration_timed`] with a source of more prompts for DAPO's dynamic sampling
+    /// ([`super::dynamic_sampling`]): under `dynamic_sampling`, prompt groups whose samples all
+    /// got the same score are dropped and `more()` is asked for the next prompts (the caller's
+    /// next batch, in its seeded order) until `prompts.len()` groups are kept, at most
+    /// `dynamic_sampling_max_rounds` rounds, or `more()` gives none. Without the option, the
+    /// same as [`Trainer::iteration_timed`] (`more` is never called). Errors also: no group kept.
+    pub fn iteration_dynamic(
+        &mut self,
+        prompts: &[PromptItem],
+        more: &mut dyn FnMut() -> Result<Vec<PromptItem>>,
+        reward: &dyn Reward,
+        detok: &dyn Detokenize,
+        clock: Option<&dyn Fn() -> f64>,
+    ) -> Result<IterationReport> {
         let mut laps = Laps::new(clock);
-        let rollout = self.rollout(prompts, reward, detok)?;
+        if !self.config.dynamic_sampling {
+            let rollout = self.rollout(prompts, reward, detok)?;
+            let rollout_seconds = laps.lap();
+            return self.train_on(prompts.len(), rollout, laps, rollout_seconds, None);
+        }
+        let wanted = prompts.len();
+        let mut rounds = super::dynamic_sampling::Rounds::default();
+        let mut batch = prompts.to_vec();
+        for round in 0..self.config.dynamic_sampling_max_rounds {
+            if round > 0 {
+                batch = more()?;
+                if batch.is_empty() {
+                    break;
+                }
+            }
+            let rng = match round {
+                0 => self.iteration_rng().fork(stream::GENERATION),
+                r => self.iteration_rng().fork(stream::DYNAMIC_ROUNDS).fork(r as u64),
+            };
+            rounds.add(self.rollout_with(&batch, reward, detok, &rng)?, batch.len(), wanted);
+            if rounds.kept_groups() >= wanted {
+                break;
+            }
+        }
+        let (rollout, stats) = rounds.finish();
+        if rollout.samples.is_empty() {
+            return Err(Error::invalid(
+                "dynamic sampling",
+                format!(
+                    "kept no prompt group in {} round(s) of {} groups: every group's samples got the same score",
+                    stats.rounds, stats.generated_groups
+                ),
+            ));
+        }
         let rollout_seconds = laps.lap();
-        self.train_on(prompts.len(), rollout, laps, rollout_seconds)
+        self.train_on(stats.kept_groups, rollout, laps, rollout_seconds, Some(stats))
     }
 
     /// The last three phases of an iteration (experience, advantages, update) on completions
     /// sampled elsewhere (`rollout`, over `prompts` prompts), then the report; as
     /// [`Trainer::iteration`] otherwise.
     pub fn iteration_from_rollout(&mut self, prompts: usize, rollout: Rollout) -> Result<IterationReport> {
-        self.train_on(prompts, rollout, Laps::new(None), 0.0)
+        self.train_on(prompts, rollout, Laps::new(None), 0.0, None)
     }
 
     /// Phase 1 (recipe steps 2 to 4) of the current iteration: truncate `prompts`, sample
@@ -327,14 +444,24 @@ impl<B: Backend> Trainer<B> {
         reward: &dyn Reward,
         detok: &dyn Detokenize,
     ) -> Result<Rollout> {
+        self.rollout_with(prompts, reward, detok, &self.iteration_rng().fork(stream::GENERATION))
+    }
+
+    /// [`Trainer::rollout`] sampling from `gen_rng`.
+    fn rollout_with(
+        &self,
+        prompts: &[PromptItem],
+        reward: &dyn Reward,
+        detok: &dyn Detokenize,
+        gen_rng: &Rng,
+    ) -> Result<Rollout> {
         let b = self.policy.model().backend();
-        let gen_rng = self.iteration_rng().fork(stream::GENERATION);
         let c = self.collective.as_ref();
         let mine = owned(prompts.len(), c.rank(), c.world_size());
         let local = no_grad(b, || {
             // With sharded weights this gather is the iteration's weight sync.
             let policy = self.gathered_policy()?;
-            rollout_of(b, &*policy, &self.config, prompts, &mine, reward, detok, &gen_rng)
+            rollout_of(b, &*policy, &self.config, prompts, &mine, reward, detok, gen_rng)
         })
         .map_err(|e| e.in_phase("generation", self.config.stop.max_total_len, KNOB_GENERATION))?;
         let all =
@@ -347,20 +474,34 @@ impl<B: Backend> Trainer<B> {
     /// and the values of every response token.
     pub fn experience(&self, samples: Vec<Sample>) -> Result<Experience> {
         let c = &self.config;
+        let reference = match (c.uses_reference(), &self.reference) {
+            (true, None) => return Err(missing_reference()),
+            (true, Some(r)) => Some(r),
+            (false, _) => None,
+        };
         let samples = super::overlong::trained_samples(c, samples)?;
         let (len, seed) = (c.packing_max_len, c.pack_shuffle_seed);
         let b = self.policy.model().backend();
         no_grad(b, || {
             let (policy, critic) = (self.gathered_policy()?, self.gathered_critic()?);
-            make_experience_shared(&policy, critic.as_deref(), samples, len, seed, self.collective.as_ref())
+            let collective = self.collective.as_ref();
+            make_experience_shared(&policy, critic.as_deref(), reference, samples, len, seed, collective)
         })
         .map_err(|e| e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK))
     }
 
-    /// Phase 3 (recipe steps 5 and 8): the estimator on the host in f64, whitening over the
-    /// iteration when configured.
+    /// Phase 3 (recipe steps 5 and 8): the estimator on the host in f64 over the scores
+    /// (clamped to `reward_clip_range` when set), the KL part of the reward under `kl_coef > 0`
+    /// ([`crate::ppo::kl_reward`]), whitening over the iteration when configured.
     pub fn advantages(&self, experience: &Experience) -> Result<Advantages> {
-        compute_advantages(experience, self.estimator.as_ref(), self.config.advantage_normalize)
+        let c = &self.config;
+        let kl = if c.kl_coef > 0.0 { experience_kl(experience, c)? } else { None };
+        if c.kl_coef > 0.0 && kl.is_none() {
+            return Err(missing_reference());
+        }
+        let shaping =
+            RewardShaping { clip_range: c.reward_clip_range, kl: kl.as_deref().map(|k| (k, c.kl_coef)) };
+        compute_shaped_advantages(experience, self.estimator.as_ref(), c.advantage_normalize, shaping)
     }
 
     /// Phase 4 (recipe steps 9 and 10): the critic's steps, then the policy's, visiting the
@@ -417,6 +558,7 @@ impl<B: Backend> Trainer<B> {
         rollout: Rollout,
         mut laps: Laps<'_>,
         rollout_seconds: f64,
+        dynamic_sampling: Option<super::dynamic_sampling::DynamicSamplingStats>,
     ) -> Result<IterationReport> {
         let mut times = PhaseTimes { rollout: rollout_seconds, ..PhaseTimes::default() };
         let Rollout { samples, generated, stats, .. } = rollout;
@@ -443,6 +585,11 @@ impl<B: Backend> Trainer<B> {
             clip_fraction: policy.clipped_tokens as f64 / policy.tokens.max(1) as f64,
             clip_ratio: policy.ratio_outside_tokens as f64 / policy.tokens.max(1) as f64,
             mismatch: super::mismatch::measure(&experience.samples, &experience.logp_old),
+            kl: experience_kl(&experience, &self.config)?.map(|k| token_mean(&k)),
+            kl_loss: policy.kl_loss_sum.map(|s| policy.per_token(s)),
+            ppo_kl: policy.per_token(policy.old_kl_sum),
+            entropy: policy.entropy_sum.map(|s| policy.per_token(s)),
+            dynamic_sampling,
             policy_loss: policy.mean_loss(),
             value_loss: critic.as_ref().map(UpdateOutcome::mean_loss),
             skipped_steps,
@@ -453,6 +600,11 @@ impl<B: Backend> Trainer<B> {
         self.iteration += 1;
         Ok(report)
     }
+}
+
+/// The frozen copy of `policy` the config's KL options need ([`super::reference`]), if any.
+fn reference_for<B: Backend>(config: &TrainConfig, policy: &Policy<B>) -> Result<Option<Policy<B>>> {
+    config.uses_reference().then(|| frozen_copy(policy)).transpose()
 }
 
 /// A sharded optimizer over `model` holding `opt`'s current state, its weights sharded too

@@ -27,7 +27,8 @@ use crate::collective::{Collective, ReduceOp};
 use crate::model::{Critic, Policy, Qwen2, UnitStore};
 use crate::optimizer::StepReport;
 use crate::ppo::aggregation::{Aggregation, PackLayout, StepTotals};
-use crate::ppo::policy_loss::clipped_policy_loss;
+use crate::ppo::entropy::entropy_from_logits;
+use crate::ppo::policy_loss::{PolicyClip, clipped_policy_loss};
 use crate::rng::Rng;
 use crate::{Error, Result};
 
@@ -56,6 +57,13 @@ pub struct UpdateOutcome {
     pub ratio_outside_tokens: usize,
     /// Response tokens seen over all steps.
     pub tokens: usize,
+    /// Sum over those tokens of `logp_old − logp` (policy only; ÷ `tokens` is `ppo_kl`,
+    /// [`super::reference`]).
+    pub old_kl_sum: f64,
+    /// Sum over those tokens of the KL-loss estimate to the reference (policy, `use_kl_loss`).
+    pub kl_loss_sum: Option<f64>,
+    /// Sum over those tokens of the current policy's entropy (policy, `entropy_coef > 0`).
+    pub entropy_sum: Option<f64>,
 }
 
 impl UpdateOutcome {
@@ -66,6 +74,11 @@ impl UpdateOutcome {
         } else {
             self.losses.iter().sum::<f64>() / self.losses.len() as f64
         }
+    }
+
+    /// The mean over the counted tokens of a per-token sum (NaN without tokens).
+    pub fn per_token(&self, sum: f64) -> f64 {
+        sum / self.tokens as f64
     }
 }
 
@@ -148,13 +161,23 @@ fn run_steps<B: Backend>(
     })
 }
 
-/// The token counts of `out` summed over the ranks (identity for one rank).
+/// The token counts and per-token sums of `out` summed over the ranks (identity for one rank).
 fn sum_counts<B: Backend>(collective: &dyn Collective<B>, out: &mut UpdateOutcome) -> Result<()> {
     if collective.world_size() > 1 {
-        let c = [out.tokens, out.clipped_tokens, out.ratio_outside_tokens].map(|x| x as f64);
+        let c = [
+            out.tokens as f64,
+            out.clipped_tokens as f64,
+            out.ratio_outside_tokens as f64,
+            out.old_kl_sum,
+            out.kl_loss_sum.unwrap_or(0.0),
+            out.entropy_sum.unwrap_or(0.0),
+        ];
         let s = collective.all_reduce_host(&c, ReduceOp::Sum)?;
         (out.tokens, out.clipped_tokens, out.ratio_outside_tokens) =
             (s[0] as usize, s[1] as usize, s[2] as usize);
+        out.old_kl_sum = s[3];
+        out.kl_loss_sum = out.kl_loss_sum.map(|_| s[4]);
+        out.entropy_sum = out.entropy_sum.map(|_| s[5]);
     }
     Ok(())
 }
@@ -198,8 +221,12 @@ pub fn critic_update<B: Backend>(
 
 /// Recipe step 10: `policy_update_steps` policy steps; per token the clipped PPO loss
 /// (`−min(r·A, clamp(r, 1 − ε, 1 + ε)·A)`, `r = exp(logp − logp_old)`, ORZ `PolicyLoss`)
-/// against the old log-probs of recipe step 7, aggregated as configured. Also counts the
-/// response tokens where the clipped surrogate is strictly the smaller (their gradient is 0).
+/// against the old log-probs of recipe step 7, plus the options' terms, all aggregated as
+/// configured with the same token weights (veRL's `agg_loss` of each term): `+ kl_loss_coef ·
+/// kl_t` under `use_kl_loss` ([`super::reference`]) and `− entropy_coef · H_t` under
+/// `entropy_coef > 0` ([`crate::ppo::entropy`], from each head chunk's logits). Also counts the
+/// response tokens where the clipped surrogate is strictly the smaller (their gradient is 0)
+/// and sums the per-token statistics of [`UpdateOutcome`].
 pub fn policy_update<B: Backend>(
     policy: &Policy<B>,
     opt: &mut ModelOptimizer<B>,
@@ -210,8 +237,10 @@ pub fn policy_update<B: Backend>(
     rng: &mut Rng,
 ) -> Result<UpdateOutcome> {
     let b = policy.model().backend();
-    let clip = config.policy_clip();
-    let (mut clipped, mut outside) = (0, 0);
+    if config.use_kl_loss && experience.logp_ref.is_none() {
+        return Err(super::reference::missing_reference());
+    }
+    let mut terms = PolicyTerms::new(config);
     let mut out = run_steps(
         b,
         policy.model(),
@@ -222,31 +251,136 @@ pub fn policy_update<B: Backend>(
         config.aggregation,
         rng,
         |units, pack, w, counted| {
-            let (old, adv) = (pack.scatter(&experience.logp_old)?, pack.scatter(&advantages.advantages)?);
+            let old = pack.scatter(&experience.logp_old)?;
+            let adv = pack.scatter(&advantages.advantages)?;
+            let logp_ref = match (&experience.logp_ref, config.use_kl_loss) {
+                (Some(r), true) => Some(pack.scatter(r)?),
+                _ => None,
+            };
+            let (old, adv, logp_ref) = (&old, &adv, logp_ref.as_deref());
+            let inputs = PackInputs { pack, weights: w, old, adv, logp_ref, counted };
             let targets = pack.batch.next_token_tensor(b)?;
-            policy.backprop_log_probs_with(units, &pack.batch, &targets, config.memory, &mut |logp, range| {
-                let shape = [1, range.len()];
-                let logp = b.cast(logp, DType::F32)?;
-                let now = if counted { b.to_host_f64(&logp)? } else { Vec::new() };
-                for (t, &lp) in range.clone().zip(&now).filter(|&(t, _)| pack.response_mask[t]) {
-                    let ratio = Float::exp(lp - old[t]);
-                    clipped += usize::from(clip.binds(ratio, adv[t]));
-                    outside += usize::from(clip.outside(ratio));
-                }
-                let old = b.tensor_f64(&old[range.clone()], &shape, DType::F32)?;
-                let adv = b.tensor_f64(&adv[range.clone()], &shape, DType::F32)?;
-                // PPO's plain clip through the backend (which may fuse it), the options through
-                // the one composite that defines them.
-                let loss = if clip.is_symmetric() {
-                    b.policy_loss(&logp, &old, &adv, clip.eps_low)?
-                } else {
-                    clipped_policy_loss(b, &logp, &old, &adv, &clip)?
-                };
-                weighted_sum(b, &loss, w, pack, range)
-            })
+            if config.entropy_coef > 0.0 {
+                // The LM head by hand, so that each chunk's logits also give its entropy.
+                policy.model().backprop_with(units, &pack.batch, config.memory, &mut |hidden, lm, range| {
+                    let logits = b.linear(hidden, lm, None)?;
+                    let t = b.narrow(&targets, 1, range.start, range.len())?;
+                    let logp = b.selective_log_prob(&logits, &t)?;
+                    let entropy = entropy_from_logits(b, &b.cast(&logits, DType::F32)?)?;
+                    terms.chunk_loss(b, &inputs, &logp, Some(&entropy), range)
+                })
+            } else {
+                policy.backprop_log_probs_with(
+                    units,
+                    &pack.batch,
+                    &targets,
+                    config.memory,
+                    &mut |logp, range| terms.chunk_loss(b, &inputs, logp, None, range),
+                )
+            }
         },
     )?;
-    (out.clipped_tokens, out.ratio_outside_tokens) = (clipped, outside);
+    (out.clipped_tokens, out.ratio_outside_tokens) = (terms.clipped, terms.outside);
+    out.old_kl_sum = terms.old_kl_sum;
+    out.kl_loss_sum = config.use_kl_loss.then_some(terms.kl_loss_sum);
+    out.entropy_sum = (config.entropy_coef > 0.0).then_some(terms.entropy_sum);
     sum_counts(collective, &mut out)?;
     Ok(out)
+}
+
+/// One pack's host inputs to the policy loss, per position of the pack.
+struct PackInputs<'a> {
+    pack: &'a Pack,
+    weights: &'a [f64],
+    old: &'a [f64],
+    adv: &'a [f64],
+    /// The reference's log-probs, under `use_kl_loss`.
+    logp_ref: Option<&'a [f64]>,
+    /// Whether the pack's tokens count in the statistics (false for a rank's filler
+    /// micro-batch, [`run_steps`]).
+    counted: bool,
+}
+
+/// The policy loss's terms and its per-token statistics, summed over the chunks it sees.
+struct PolicyTerms<'c> {
+    config: &'c TrainConfig,
+    clip: PolicyClip,
+    clipped: usize,
+    outside: usize,
+    old_kl_sum: f64,
+    kl_loss_sum: f64,
+    entropy_sum: f64,
+}
+
+impl<'c> PolicyTerms<'c> {
+    fn new(config: &'c TrainConfig) -> Self {
+        let clip = config.policy_clip();
+        PolicyTerms {
+            config,
+            clip,
+            clipped: 0,
+            outside: 0,
+            old_kl_sum: 0.0,
+            kl_loss_sum: 0.0,
+            entropy_sum: 0.0,
+        }
+    }
+
+    /// The weighted loss of the positions `range` of a pack from their current log-probs
+    /// (`[1, len]`) and, under the entropy bonus, their entropies.
+    fn chunk_loss<B: Backend>(
+        &mut self,
+        b: &B,
+        x: &PackInputs<'_>,
+        logp: &B::Tensor,
+        entropy: Option<&B::Tensor>,
+        range: Range<usize>,
+    ) -> Result<B::Tensor> {
+        let c = self.config;
+        // A filler micro-batch (zero weights) adds to no statistic.
+        let counts = |t: usize| x.counted && x.pack.response_mask[t];
+        let mask = &x.pack.response_mask;
+        let shape = [1, range.len()];
+        let logp = b.cast(logp, DType::F32)?;
+        let now = b.to_host_f64(&logp)?;
+        for (t, &lp) in range.clone().zip(&now).filter(|&(t, _)| counts(t)) {
+            let ratio = Float::exp(lp - x.old[t]);
+            self.clipped += usize::from(self.clip.binds(ratio, x.adv[t]));
+            self.outside += usize::from(self.clip.outside(ratio));
+            self.old_kl_sum += x.old[t] - lp;
+        }
+        let old = b.tensor_f64(&x.old[range.clone()], &shape, DType::F32)?;
+        let adv = b.tensor_f64(&x.adv[range.clone()], &shape, DType::F32)?;
+        // PPO's plain clip through the backend (which may fuse it), the options through the one
+        // composite that defines them.
+        let mut loss = if self.clip.is_symmetric() {
+            b.policy_loss(&logp, &old, &adv, self.clip.eps_low)?
+        } else {
+            clipped_policy_loss(b, &logp, &old, &adv, &self.clip)?
+        };
+        if let Some(logp_ref) = x.logp_ref {
+            // Off the response positions the reference's entry is the current log-prob (KL 0), so
+            // that no large value sits behind the mask.
+            let r: Vec<f64> =
+                range.clone().zip(&now).map(|(t, &lp)| if mask[t] { logp_ref[t] } else { lp }).collect();
+            let k = c.kl_loss_estimator;
+            self.kl_loss_sum += range
+                .clone()
+                .zip(&now)
+                .zip(&r)
+                .filter(|((t, _), _)| counts(*t))
+                .map(|((_, &lp), &lr)| k.per_token(lp, lr))
+                .sum::<f64>();
+            let kl = k.tensor(b, &logp, &b.tensor_f64(&r, &shape, DType::F32)?)?;
+            loss = b.add(&loss, &b.affine(&kl, c.kl_loss_coef, 0.0)?)?;
+        }
+        if let Some(h) = entropy {
+            let h = b.reshape(&b.cast(h, DType::F32)?, &shape)?;
+            let host = b.to_host_f64(&h)?;
+            self.entropy_sum +=
+                range.clone().zip(&host).filter(|&(t, _)| counts(t)).map(|(_, &e)| e).sum::<f64>();
+            loss = b.sub(&loss, &b.affine(&h, c.entropy_coef, 0.0)?)?;
+        }
+        weighted_sum(b, &loss, x.weights, x.pack, range)
+    }
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers: a failed unwrap is a failed test")]
 
 mod iteration;
+mod kl;
 mod learning;
 mod manual;
 mod phases;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use orz_core::optimizer::StepReport;
-use orz_core::train::{IterationReport, PhaseTimes, RolloutMetrics, SkippedStep};
+use orz_core::train::{DynamicSamplingStats, IterationReport, PhaseTimes, RolloutMetrics, SkippedStep};
 use serde::{Deserialize, Serialize};
 
 /// The file name [`MetricsWriter`] writes in its directory.
@@ -57,6 +57,26 @@ pub struct IterationMetrics {
     /// See [`IterationMetrics::logp_mismatch_max`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logp_mismatch_kl: Option<f64>,
+    /// Mean per-token KL of the sampling policy to the frozen reference (absent without a KL
+    /// option; see `orz_core::train::reference` for the estimator and the peers' definitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl: Option<f64>,
+    /// Mean per-token KL-loss term over the policy steps (veRL's `actor/kl_loss`; absent unless
+    /// `use_kl_loss`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl_loss: Option<f64>,
+    /// Mean `logp_old − logp` over the policy steps' tokens, the k1 KL of the updated policy from
+    /// the sampling one (veRL's `actor/ppo_kl`; 0 at ORZ's single step; absent when not finite).
+    #[serde(default)]
+    pub ppo_kl: Option<f64>,
+    /// Mean full-vocabulary entropy of the policy over the policy steps' tokens (absent unless
+    /// `entropy_coef > 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<f64>,
+    /// DAPO's dynamic sampling: generation rounds, dropped, kept and generated prompt groups
+    /// (absent when off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_sampling: Option<DynamicSamplingStats>,
     /// Mean policy loss over the policy steps (absent when not finite).
     pub policy_loss: Option<f64>,
     /// Mean value loss over the critic steps (absent without critic or when not finite).
@@ -134,6 +154,11 @@ impl IterationMetrics {
             logp_mismatch_max: report.mismatch.map(|m| m.max_abs),
             logp_mismatch_mean: report.mismatch.map(|m| m.mean_abs),
             logp_mismatch_kl: report.mismatch.map(|m| m.kl),
+            kl: report.kl.and_then(finite),
+            kl_loss: report.kl_loss.and_then(finite),
+            ppo_kl: finite(report.ppo_kl),
+            entropy: report.entropy.and_then(finite),
+            dynamic_sampling: report.dynamic_sampling,
             policy_loss: finite(report.policy_loss),
             value_loss: report.value_loss.and_then(finite),
             policy_grad_norm: mean(&policy_norms),

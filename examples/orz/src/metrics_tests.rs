@@ -42,6 +42,11 @@ pub(crate) fn simple(iteration: u64, seconds: Option<f64>) -> IterationMetrics {
         clip_fraction: 0.0,
         clip_ratio: 0.0,
         mismatch: None,
+        kl: None,
+        kl_loss: None,
+        ppo_kl: 0.0,
+        entropy: None,
+        dynamic_sampling: None,
         policy_loss: 0.0,
         value_loss: None,
         policy_steps: vec![],
@@ -89,6 +94,16 @@ fn hand_report() -> IterationReport {
         clip_fraction: 0.125,
         clip_ratio: 0.25,
         mismatch: Some(orz_core::train::Mismatch { max_abs: 2e-6, mean_abs: 5e-7, kl: 1e-12, tokens: 9 }),
+        kl: Some(0.03),
+        kl_loss: Some(f64::NAN),
+        ppo_kl: -1e-4,
+        entropy: Some(1.5),
+        dynamic_sampling: Some(orz_core::train::DynamicSamplingStats {
+            rounds: 2,
+            dropped_groups: 3,
+            kept_groups: 2,
+            generated_groups: 5,
+        }),
         policy_loss: f64::NAN,
         value_loss: Some(0.75),
         policy_steps: vec![step(f64::NAN, 1e-6, false)],
@@ -125,6 +140,9 @@ fn derived_numbers_of_a_hand_built_report() {
     // A NaN loss and norms of skipped steps are absent, not NaN; the critic's mean and max are
     // over its two applied steps; learning rates are the last steps'.
     assert_eq!((m.policy_loss, m.value_loss), (None, Some(0.75)));
+    // The KL statistics pass through, a NaN one absent; so do entropy and dynamic sampling.
+    assert_eq!((m.kl, m.kl_loss, m.ppo_kl, m.entropy), (Some(0.03), None, Some(-1e-4), Some(1.5)));
+    assert_eq!(m.dynamic_sampling.map(|d| (d.rounds, d.dropped_groups, d.kept_groups)), Some((2, 3, 2)));
     assert_eq!(
         (m.policy_grad_norm, m.critic_grad_norm, m.critic_grad_norm_max),
         (None, Some(4.0), Some(6.0))

@@ -144,6 +144,26 @@ impl Settings {
         &self.recipe.train
     }
 
+    /// The dotted paths of the fields that are unset (`None`, so absent from [`Self::to_toml`]:
+    /// TOML has no null), e.g. `train.reward_clip_range`, in tree order.
+    pub fn unset_fields(&self) -> Result<Vec<String>> {
+        fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+            if let Value::Object(m) = v {
+                for (k, v) in m {
+                    let path = format!("{prefix}{k}");
+                    match v {
+                        Value::Null => out.push(path),
+                        Value::Object(_) => walk(v, &format!("{path}."), out),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&serde_json::to_value(&self.recipe)?, "", &mut out);
+        Ok(out)
+    }
+
     /// The full configuration as TOML, in the format `--config` reads.
     pub fn to_toml(&self) -> Result<String> {
         let top = strip_nulls(serde_json::to_value(&self.recipe)?);
@@ -322,6 +342,51 @@ mod tests {
             let found = path.split('.').try_fold(&tree, |v, k| v.get(k));
             assert!(found.is_some(), "`{old}` -> `{path}` is not in the tree");
         }
+    }
+
+    #[test]
+    fn the_kl_entropy_and_sampling_options_are_settable_and_checked() {
+        let set = Overrides::from_assignments(&[
+            "train.kl_coef=0.05".into(),
+            "train.kl_estimator=\"k2\"".into(),
+            "train.reward_clip_range=[-1.0, 1.0]".into(),
+            "train.entropy_coef=0.001".into(),
+        ])
+        .unwrap();
+        let file = toml(
+            "[train]\nuse_kl_loss = true\nkl_loss_coef = 0.001\nkl_loss_estimator = \"k1\"\n\
+             dynamic_sampling = true\ndynamic_sampling_max_rounds = 3\n",
+        );
+        let s = Settings::resolve(Preset::Tiny, &[file, set], vec![0]).unwrap();
+        let t = s.train();
+        use orz_core::ppo::kl::KlEstimator;
+        assert_eq!(
+            (t.kl_coef, t.kl_estimator, t.reward_clip_range),
+            (0.05, KlEstimator::K2, Some([-1.0, 1.0]))
+        );
+        assert_eq!((t.use_kl_loss, t.kl_loss_coef, t.kl_loss_estimator), (true, 0.001, KlEstimator::K1));
+        assert_eq!((t.entropy_coef, t.dynamic_sampling, t.dynamic_sampling_max_rounds), (0.001, true, 3));
+        // The dump shows them and reads back.
+        let text = s.to_toml().unwrap();
+        assert!(
+            text.contains("kl_estimator = \"k2\"") && text.contains("dynamic_sampling_max_rounds = 3"),
+            "{text}"
+        );
+        assert_eq!(Settings::resolve(Preset::Tiny, &[toml(&text)], vec![0]).unwrap(), s);
+        // The defaults: all off; unset optional fields are listed.
+        let d = Settings::resolve(Preset::Orz7b, &[], vec![0]).unwrap();
+        assert!(!d.train().uses_reference() && d.train().entropy_coef == 0.0 && !d.train().dynamic_sampling);
+        assert!(d.unset_fields().unwrap().contains(&"train.reward_clip_range".to_string()));
+        // Bad values are named.
+        let err = |o: Overrides| Settings::resolve(Preset::Tiny, &[o], vec![0]).unwrap_err().to_string();
+        let e = err(toml("[train]\nkl_coef = -0.1"));
+        assert!(e.contains("kl_coef"), "{e}");
+        let e = err(toml("[train]\nkl_estimator = \"k4\""));
+        assert!(e.contains("k4") && e.contains("k1"), "{e}");
+        let e = err(toml("[train]\nreward_clip_range = [1.0, -1.0]"));
+        assert!(e.contains("reward_clip_range"), "{e}");
+        let e = err(toml("[train]\ndynamic_sampling_max_rounds = 0"));
+        assert!(e.contains("dynamic_sampling_max_rounds"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,8 @@ use crate::{Error, Result};
 /// `collective`, with parameters of `dtype`: the trainer [`load`](super::load) followed by
 /// [`Trainer::distributed`] would give, without any rank holding a whole optimizer state (each
 /// reads its slices one sharding unit at a time). Every rank must call it. Errors as
-/// [`load`](super::load)'s.
+/// [`load`](super::load)'s. As after `load`, a KL run's trainer has no reference model until
+/// [`Trainer::with_reference`] gives it the run's initial policy.
 pub fn load_distributed<B: Backend>(
     backend: Rc<B>,
     dir: &Path,
@@ -59,7 +60,9 @@ pub fn load_distributed<B: Backend>(
     let rng =
         Rng::from_state(state.rng).map_err(|e| Error::invalid(&state_path, format!("field `rng`: {e}")))?;
     let TrainerStateFile { config: train, policy_optimizer, critic_optimizer, iteration, run, .. } = state;
-    let mut trainer = Trainer::new_distributed(train, policy, critic, rng, collective)
+    // The checkpoint's policy is not the run's reference model: none is built here (a KL run
+    // hands the initial policy to `Trainer::with_reference`, as after `load`).
+    let mut trainer = Trainer::new_distributed_restored(train, policy, critic, rng, collective)
         .map_err(|e| Error::invalid(dir, format!("building the trainer: {e}")))?;
     load_slices(b, dir, Head::Lm, &policy_optimizer, dtype, trainer.policy_optimizer_mut())?;
     if let (Some(record), Some(opt)) = (&critic_optimizer, trainer.critic_optimizer_mut()) {

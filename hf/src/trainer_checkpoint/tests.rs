@@ -54,11 +54,21 @@ fn prompts() -> Vec<PromptItem> {
 
 /// A fresh trainer on its own candle CPU backend: random models from seed 11, generator 5.
 fn trainer(model: &Qwen2Config, dtype: DType) -> Trainer<Candle> {
+    trainer_with(model, dtype, train_config())
+}
+
+/// [`trainer`] with `config`.
+fn trainer_with(model: &Qwen2Config, dtype: DType, config: TrainConfig) -> Trainer<Candle> {
     let b = Rc::new(Candle::cpu());
     let mut rng = Rng::seed_from_u64(11);
     let policy = Policy::random(Rc::clone(&b), model, dtype, &mut rng).unwrap();
     let critic = Critic::random(Rc::clone(&b), model, dtype, &mut rng).unwrap();
-    Trainer::new(train_config(), policy, Some(critic), Rng::seed_from_u64(5)).unwrap()
+    Trainer::new(config, policy, Some(critic), Rng::seed_from_u64(5)).unwrap()
+}
+
+/// The initial policy of [`trainer`] (seed 11), as a run's base model reloads it.
+fn initial_policy(b: &Rc<Candle>, model: &Qwen2Config, dtype: DType) -> Policy<Candle> {
+    Policy::random(Rc::clone(b), model, dtype, &mut Rng::seed_from_u64(11)).unwrap()
 }
 
 /// `n` iterations; the reports' Debug text (f64 Debug is exact, so equal text is equal bits).
@@ -110,6 +120,38 @@ fn exact_resume(dtype: DType, tag: &str) {
     assert_eq!(resumed_reports, whole_reports[k..], "iteration reports differ after the resume");
     assert!(weights(&resumed) == weights(&whole), "weights differ after the resume");
     assert_eq!(resumed.state().unwrap(), whole.state().unwrap(), "optimizer states differ after the resume");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_kl_run_resumes_exactly_with_its_initial_policy_as_reference() {
+    let (k, m, dtype) = (2, 1, DType::F32);
+    let model = Qwen2Config::tiny_test();
+    let config = TrainConfig { kl_coef: 0.1, use_kl_loss: true, kl_loss_coef: 0.1, ..train_config() };
+    let mut whole = trainer_with(&model, dtype, config.clone());
+    let whole_reports = run(&mut whole, k + m);
+    assert!(whole_reports[k].contains("kl: Some("), "{}", whole_reports[k]);
+
+    let root = scratch("kl-resume");
+    let dir = root.join("ck");
+    let mut first = trainer_with(&model, dtype, config);
+    run(&mut first, k);
+    save(&dir, &first, Some(&tokenizer()), &run_state()).unwrap();
+    drop(first);
+    // The checkpoint holds no reference: a loaded trainer refuses to run until it gets one.
+    let b = Rc::new(Candle::cpu());
+    let mut bare = load(Rc::clone(&b), &dir, dtype).unwrap().trainer;
+    assert!(bare.reference().is_none());
+    let err = bare.iteration(&prompts(), &HasE, &detok).unwrap_err().to_string();
+    assert!(err.contains("with_reference"), "{err}");
+    // With the run's initial policy it continues bit for bit.
+    let mut resumed = load(Rc::clone(&b), &dir, dtype)
+        .unwrap()
+        .trainer
+        .with_reference(initial_policy(&b, &model, dtype))
+        .unwrap();
+    assert_eq!(run(&mut resumed, m), whole_reports[k..], "iteration reports differ after the resume");
+    assert!(weights(&resumed) == weights(&whole), "weights differ after the resume");
     std::fs::remove_dir_all(&root).unwrap();
 }
 

@@ -18,6 +18,10 @@ pub fn presets(name: Option<&str>) -> Result<()> {
             let settings = Settings::resolve(preset, &[], vec![151_643])?;
             println!("# preset {preset}; train.stop.eos_token_ids come from the model's config.json\n");
             print!("{}", settings.to_toml()?);
+            let unset = settings.unset_fields()?;
+            if !unset.is_empty() {
+                println!("\n# unset options (off; TOML has no null): {}", unset.join(", "));
+            }
         }
     }
     Ok(())

@@ -119,7 +119,7 @@ pub fn run_training<B: Backend + 'static>(
 ) -> Result<TrainSummary> {
     let recipe = &p.settings.recipe;
     let collective = collective.unwrap_or_else(|| Rc::new(Single));
-    let (mut trainer, cursor) = match &p.resume {
+    let (mut trainer, cursor, reference_model) = match &p.resume {
         Some(dir) => {
             let loaded =
                 trainer_checkpoint::load_distributed(Rc::clone(b), dir, p.dtype, Rc::clone(&collective))?;
@@ -142,7 +142,16 @@ pub fn run_training<B: Backend + 'static>(
                 );
             }
             let position = usize::try_from(run.position)?;
-            (loaded.trainer, DataCursor { epoch: run.epoch, position })
+            let mut trainer = loaded.trainer;
+            let mut reference_model = None;
+            if trainer.config().uses_reference() {
+                let base = reference_dir(p, dir, &run)?;
+                let reference = orz_hf::load_policy(b, &base, p.dtype)
+                    .with_context(|| format!("--resume {}: the reference model", dir.display()))?;
+                trainer = trainer.with_reference(reference)?;
+                reference_model = Some(base);
+            }
+            (trainer, DataCursor { epoch: run.epoch, position }, reference_model)
         }
         None => {
             let mut init = Rng::seed_from_u64(p.seed).fork(u64::MAX);
@@ -154,7 +163,11 @@ pub fn run_training<B: Backend + 'static>(
             };
             let (train, rng) = (p.settings.recipe.train.clone(), Rng::seed_from_u64(p.seed));
             let trainer = Trainer::new_distributed(train, policy, critic, rng, collective)?;
-            (trainer, DataCursor::default())
+            // The base model the run started from, recorded in every checkpoint: a resumed run
+            // reloads its reference model (the initial policy) from there.
+            let reference_model =
+                trainer.config().uses_reference().then(|| std::path::absolute(&p.model_dir)).transpose()?;
+            (trainer, DataCursor::default(), reference_model)
         }
     };
     let main = trainer.collective().rank() == 0;
@@ -189,18 +202,12 @@ pub fn run_training<B: Backend + 'static>(
     let save_every = recipe.save_interval.max(1) as u64;
     for k in start_iteration..total {
         let eval = if k % eval_every == 0 { run_eval(&trainer, p, k)? } else { None };
-        let batch = order.next_batch(recipe.rollout_batch_size);
-        let prompts = batch
-            .iter()
-            .map(|&i| {
-                p.train_data[i]
-                    .to_prompt(recipe, &p.tokenizer)
-                    .with_context(|| format!("training problem {i}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let prompts = next_prompts(p, &mut order).map_err(anyhow::Error::from)?;
         let t0 = clock();
+        // DAPO's dynamic sampling asks for more prompt groups from the same seeded order.
+        let mut more = || next_prompts(p, &mut order);
         let report = trainer
-            .iteration_timed(&prompts, reward.as_ref(), &p.tokenizer, Some(&clock))
+            .iteration_dynamic(&prompts, &mut more, reward.as_ref(), &p.tokenizer, Some(&clock))
             .with_context(|| format!("iteration {k}"))?;
         let mut m = IterationMetrics::from_report(&report);
         m.eval = eval.unwrap_or_default();
@@ -222,7 +229,7 @@ pub fn run_training<B: Backend + 'static>(
                 preset: p.preset.name().to_string(),
                 epoch: cursor.epoch,
                 position: cursor.position as u64,
-                extras: serde_json::json!({ "training_problems": p.train_data.len() }),
+                extras: run_extras(p.train_data.len(), reference_model.as_deref()),
             };
             trainer_checkpoint::save(&dir, &trainer, Some(&p.tokenizer.to_json()?), &run)
                 .with_context(|| format!("saving checkpoint {}", dir.display()))?;
@@ -244,6 +251,66 @@ pub fn run_training<B: Backend + 'static>(
         plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
     }
     Ok(TrainSummary { metrics: all, final_eval, last_checkpoint, plot })
+}
+
+/// The key of [`RunState::extras`] that records the reference model's directory (the base
+/// model the run started from), when a KL option keeps one.
+pub const REFERENCE_MODEL: &str = "reference_model";
+
+/// What a checkpoint records beside the data cursor: the number of training problems and, under
+/// a KL option, the reference model's directory ([`REFERENCE_MODEL`]).
+fn run_extras(training_problems: usize, reference_model: Option<&Path>) -> serde_json::Value {
+    let mut extras = serde_json::json!({ "training_problems": training_problems });
+    if let (Some(dir), Some(map)) = (reference_model, extras.as_object_mut()) {
+        map.insert(REFERENCE_MODEL.to_string(), serde_json::Value::String(dir.display().to_string()));
+    }
+    extras
+}
+
+/// The next `rollout_batch_size` prompts of the seeded data order (an error names the problem).
+fn next_prompts(p: &Prepared, order: &mut DataOrder) -> orz_core::Result<Vec<orz_core::train::PromptItem>> {
+    let recipe = &p.settings.recipe;
+    order
+        .next_batch(recipe.rollout_batch_size)
+        .iter()
+        .map(|&i| {
+            p.train_data[i].to_prompt(recipe, &p.tokenizer).map_err(|e| {
+                orz_core::Error::invalid("training data", format!("training problem {i}: {e:#}"))
+            })
+        })
+        .collect()
+}
+
+/// Where a resumed run under a KL option loads its reference model (the initial policy, never
+/// the checkpoint's): the base model directory the run recorded, else `--model` when it was
+/// given (not the checkpoint's own policy). Errors when there is neither, or the recorded
+/// directory is gone.
+fn reference_dir(p: &Prepared, checkpoint: &Path, run: &RunState) -> Result<PathBuf> {
+    let recorded = run.extras.get(REFERENCE_MODEL).and_then(|v| v.as_str()).map(PathBuf::from);
+    let given = (p.model_dir != trainer_checkpoint::policy_dir(checkpoint)).then(|| p.model_dir.clone());
+    match (recorded, given) {
+        (Some(dir), _) if dir.is_dir() => Ok(dir),
+        (Some(dir), Some(model)) => {
+            eprintln!(
+                "orz train: the recorded reference model {} is gone; using --model {}",
+                dir.display(),
+                model.display()
+            );
+            Ok(model)
+        }
+        (Some(dir), None) => bail!(
+            "--resume {}: the run's reference model (its base model) was {}, which is gone: pass the base model \
+             with --model",
+            checkpoint.display(),
+            dir.display()
+        ),
+        (None, Some(model)) => Ok(model),
+        (None, None) => bail!(
+            "--resume {}: a KL option needs the run's initial policy as the reference model, and the checkpoint \
+             records no base model: pass it with --model",
+            checkpoint.display()
+        ),
+    }
 }
 
 /// Drops the lines of iterations `>= from` from a metrics file (a resumed run rewrites what

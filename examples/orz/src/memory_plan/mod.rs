@@ -7,7 +7,9 @@
 //! - **Model states**, resident all run: weights in the compute dtype; under a 16-bit dtype f32
 //!   master copies ([`orz_core::optimizer`]); AdamW's two f32 moments; for the model being
 //!   trained, the f32 gradient accumulator and one micro-batch's gradients. Policy and critic
-//!   are two full models (ORZ shares none).
+//!   are two full models (ORZ shares none). Under a KL option (`kl_coef > 0` or `use_kl_loss`)
+//!   the frozen reference model adds one more copy of the policy's weights in the compute dtype
+//!   (no masters, moments or gradients; whole on every rank).
 //! - **Generation**: the KV cache (every slot at `max_len`, capped by the engine budget) and one
 //!   decode step's `[slots, vocab]` f32 logits. The cache is freed before training starts.
 //! - **Training one pack** of `packing_max_len` tokens ([`orz_core::model::backprop`]): with
@@ -15,7 +17,9 @@
 //!   their gradients; without, every layer's activations. Attention adds, per layer kept,
 //!   `heads × T × T` scores and probabilities where the backend's attention is dense (the
 //!   reference), or only `heads × T` log-sum-exps where it is fused (tch, candle). The head
-//!   adds a chunk's `[chunk, vocab]` logits, their f32 log-softmax and its gradient.
+//!   adds a chunk's `[chunk, vocab]` logits, their f32 log-softmax and its gradient; the
+//!   entropy bonus (`entropy_coef > 0`) adds [`ENTROPY_F32_BUFFERS`] f32 buffers per logit (its
+//!   log-softmax, probabilities and their product).
 //!
 //! The peak is the model states plus the larger of the generation and the training phase.
 //!
@@ -107,6 +111,11 @@ const I_SAVED: u64 = 5;
 /// See [`H_SAVED`].
 const F32_NORM: u64 = 4;
 
+/// f32 `[chunk, vocab]` buffers the entropy bonus adds to a head chunk: its log-softmax, the
+/// probabilities and their product (counted from `orz_core::ppo::entropy::entropy_from_logits`,
+/// not measured).
+pub const ENTROPY_F32_BUFFERS: u64 = 3;
+
 /// The memory of one run, in bytes, and whether it fits a device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPlan {
@@ -124,6 +133,10 @@ pub struct MemoryPlan {
     pub pack_len: u64,
     /// Weights of both models in the compute dtype.
     pub weights: u64,
+    /// The frozen reference model's weights in the compute dtype (0 without a KL option).
+    pub reference: u64,
+    /// Whether the head chunk also computes the entropy (`entropy_coef > 0`).
+    pub entropy_head: bool,
     /// f32 master weights (only under a 16-bit dtype).
     pub masters: u64,
     /// AdamW's two f32 moments, both models.
@@ -209,6 +222,8 @@ impl MemoryPlan {
             options: train.memory,
             pack_len: train.packing_max_len as u64,
             weights: 0,
+            reference: if train.uses_reference() { width * policy_params } else { 0 },
+            entropy_head: train.entropy_coef > 0.0,
             masters: 0,
             optimizer: 0,
             gradients: 0,
@@ -256,7 +271,10 @@ impl MemoryPlan {
         let chunk = t.min(self.options.head_chunk_tokens as u64);
         // Logits in the dtype (and their gradient), the f32 log-softmax's pieces and their
         // gradients (counted, then calibrated against the measured peaks: BENCHMARKS.md).
-        let (copies, f32_buffers) = self.backend.head_buffers;
+        let (copies, mut f32_buffers) = self.backend.head_buffers;
+        if self.entropy_head {
+            f32_buffers += ENTROPY_F32_BUFFERS;
+        }
         let head_logits = chunk * s.vocab * (copies * w + f32_buffers * 4);
         // The gradient with respect to the residual stream, and the chunk leaves' copy of it.
         let stream = 2 * t * s.hidden * w;
@@ -267,9 +285,10 @@ impl MemoryPlan {
             checkpoints + layers_kept * (per_layer + attention_per_layer) + node_grads + head_logits + stream;
     }
 
-    /// Weights, masters, optimizer state and gradients: what must stay resident all run.
+    /// Weights (the reference model's included), masters, optimizer state and gradients: what
+    /// must stay resident all run.
     pub fn model_states(&self) -> u64 {
-        self.weights + self.masters + self.optimizer + self.gradients
+        self.weights + self.reference + self.masters + self.optimizer + self.gradients
     }
 
     /// The generation phase beyond the model states: the KV cache, a decode step's logits and

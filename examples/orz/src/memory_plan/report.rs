@@ -173,6 +173,7 @@ impl fmt::Display for MemoryPlan {
                 },
                 self.weights,
             ),
+            ("reference model (frozen initial policy, KL options)", self.reference),
             ("f32 master weights", self.masters),
             ("AdamW moments (f32, 2 per parameter)", self.optimizer),
             (

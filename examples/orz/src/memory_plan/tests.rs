@@ -131,3 +131,30 @@ fn host_memory_is_read() {
     let (bytes, source) = device_memory(None);
     assert!(bytes.unwrap_or(0) > 1 << 30, "{source}");
 }
+
+#[test]
+fn the_reference_model_and_the_entropy_bonus_have_their_memory() {
+    let model = qwen25_shape(Preset::Orz1p5b).unwrap();
+    let base = preset_train(Preset::Orz1p5b);
+    let plain = MemoryPlan::new(&model, &base, DType::BF16, PlanBackend::TCH, Some(H100_BYTES), "test");
+    assert_eq!(plain.reference, 0, "ORZ's presets keep no reference model");
+    for kl in [
+        TrainConfig { kl_coef: 0.01, ..base.clone() },
+        TrainConfig { use_kl_loss: true, kl_loss_coef: 0.001, ..base.clone() },
+    ] {
+        let p = MemoryPlan::new(&model, &kl, DType::BF16, PlanBackend::TCH, Some(H100_BYTES), "test");
+        // One more copy of the policy's bf16 weights, nothing else.
+        assert_eq!(p.reference, 2 * p.policy_params);
+        assert_eq!(p.total(), plain.total() + p.reference);
+        assert!(p.to_string().contains("reference model (frozen initial policy"), "{p}");
+        assert_eq!(p.with_world_size(4).reference, p.reference, "whole on every rank");
+    }
+    let entropy = TrainConfig { entropy_coef: 0.001, ..base };
+    let p = MemoryPlan::new(&model, &entropy, DType::BF16, PlanBackend::TCH, Some(H100_BYTES), "test");
+    let chunk = p.pack_len.min(p.options.head_chunk_tokens as u64);
+    assert_eq!(p.head_logits, plain.head_logits + ENTROPY_F32_BUFFERS * 4 * chunk * model.vocab_size as u64);
+}
+
+fn preset_train(preset: Preset) -> TrainConfig {
+    preset.config().train_config(vec![151_643]).unwrap()
+}
