@@ -97,10 +97,12 @@ impl Task {
         }
     }
 
-    /// Recipe fields the task sets before the user's overrides (Countdown: TinyZero's prompt).
+    /// Recipe fields the task sets before the user's overrides (Countdown: TinyZero's prompt;
+    /// tiny: room for its longest, checked answers, [`tiny::lengths`]).
     pub fn overrides(self) -> Option<Overrides> {
         match self {
-            Task::Math | Task::Tiny => None,
+            Task::Math => None,
+            Task::Tiny => Some(tiny::lengths()),
             Task::Countdown => {
                 let mut values = Map::new();
                 values.insert("prompt_template".into(), Value::String(TINYZERO_PROMPT_TEMPLATE.into()));
