@@ -1,10 +1,12 @@
-//! The tiny task: sums of three or four digits, worked step by step, graded by ORZ's checker.
+//! The tiny task: sums of three or four digits, graded by ORZ's checker, and the three answer
+//! forms of the base model's pretraining data.
 //!
 //! A question is `7+5+8`, its answer `20`. A worked solution adds left to right,
 //! `7+5=12, 12+8=20`, then closes the thought and boxes the answer:
-//! ` 7+5=12, 12+8=20 </think> <answer>\boxed{20}</answer>` (see [`solution`]). The question
-//! space (9³ + 9⁴ = 7,290 questions) is split by a hash of the question: one question in ten
-//! belongs to the held-out eval set ([`eval_problems`]), never to training ([`problems`]).
+//! ` 7+5=12, 12+8=20 </think> <answer>\boxed{20}</answer>`; a checked one redoes each step after
+//! `wait,`; a short one boxes a guess at once (see [`Form`], [`Mix`], [`demonstration`]). The
+//! question space (9³ + 9⁴ = 7,290 questions) is split by a hash of the question: one question in
+//! ten belongs to the held-out eval set ([`eval_problems`]), never to training ([`problems`]).
 
 use orz_core::rng::Rng;
 
@@ -251,7 +253,7 @@ mod tests {
             let terms = terms_of(&p.question).unwrap();
             let form = mix.draw_form(&mut rng);
             let d = demonstration(&terms, form, mix, &mut rng);
-            assert!(d.ends_with("</think> <answer>\\boxed{") == false && d.ends_with("}</answer>"), "{d}");
+            assert!(d.contains(" </think> <answer>\\boxed{") && d.ends_with("}</answer>"), "{d}");
             let i = form as usize;
             counts[i].0 += 1;
             counts[i].1 += usize::from(orz_math_score(&d, FinishReason::Stop, &p.answer) == 1.0);
