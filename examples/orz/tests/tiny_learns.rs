@@ -20,7 +20,8 @@
 //! 2 by 0.31, 0.24 and 0.16 in reward (0.302 -> 0.612 on seed 0, this test's), 34, 41 and 45
 //! tokens in length (24.5 -> 58.5 on seed 0) and 186, 251 and 265 in reflection (38 -> 224 on
 //! seed 0): the base model mostly guesses, and PPO shifts it to the worked and the checked
-//! answers it also knows (`orz::task::tiny`). About 70 s on the shared 2-core machine.
+//! answers it also knows (`orz::task::tiny`). 91 s (`cargo test -p orz --test tiny_learns`) on the
+//! shared 2-core machine at load average 5.5.
 
 mod support;
 
