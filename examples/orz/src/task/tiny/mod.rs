@@ -9,8 +9,8 @@
 //!   tokens).
 //! - [`pretrain`]: how the base model was made: next-token training on a mixture dominated by
 //!   short guesses, with worked answers that slip and a few checked ones, so that the base model
-//!   knows every form but mostly guesses (its reward starts around 0.35, its responses around
-//!   30 tokens). ORZ's PPO then selects: the reward rises only as the policy writes the longer,
+//!   knows every form but mostly guesses (its reward starts around 0.3, its responses around
+//!   25 tokens). ORZ's PPO then selects: the reward rises only as the policy writes the longer,
 //!   worked and self-checking forms more often, so reward, response length and the count of
 //!   `wait,` rise together (ORZ's signature), from forms pretraining put there.
 //!
