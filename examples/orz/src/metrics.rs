@@ -244,6 +244,44 @@ pub fn read_metrics(path: &Path) -> Result<Vec<IterationMetrics>> {
     Ok(out)
 }
 
+/// The eval of the trained model, after the last iteration: `DIR/eval/final.json` (a metrics
+/// line holds the eval of the policy that sampled that iteration, so this one has no line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalEval {
+    /// The iteration count the trained model reached (the x of its point on the plot).
+    pub iteration: u64,
+    /// Accuracy per eval file.
+    pub accuracy: BTreeMap<String, f64>,
+}
+
+impl FinalEval {
+    /// Where a run writing metrics into `dir` keeps its final eval.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("eval").join("final.json")
+    }
+
+    /// Writes `dir/eval/final.json` (the `eval` directory must exist). Errors name the path.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = FinalEval::path(dir);
+        let json = serde_json::to_string(self)?;
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Reads `dir/eval/final.json`; `None` when there is none (a run stopped early, or an eval-less
+    /// one). Errors name the path.
+    pub fn read(dir: &Path) -> Result<Option<FinalEval>> {
+        let path = FinalEval::path(dir);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let eval = serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a final eval ({{\"iteration\", \"accuracy\"}})", path.display())
+        })?;
+        Ok(Some(eval))
+    }
+}
+
 #[cfg(test)]
 #[path = "metrics_tests.rs"]
 pub(crate) mod tests;

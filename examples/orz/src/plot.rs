@@ -1,6 +1,8 @@
 //! A PNG of a training run from its [`IterationMetrics`]: reward (mean training reward, pass@n
-//! and eval accuracies) and response length (mean, correct and incorrect) against the iteration,
-//! in two panels with a title, axis labels and legends.
+//! and eval accuracies, the trained model's eval marked after the last iteration), response
+//! length (mean, correct and incorrect) and reflection (ORZ's reflection-pattern matches per
+//! response, and the share of responses with one) against the iteration, in three panels with a
+//! title, axis labels and legends.
 //!
 //! Text is drawn with an embedded subset of DejaVu Sans (`examples/orz/assets/fonts`, Bitstream Vera
 //! licence), so plots need no system font. The image is drawn in memory and encoded with the
@@ -16,13 +18,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::metrics::IterationMetrics;
+use crate::metrics::{FinalEval, IterationMetrics};
 
 /// The training curves' file name, in the output directory.
 pub const PLOT_FILE: &str = "training.png";
 
 /// Width and height of the plot in pixels.
-pub const PLOT_SIZE: (u32, u32) = (1200, 900);
+pub const PLOT_SIZE: (u32, u32) = (1200, 1200);
 
 /// The embedded font (a Latin-1 subset of DejaVu Sans).
 const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans-subset.ttf");
@@ -63,7 +65,7 @@ impl Line {
     }
 }
 
-fn reward_lines(metrics: &[IterationMetrics]) -> Vec<Line> {
+fn reward_lines(metrics: &[IterationMetrics], final_eval: Option<&FinalEval>) -> Vec<Line> {
     let x = |m: &IterationMetrics| m.iteration as f64;
     let mut lines = vec![
         Line::new(
@@ -79,15 +81,48 @@ fn reward_lines(metrics: &[IterationMetrics]) -> Vec<Line> {
             metrics.iter().map(|m| (x(m), Some(m.rollout.pass_at_n))),
         ),
     ];
-    let mut names: Vec<&String> = metrics.iter().flat_map(|m| m.eval.keys()).collect();
+    let final_accuracy =
+        |name: &String| final_eval.and_then(|f| Some((f.iteration as f64, *f.accuracy.get(name)?)));
+    let mut names: Vec<&String> = metrics
+        .iter()
+        .flat_map(|m| m.eval.keys())
+        .chain(final_eval.iter().flat_map(|f| f.accuracy.keys()))
+        .collect();
     names.sort();
     names.dedup();
     for (i, name) in names.into_iter().enumerate() {
         let color = EVAL_COLORS[i % EVAL_COLORS.len()];
+        let last = final_accuracy(name);
         let points = metrics.iter().map(|m| (x(m), m.eval.get(name).copied()));
+        let points = points.chain(last.map(|(x, y)| (x, Some(y))));
         lines.push(Line::new(&format!("eval accuracy: {name}"), color, 4, points));
+        if let Some((x, y)) = last {
+            let label = format!("{name} after training: {y:.3}");
+            lines.push(Line::new(&label, color, 9, std::iter::once((x, Some(y)))));
+        }
     }
     lines
+}
+
+fn reflection_lines(metrics: &[IterationMetrics]) -> Vec<Line> {
+    let x = |m: &IterationMetrics| m.iteration as f64;
+    let per_response = |count: usize, m: &IterationMetrics| {
+        (m.rollout.samples > 0).then(|| count as f64 / m.rollout.samples as f64)
+    };
+    vec![
+        Line::new(
+            "reflection words per response (wait, recheck, ...)",
+            RGBColor(140, 60, 180),
+            0,
+            metrics.iter().map(|m| (x(m), per_response(m.rollout.reflection.total(), m))),
+        ),
+        Line::new(
+            "share of responses with one",
+            RGBColor(0, 150, 150),
+            0,
+            metrics.iter().map(|m| (x(m), per_response(m.rollout.reflection.responses_with_any, m))),
+        ),
+    ]
 }
 
 fn length_lines(metrics: &[IterationMetrics]) -> Vec<Line> {
@@ -170,15 +205,23 @@ fn panel<DB: DrawingBackend>(
 }
 
 /// Draws the reward panel (mean training reward, pass@n, eval accuracy per eval file when
-/// present) over the response-length panel (mean, correct, incorrect), both against the
+/// present, with `final_eval`, the trained model's, as a large dot after the last iteration)
+/// over the response-length panel (mean, correct, incorrect) over the reflection panel
+/// (reflection-pattern matches per response, share of responses with one), all against the
 /// iteration, under `title`, and writes it as a [`PLOT_SIZE`] RGB PNG to `out`. Errors: no
 /// metrics, or a file that cannot be written (naming `out`).
-pub fn plot_training(metrics: &[IterationMetrics], out: &Path, title: &str) -> Result<()> {
+pub fn plot_training(
+    metrics: &[IterationMetrics],
+    final_eval: Option<&FinalEval>,
+    out: &Path,
+    title: &str,
+) -> Result<()> {
     let (Some(first), Some(last)) =
         (metrics.iter().map(|m| m.iteration).min(), metrics.iter().map(|m| m.iteration).max())
     else {
         bail!("no metrics to plot into {}", out.display());
     };
+    let last = final_eval.map_or(last, |f| last.max(f.iteration));
     register_embedded_font()?;
     let x = first as f64..(last.max(first + 1)) as f64;
     let (w, h) = PLOT_SIZE;
@@ -187,9 +230,12 @@ pub fn plot_training(metrics: &[IterationMetrics], out: &Path, title: &str) -> R
         let root = BitMapBackend::with_buffer(&mut pixels, PLOT_SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("drawing the plot background: {e}"))?;
         let root = root.titled(title, (FAMILY, 30)).map_err(|e| anyhow!("drawing the plot title: {e}"))?;
-        let panels = root.split_evenly((2, 1));
-        panel(&panels[0], x.clone(), &reward_lines(metrics), 0.0..1.0, ("Reward", "reward / accuracy", 1))?;
-        panel(&panels[1], x, &length_lines(metrics), 0.0..1.0, ("Response length", "tokens", 0))?;
+        let panels = root.split_evenly((3, 1));
+        let rewards = reward_lines(metrics, final_eval);
+        panel(&panels[0], x.clone(), &rewards, 0.0..1.0, ("Reward", "reward / accuracy", 1))?;
+        panel(&panels[1], x.clone(), &length_lines(metrics), 0.0..1.0, ("Response length", "tokens", 0))?;
+        let reflection = reflection_lines(metrics);
+        panel(&panels[2], x, &reflection, 0.0..1.0, ("Reflection", "per response", 1))?;
         root.present().map_err(|e| anyhow!("finishing the plot: {e}"))?;
     }
     write_png(out, &pixels, PLOT_SIZE).with_context(|| format!("writing the plot {}", out.display()))
@@ -227,6 +273,8 @@ mod tests {
                 m.rollout.correct_length_mean = Some(m.rollout.response_length_mean * 0.9);
                 m.rollout.incorrect_length_mean =
                     (i % 13 != 5).then_some(m.rollout.response_length_mean * 1.2);
+                m.rollout.reflection.wait = (40.0 * t) as usize;
+                m.rollout.reflection.responses_with_any = (16.0 * t) as usize;
                 m.eval = if i % 10 == 0 {
                     BTreeMap::from([
                         ("math500".to_string(), 0.3 + 0.5 * t),
@@ -254,7 +302,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("orz-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("training.png");
-        plot_training(&synthetic(60), &out, "orz tiny: synthetic run").unwrap();
+        let final_eval =
+            FinalEval { iteration: 60, accuracy: BTreeMap::from([("math500".to_string(), 0.81)]) };
+        plot_training(&synthetic(60), Some(&final_eval), &out, "orz tiny: synthetic run").unwrap();
         let (w, h, color, pixels) = png_info(&out);
         assert_eq!((w, h, color), (PLOT_SIZE.0, PLOT_SIZE.1, png::ColorType::Rgb));
         // Something was drawn: blue (training reward) and black (length, text) pixels exist.
@@ -262,19 +312,36 @@ mod tests {
         assert!(px.iter().any(|p| p == &[0, 0, 255]), "no blue reward line");
         assert!(px.iter().filter(|p| p == &&[255, 255, 255]).count() < px.len() * 98 / 100);
         // A single iteration still plots (a non-empty x range).
-        plot_training(&synthetic(1), &out, "one iteration").unwrap();
+        plot_training(&synthetic(1), None, &out, "one iteration").unwrap();
         if let Ok(keep) = std::env::var("ORZ_KEEP_PLOT") {
-            plot_training(&synthetic(60), Path::new(&keep), "orz tiny: synthetic run").unwrap();
+            plot_training(&synthetic(60), Some(&final_eval), Path::new(&keep), "orz tiny: synthetic run")
+                .unwrap();
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
+    fn the_final_eval_ends_its_eval_line_with_a_large_dot() {
+        let metrics = synthetic(60);
+        let final_eval =
+            FinalEval { iteration: 60, accuracy: BTreeMap::from([("math500".to_string(), 0.81)]) };
+        let lines = reward_lines(&metrics, Some(&final_eval));
+        let eval = lines.iter().find(|l| l.label == "eval accuracy: math500").unwrap();
+        assert_eq!(eval.points.len(), 7, "6 evals during training and the final one");
+        assert_eq!(eval.points.last(), Some(&(60.0, 0.81)));
+        let dot = lines.iter().find(|l| l.label == "math500 after training: 0.810").unwrap();
+        assert_eq!((dot.points.as_slice(), dot.marker, dot.color), (&[(60.0, 0.81)][..], 9, eval.color));
+        assert_eq!(reward_lines(&metrics, None).len(), 4, "training reward, pass@n, two evals");
+        let reflection = reflection_lines(&metrics);
+        assert_eq!(reflection[0].points.last(), Some(&(59.0, 39.0 / 16.0)));
+    }
+
+    #[test]
     fn errors_name_the_output_path() {
         let bad = std::env::temp_dir().join("orz-no-such-dir-for-plots").join("x.png");
-        let err = format!("{:#}", plot_training(&synthetic(3), &bad, "t").unwrap_err());
+        let err = format!("{:#}", plot_training(&synthetic(3), None, &bad, "t").unwrap_err());
         assert!(err.contains(&bad.display().to_string()), "{err}");
-        let err = format!("{:#}", plot_training(&[], Path::new("empty.png"), "t").unwrap_err());
+        let err = format!("{:#}", plot_training(&[], None, Path::new("empty.png"), "t").unwrap_err());
         assert!(err.contains("no metrics") && err.contains("empty.png"), "{err}");
     }
 }

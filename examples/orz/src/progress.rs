@@ -31,28 +31,35 @@ fn bar(total: u64, visible: bool, template: &str, prefix: String) -> ProgressBar
     ProgressBar::with_draw_target(Some(total), target).with_style(style).with_prefix(prefix)
 }
 
-/// The bar's message after an iteration: `reward 0.412 | len 123 | 12.3 s/it` (`s/it` from the
-/// iteration's timings, else from `fallback_seconds`).
+/// The bar's message after an iteration: `reward 0.412 | len 123 | reflect 5 | 12.3 s/it`
+/// (`reflect`: matches of ORZ's reflection patterns in the iteration's responses; `s/it` from
+/// the iteration's timings, else from `fallback_seconds`).
 pub fn iteration_message(m: &IterationMetrics, fallback_seconds: f64) -> String {
     let seconds = m.seconds().unwrap_or(fallback_seconds);
     format!(
-        "reward {:.3} | len {:.0} | {seconds:.1} s/it",
-        m.rollout.mean_reward, m.rollout.response_length_mean
+        "reward {:.3} | len {:.0} | reflect {} | {seconds:.1} s/it",
+        m.rollout.mean_reward,
+        m.rollout.response_length_mean,
+        m.rollout.reflection.total()
     )
 }
 
 /// The plain stderr line of an iteration (1-based count of `total`), e.g. `iteration 3/100:
-/// reward 0.412, pass@n 0.800, length 123 ± 40, stop 0.950, 12.3 s, eval math500 0.314`.
+/// reward 0.412, pass@n 0.800, length 123 ± 40, stop 0.950, reflection 5, 12.3 s, eval math500
+/// 0.314` (`reflection`: matches of ORZ's reflection patterns, `wait,`, `recheck`, ..., in the
+/// iteration's responses, [`orz_core::train::ReflectionCounts`]).
 pub fn iteration_line(m: &IterationMetrics, total: u64, fallback_seconds: f64) -> String {
     let seconds = m.seconds().unwrap_or(fallback_seconds);
     let mut line = format!(
-        "iteration {}/{total}: reward {:.3}, pass@n {:.3}, length {:.0} ± {:.0}, stop {:.3}, {seconds:.1} s",
+        "iteration {}/{total}: reward {:.3}, pass@n {:.3}, length {:.0} ± {:.0}, stop {:.3}, reflection {}, \
+         {seconds:.1} s",
         m.iteration + 1,
         m.rollout.mean_reward,
         m.rollout.pass_at_n,
         m.rollout.response_length_mean,
         m.rollout.response_length_std,
         m.rollout.stop_ratio,
+        m.rollout.reflection.total(),
     );
     for (name, accuracy) in &m.eval {
         line.push_str(&format!(", eval {name} {accuracy:.3}"));
@@ -177,10 +184,12 @@ mod tests {
     #[test]
     fn lines_and_messages() {
         let mut m = metrics(2, Some(12.34));
-        assert_eq!(iteration_message(&m, 99.0), "reward 0.412 | len 123 | 12.3 s/it");
+        m.rollout.reflection.wait = 4;
+        m.rollout.reflection.recheck = 1;
+        assert_eq!(iteration_message(&m, 99.0), "reward 0.412 | len 123 | reflect 5 | 12.3 s/it");
         assert_eq!(
             iteration_line(&m, 100, 99.0),
-            "iteration 3/100: reward 0.412, pass@n 0.750, length 123 ± 40, stop 0.938, 12.3 s"
+            "iteration 3/100: reward 0.412, pass@n 0.750, length 123 ± 40, stop 0.938, reflection 5, 12.3 s"
         );
         m.eval = BTreeMap::from([("math500".to_string(), 0.314), ("aime".to_string(), 0.1)]);
         m.skipped_steps.push(SkippedStep { model: ModelKind::Critic, index: 3, reason: "nan".to_string() });
@@ -197,7 +206,7 @@ mod tests {
         p.update(&metrics(0, Some(1.0)));
         p.update(&metrics(1, Some(1.0)));
         assert_eq!(p.position(), 2);
-        assert_eq!(p.bar.message(), "reward 0.412 | len 123 | 1.0 s/it");
+        assert_eq!(p.bar.message(), "reward 0.412 | len 123 | reflect 0 | 1.0 s/it");
         p.finish();
         assert!(p.bar.is_finished());
         let resumed = Progress::with_visibility(10, false).resume_at(7);

@@ -1,11 +1,12 @@
-//! `orz plot [METRICS] [--png FILE]`: the training curves of a metrics file as a PNG.
+//! `orz plot [METRICS] [--png FILE]`: the training curves of a metrics file as a PNG (with the
+//! trained model's eval from `eval/final.json` beside it, when there is one).
 
 use std::path::Path;
 
 use anyhow::Result;
 
 use crate::cli::Common;
-use crate::metrics::{METRICS_FILE, read_metrics};
+use crate::metrics::{FinalEval, METRICS_FILE, read_metrics};
 use crate::plot::{PLOT_FILE, plot_training};
 
 /// `orz plot`.
@@ -16,7 +17,9 @@ pub fn plot(common: &Common, metrics: Option<&Path>, png: Option<&Path>) -> Resu
         Path::to_path_buf,
     );
     let history = read_metrics(&metrics)?;
-    plot_training(&history, &png, &format!("orz ({})", metrics.display()))?;
+    // The trained model's eval, when the run wrote one beside its metrics.
+    let final_eval = FinalEval::read(metrics.parent().unwrap_or_else(|| Path::new(".")))?;
+    plot_training(&history, final_eval.as_ref(), &png, &format!("orz ({})", metrics.display()))?;
     println!("{}", png.display());
     Ok(())
 }

@@ -22,7 +22,7 @@ use crate::backend::{BackendJob, run_on};
 use crate::cli::Common;
 use crate::data::{DataCursor, DataOrder};
 use crate::eval::{EvalOptions, evaluate_on_ranks};
-use crate::metrics::{IterationMetrics, METRICS_FILE, MetricsWriter};
+use crate::metrics::{FinalEval, IterationMetrics, METRICS_FILE, MetricsWriter};
 use crate::plot::{PLOT_FILE, plot_training};
 use crate::prepare::{Prepared, prepare};
 use crate::progress::Progress;
@@ -240,15 +240,15 @@ pub fn run_training<B: Backend + 'static>(
     // The eval of the trained model (a metrics line holds the eval of the policy that sampled
     // it, so this one has no line: it goes to eval/final.json and the summary).
     let final_eval = if total > start_iteration { run_eval(&trainer, p, total)? } else { None };
-    if let Some(eval) = final_eval.as_ref().filter(|_| main) {
-        let path = p.out.join("eval").join("final.json");
-        let json = serde_json::json!({ "iteration": total, "accuracy": eval });
-        std::fs::write(&path, json.to_string()).with_context(|| format!("writing {}", path.display()))?;
+    let final_point = final_eval.clone().map(|accuracy| FinalEval { iteration: total, accuracy });
+    if let Some(eval) = final_point.as_ref().filter(|_| main) {
+        eval.write(&p.out)?;
     }
     let plot = p.out.join(PLOT_FILE);
     if main {
         let history = crate::metrics::read_metrics(&p.out.join(METRICS_FILE))?;
-        plot_training(&history, &plot, &format!("orz {} ({backend_name})", p.preset))?;
+        let title = format!("orz {} ({backend_name})", p.preset);
+        plot_training(&history, final_point.as_ref(), &plot, &title)?;
     }
     Ok(TrainSummary { metrics: all, final_eval, last_checkpoint, plot })
 }

@@ -29,9 +29,9 @@ pub enum Task {
     /// `<answer>` equals the reference (ORZ_RECIPE.md "Answer extraction and checking").
     #[default]
     Math,
-    /// The tiny default: sums of three or four digits worked step by step, graded by ORZ's math
-    /// reward, with an embedded base model and tokenizer ([`tiny`]); without `--data` the
-    /// problems are generated, with a held-out eval split.
+    /// The tiny default: sums of three or four digits (guessed, worked or checked step by step),
+    /// graded by ORZ's math reward, with an embedded base model and tokenizer ([`tiny`]); without
+    /// `--data` the problems are generated, with a held-out eval split.
     Tiny,
     /// TinyZero's Countdown: reach the target with the given numbers; 1.0 right, 0.1 well formed
     /// but wrong, 0 without an answer (ORZ_RECIPE.md "Countdown"). Without `--data` the
@@ -97,10 +97,12 @@ impl Task {
         }
     }
 
-    /// Recipe fields the task sets before the user's overrides (Countdown: TinyZero's prompt).
+    /// Recipe fields the task sets before the user's overrides (Countdown: TinyZero's prompt;
+    /// tiny: room for its longest, checked answers, [`tiny::lengths`]).
     pub fn overrides(self) -> Option<Overrides> {
         match self {
-            Task::Math | Task::Tiny => None,
+            Task::Math => None,
+            Task::Tiny => Some(tiny::lengths()),
             Task::Countdown => {
                 let mut values = Map::new();
                 values.insert("prompt_template".into(), Value::String(TINYZERO_PROMPT_TEMPLATE.into()));

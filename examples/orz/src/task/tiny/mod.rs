@@ -1,22 +1,25 @@
 //! The tiny default: a small Qwen2-architecture base model, its character-level tokenizer and
 //! task, embedded in the program so that `orz` with no arguments trains on a laptop CPU.
 //!
-//! - [`problems`](mod@problems): sums of three or four digits worked step by step (`7+5=12, 12+8=20`), graded by
-//!   ORZ's own reward (`orz_math`: boxed answer correct and finish reason `stop`), with a
-//!   held-out eval split.
+//! - [`problems`](mod@problems): sums of three or four digits, graded by ORZ's own reward
+//!   (`orz_math`: boxed answer correct and finish reason `stop`), with a held-out eval split, and
+//!   the three answer forms of the pretraining data: a short guess with no steps, a worked answer
+//!   (`7+5=12, 12+8=20`) and a checked one (`7+5=12, wait, 7+5=12, 12+8=21, wait, 12+8=20`).
 //! - [`vocab`]: the character-level `tokenizer.json` (plus the four ORZ tags and EOS as whole
 //!   tokens).
-//! - [`pretrain`]: how the base model was made: next-token training on *noisy* demonstrations,
-//!   so that the base model reasons in the right shape but is often wrong (its reward starts
-//!   around 0.3). ORZ's PPO then sharpens what pretraining put there; it does not teach
-//!   arithmetic from nothing.
+//! - [`pretrain`]: how the base model was made: next-token training on a mixture dominated by
+//!   short guesses, with worked answers that slip and a few checked ones, so that the base model
+//!   knows every form but mostly guesses (its reward starts around 0.3, its responses around
+//!   25 tokens). ORZ's PPO then selects: the reward rises only as the policy writes the longer,
+//!   worked and self-checking forms more often, so reward, response length and the count of
+//!   `wait,` rise together (ORZ's signature), from forms pretraining put there.
 //!
 //! The committed files in `examples/orz/assets/tiny/` are embedded with `include_bytes!`;
 //! [`BASE_MODEL`] writes them to a directory, which then loads like any Qwen2.5 checkpoint.
 //! They were made by [`build_base_model`]`(examples/orz/assets/tiny, 0)`:
 //! `cargo run --release -p orz -- pretrain --out examples/orz/assets/tiny --seed 0`
-//! (1,500 steps of 32 demonstrations, 356 s on the shared 2-core machine at load ~5.5 with
-//! `RAYON_NUM_THREADS=1`; final loss 0.12). `orz train` (or `orz` alone) trains on them.
+//! (1,500 steps of 32 demonstrations, 1,379 s on the shared 2-core machine while other builds ran,
+//! load average 6-9; final loss 0.111). `orz train` (or `orz` alone) trains on them.
 
 pub mod pretrain;
 pub mod problems;
@@ -28,6 +31,7 @@ use anyhow::Result;
 use orz_core::model::Qwen2Config;
 
 use super::EmbeddedModel;
+use crate::settings::Overrides;
 use crate::tokenizer::Tokenizer;
 
 pub use pretrain::{PretrainConfig, build_base_model};
@@ -46,6 +50,23 @@ pub const BASE_MODEL: EmbeddedModel = EmbeddedModel {
     model_safetensors: MODEL_SAFETENSORS,
     tokenizer_json: TOKENIZER_JSON,
 };
+
+/// Tokens a tiny response may have: the longest checked answer (`9+9+9+9`) is 85 with EOS.
+pub const MAX_NEW_TOKENS: usize = 96;
+/// Tokens of the longest tiny prompt are 26; the tiny preset's prompt limit.
+pub const PROMPT_MAX_LEN: usize = 40;
+
+/// The lengths the tiny task sets (before `--config` and `--set`): the tiny preset's 48 new
+/// tokens fit a worked answer but not a checked one ([`problems::Form::Checked`]), so the
+/// task raises `train.stop.max_new_tokens` to [`MAX_NEW_TOKENS`] (and `max_total_len` with
+/// it, the prompt limit staying [`PROMPT_MAX_LEN`]).
+pub fn lengths() -> Overrides {
+    let train = serde_json::json!({
+        "prompt_max_len": PROMPT_MAX_LEN,
+        "stop": { "max_new_tokens": MAX_NEW_TOKENS, "max_total_len": PROMPT_MAX_LEN + MAX_NEW_TOKENS },
+    });
+    Overrides { source: "--task tiny".into(), values: serde_json::Map::from_iter([("train".into(), train)]) }
+}
 
 /// The tiny model's architecture: hidden 64, 3 layers, 4 query heads over 2 key/value heads,
 /// tied embeddings, the tokenizer's vocabulary and EOS.
@@ -83,6 +104,27 @@ mod tests {
     use orz_core::backend::DType;
     use orz_core::model::Head;
     use orz_reference::Reference;
+
+    #[test]
+    fn the_longest_answers_and_prompts_fit_the_tasks_lengths() {
+        let tokenizer = tokenizer().unwrap();
+        let recipe =
+            crate::settings::Settings::resolve(orz_core::recipe::Preset::Tiny, &[lengths()], vec![0])
+                .unwrap()
+                .recipe;
+        let stop = &recipe.train.stop;
+        assert_eq!(
+            (stop.max_new_tokens, stop.max_total_len),
+            (MAX_NEW_TOKENS, PROMPT_MAX_LEN + MAX_NEW_TOKENS)
+        );
+        let terms = [9, 9, 9, 9];
+        let longest = problems::solution(&terms, problems::Form::Checked);
+        let tokens = tokenizer.encode(&longest).unwrap().len() + 1; // and EOS
+        assert_eq!(tokens, 85, "{longest}");
+        assert!(tokens <= MAX_NEW_TOKENS);
+        let prompt = recipe.render_prompt(&problems::question(&terms));
+        assert!(tokenizer.encode(&prompt).unwrap().len() <= PROMPT_MAX_LEN.min(recipe.train.prompt_max_len));
+    }
 
     #[test]
     fn the_written_base_model_loads_like_any_checkpoint() {

@@ -1,13 +1,16 @@
-//! Pretraining of the tiny base model: supervised next-token training on noisy demonstrations.
+//! Pretraining of the tiny base model: supervised next-token training on a mixture of answer
+//! forms.
 //!
 //! Each example is the rendered prompt of a training problem followed by a
-//! [`demonstration`] and the end-of-text token; the loss is the mean negative log-likelihood of
-//! the response tokens only (the prompt is context), through [`Policy::selective_log_probs`] and
-//! AdamW ([`Optimizer`]). The demonstrations are deliberately noisy ([`Noise::BASE`]): the base
-//! model learns to reason in the right shape but slips, boxes a wrong number or forgets to close
-//! the answer tag often enough that its ORZ reward starts low. Reinforcement learning then
-//! sharpens what pretraining put there (the correct continuation is the most likely one at every
-//! step); it does not teach arithmetic from nothing.
+//! [`demonstration`] in a form drawn from [`Mix::BASE`] and the end-of-text token; the loss is
+//! the mean negative log-likelihood of the response tokens only (the prompt is context), through
+//! [`Policy::selective_log_probs`] and AdamW ([`Optimizer`]). Most demonstrations are short
+//! guesses (no steps, right 1 time in 5); a quarter are worked answers whose steps slip often; a
+//! few are checked answers that redo every step after `wait,` and so correct their slips. The base
+//! model therefore knows all three forms and mostly writes the short one, so its ORZ reward starts
+//! low. Reinforcement learning then selects among forms the base model already has: it can raise
+//! the reward only by writing the longer ones more often (and sharpening their steps); it does not
+//! teach arithmetic or reflection from nothing.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -20,7 +23,7 @@ use orz_core::recipe::RecipeConfig;
 use orz_core::rng::Rng;
 use orz_core::schedule::LrSchedule;
 
-use super::problems::{Noise, demonstration, problems, terms_of};
+use super::problems::{Mix, demonstration, problems, terms_of};
 use crate::tokenizer::Tokenizer;
 
 /// The settings of one pretraining run.
@@ -34,8 +37,8 @@ pub struct PretrainConfig {
     pub lr: f64,
     /// Warmup steps.
     pub warmup_steps: usize,
-    /// The mistakes in the demonstrations.
-    pub noise: Noise,
+    /// The answer forms of the demonstrations and their mistakes.
+    pub mix: Mix,
     /// Seed of the problems and of the demonstrations' mistakes.
     pub seed: u64,
     /// Print the loss every this many steps (0: never).
@@ -50,7 +53,7 @@ impl PretrainConfig {
             batch_size: 32,
             lr: 3e-3,
             warmup_steps: 50,
-            noise: Noise::BASE,
+            mix: Mix::BASE,
             seed,
             log_every: 100,
         }
@@ -98,7 +101,8 @@ pub fn pretrain<B: Backend>(
             let mut samples = Vec::with_capacity(chunk.len());
             for p in chunk {
                 let terms = terms_of(&p.question).with_context(|| format!("question `{}`", p.question))?;
-                let response = demonstration(&terms, config.noise, &mut rng);
+                let form = config.mix.draw_form(&mut rng);
+                let response = demonstration(&terms, form, &config.mix, &mut rng);
                 samples.push(example(tokenizer, &recipe.render_prompt(&p.question), &response, eos)?);
             }
             let batch = PackedBatch::padded(&samples.iter().map(|(ids, _)| ids).collect::<Vec<_>>())?;
@@ -175,7 +179,7 @@ mod tests {
             batch_size: 4,
             lr: 1e-2,
             warmup_steps: 0,
-            noise: Noise::NONE,
+            mix: Mix::CORRECT,
             seed: 3,
             log_every: 0,
         };
