@@ -19,7 +19,7 @@ use crate::train::TrainConfig;
 pub enum Preset {
     /// orz-rs's tiny CPU demo: a 3-layer, hidden-64 Qwen2 pretrained by orz-rs on digit sums in
     /// three answer forms (`orz::task::tiny`: guesses, worked steps, steps checked after `wait,`),
-    /// ORZ's algorithm unchanged; sized so that its 40 iterations take a few minutes on 2 CPU cores
+    /// ORZ's algorithm unchanged; sized so that its 30 iterations take under five minutes on 2 CPU cores
     /// with candle, the training reward rising from about 0.3 to 0.8+ and the response length
     /// from about 25 to 70 tokens (the tiny task raises `generate_max_len` to 96 for that).
     Tiny,
@@ -62,7 +62,7 @@ impl Preset {
                 rollout_batch_size: 32,
                 eval_interval: 5,
                 save_interval: 20,
-                iterations: 40,
+                iterations: 30,
                 eval_samples: 4,
                 orz_gpus: 0,
                 training_data: vec!["embedded task".into()],
@@ -251,7 +251,7 @@ mod tests {
     fn tiny_is_small_with_orz_algorithm_unchanged() {
         let (c, orz) = (Preset::Tiny.config(), Preset::Orz7b.config());
         let (t, o) = (&c.train, &orz.train);
-        assert_eq!((c.rollout_batch_size, t.n_samples_per_prompt, c.iterations), (32, 8, 40));
+        assert_eq!((c.rollout_batch_size, t.n_samples_per_prompt, c.iterations), (32, 8, 30));
         let lens = (t.prompt_max_len, t.stop.max_new_tokens, t.stop.max_total_len, t.packing_max_len);
         assert_eq!(lens, (40, 48, 88, 256));
         assert!(lens.0 + lens.1 <= lens.2 && lens.2 <= lens.3);
