@@ -1,6 +1,8 @@
 //! [`Trainer`]: the policy, the critic, their optimizers and the seeded generator, and one ORZ
 //! iteration over them ([`Trainer::iteration`]).
 
+mod distributed;
+
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::Rc;
@@ -24,7 +26,7 @@ use crate::optimizer::{Optimizer, OptimizerConfig};
 use crate::ppo::estimator::AdvantageEstimator;
 use crate::reward::Reward;
 use crate::rng::Rng;
-use crate::shard::{Gathered, ShardedOptimizer};
+use crate::shard::ShardedOptimizer;
 use crate::{Error, Result};
 
 /// The sub-streams of iteration `k`'s generator, `rng.fork(k).fork(stream)`: part of the
@@ -94,41 +96,6 @@ impl<B: Backend> Trainer<B> {
         let mut trainer = Self::build(config, policy, critic, rng, estimator, Rc::new(Single))?;
         trainer.reference = reference;
         Ok(trainer)
-    }
-
-    /// A fresh trainer as one rank of a data-parallel job over `collective` (every rank calls it
-    /// with the same config and seed; rank 0's weights are broadcast): [`Trainer::new`] then
-    /// [`Trainer::distributed`], except that no rank ever holds a whole optimizer state (the
-    /// sharded optimizers are built straight from the weights, and with
-    /// [`TrainConfig::shard_weights`] the weights are released at once). The way to start a
-    /// large model on devices that hold only its slices. Under a KL option every rank keeps a
-    /// whole frozen copy of `policy` as the reference model ([`super::reference`]).
-    pub fn new_distributed(
-        config: TrainConfig,
-        policy: Policy<B>,
-        critic: Option<Critic<B>>,
-        rng: Rng,
-        collective: Rc<dyn Collective<B>>,
-    ) -> Result<Self> {
-        let estimator = config.estimator.build(config.gamma, config.lambda);
-        let reference = reference_for(&config, &policy)?;
-        let mut trainer = Self::build(config, policy, critic, rng, estimator, collective)?;
-        trainer.reference = reference;
-        Ok(trainer)
-    }
-
-    /// [`Trainer::new_distributed`] without the reference model: for a trainer restored from a
-    /// checkpoint's weights, which must get the run's initial policy with
-    /// [`Trainer::with_reference`], never a copy of the checkpoint's policy.
-    pub fn new_distributed_restored(
-        config: TrainConfig,
-        policy: Policy<B>,
-        critic: Option<Critic<B>>,
-        rng: Rng,
-        collective: Rc<dyn Collective<B>>,
-    ) -> Result<Self> {
-        let estimator = config.estimator.build(config.gamma, config.lambda);
-        Self::build(config, policy, critic, rng, estimator, collective)
     }
 
     /// [`Trainer::with_estimator`] without the reference model (a restored trainer, which gets
@@ -238,39 +205,6 @@ impl<B: Backend> Trainer<B> {
         self.reference.as_ref()
     }
 
-    /// This trainer as one rank of a data-parallel job over `collective` (every rank calls it
-    /// with the same config, seed and weights; rank 0's weights are broadcast): each iteration
-    /// is split across the ranks as [`super::data_parallel`] describes, and above one rank both
-    /// optimizers shard their state ([`ShardedOptimizer`]), each rank taking its slice of the
-    /// optimizers' current state (a trainer restored from a checkpoint of any world size resumes
-    /// exactly; the whole state is on every rank while it is sliced). With
-    /// [`TrainConfig::shard_weights`] the weights are sharded too: the trainer then keeps
-    /// skeletons of its models ([`Qwen2::skeleton`]) and gathers them for each use
-    /// ([`Trainer::gathered_policy`]).
-    pub fn distributed(mut self, collective: Rc<dyn Collective<B>>) -> Result<Self> {
-        if collective.world_size() > 1 {
-            let weights = self.config.shard_weights;
-            let config = self.config.policy_optimizer;
-            self.policy_opt = shard(self.policy.model(), &self.policy_opt, config, &collective, weights)?;
-            if weights {
-                self.policy = Policy::new(self.policy.model().skeleton())?;
-            }
-            if let (Some(critic), Some(opt)) = (&mut self.critic, &mut self.critic_opt) {
-                *opt = shard(critic.model(), opt, self.config.critic_optimizer, &collective, weights)?;
-                if weights {
-                    *critic = Critic::new(critic.model().skeleton())?;
-                }
-            }
-        }
-        self.collective = collective;
-        Ok(self)
-    }
-
-    /// The collective the iterations are split over ([`Single`] unless [`Trainer::distributed`]).
-    pub fn collective(&self) -> &dyn Collective<B> {
-        self.collective.as_ref()
-    }
-
     /// The advantage estimator.
     pub fn estimator(&self) -> &dyn AdvantageEstimator {
         self.estimator.as_ref()
@@ -289,24 +223,6 @@ impl<B: Backend> Trainer<B> {
     /// The critic (`None` under GRPO; a skeleton when its weights are sharded).
     pub fn critic(&self) -> Option<&Critic<B>> {
         self.critic.as_ref()
-    }
-
-    /// The policy with its weights: itself, or gathered from the ranks' slices when they are
-    /// sharded (then every rank must call it; the copy is freed when dropped).
-    pub fn gathered_policy(&self) -> Result<Gathered<'_, Policy<B>>> {
-        Ok(match self.policy_opt.gathered(self.policy.model().backend(), self.policy.model())? {
-            Gathered::Resident(_) => Gathered::Resident(&self.policy),
-            Gathered::Gathered(model) => Gathered::Gathered(Policy::new(model)?),
-        })
-    }
-
-    /// The critic with its weights (see [`Trainer::gathered_policy`]); `None` under GRPO.
-    pub fn gathered_critic(&self) -> Result<Option<Gathered<'_, Critic<B>>>> {
-        let (Some(critic), Some(opt)) = (&self.critic, &self.critic_opt) else { return Ok(None) };
-        Ok(Some(match opt.gathered(critic.model().backend(), critic.model())? {
-            Gathered::Resident(_) => Gathered::Resident(critic),
-            Gathered::Gathered(model) => Gathered::Gathered(Critic::new(model)?),
-        }))
     }
 
     /// The policy's optimizer (its state, for a checkpoint).
@@ -605,26 +521,6 @@ impl<B: Backend> Trainer<B> {
 /// The frozen copy of `policy` the config's KL options need ([`super::reference`]), if any.
 fn reference_for<B: Backend>(config: &TrainConfig, policy: &Policy<B>) -> Result<Option<Policy<B>>> {
     config.uses_reference().then(|| frozen_copy(policy)).transpose()
-}
-
-/// A sharded optimizer over `model` holding `opt`'s current state, its weights sharded too
-/// when `shard_weights` (see [`Trainer::distributed`]).
-fn shard<B: Backend>(
-    model: &Qwen2<B>,
-    opt: &ModelOptimizer<B>,
-    config: OptimizerConfig,
-    collective: &Rc<dyn Collective<B>>,
-    shard_weights: bool,
-) -> Result<ModelOptimizer<B>> {
-    let b = model.backend();
-    if opt.local().is_none() {
-        return Err(Error::invalid("trainer", "the trainer is already distributed"));
-    }
-    let state = opt.state(b)?;
-    let build = if shard_weights { ShardedOptimizer::new_weight_sharded } else { ShardedOptimizer::new };
-    let mut sharded = build(b, model.parameters(), &model.parameter_units(), config, Rc::clone(collective))?;
-    sharded.load_full_state(b, &state)?;
-    Ok(ModelOptimizer::Sharded(sharded))
 }
 
 /// Lap times of an iteration's phases from an optional clock (0 without one).
