@@ -3,7 +3,7 @@
 //! checkpoint state.
 
 use orz_core::Result;
-use orz_core::backend::{AdamW, AdamWConfig, Backend, DType};
+use orz_core::backend::{AdamW, AdamWConfig, Backend, DType, Primitives};
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::schedule::LrSchedule;
 use orz_reference::{Grads, Reference, Tensor};
@@ -347,7 +347,7 @@ macro_rules! forward {
 
 impl Backend for Bf16Storing {
     type Tensor = Tensor;
-    type Device = <Reference as Backend>::Device;
+    type Device = <Reference as Primitives>::Device;
     type Grads = Grads;
 
     fn tensor_f32(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {

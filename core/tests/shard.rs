@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use orz_core::backend::{AdamWConfig, Backend, DType};
+use orz_core::backend::{AdamWConfig, Backend, DType, Primitives};
 use orz_core::collective::Single;
 use orz_core::model::{
     Head, MemoryOptions, PackedBatch, Policy, Qwen2, Qwen2Config, ResidentUnits, UnitStore,
@@ -28,7 +28,7 @@ fn config(max_grad_norm: Option<f64>) -> OptimizerConfig {
 }
 
 /// Parameters of shapes [3, 2], [5], [2, 2], [1] holding seeded values, in `dtype`.
-fn params(b: &Reference, dtype: DType, seed: u64) -> Vec<<Reference as Backend>::Tensor> {
+fn params(b: &Reference, dtype: DType, seed: u64) -> Vec<<Reference as Primitives>::Tensor> {
     let mut rng = Rng::seed_from_u64(seed);
     [vec![3, 2], vec![5], vec![2, 2], vec![1]]
         .iter()
@@ -42,9 +42,9 @@ fn params(b: &Reference, dtype: DType, seed: u64) -> Vec<<Reference as Backend>:
 /// Gradients of micro-batch `k` (seeded values of each parameter's shape).
 fn grads(
     b: &Reference,
-    ps: &[<Reference as Backend>::Tensor],
+    ps: &[<Reference as Primitives>::Tensor],
     k: u64,
-) -> Vec<Option<<Reference as Backend>::Tensor>> {
+) -> Vec<Option<<Reference as Primitives>::Tensor>> {
     let mut rng = Rng::seed_from_u64(100 + k);
     ps.iter()
         .map(|p| {
@@ -55,7 +55,7 @@ fn grads(
         .collect()
 }
 
-fn host(b: &Reference, ps: &[<Reference as Backend>::Tensor]) -> Vec<f64> {
+fn host(b: &Reference, ps: &[<Reference as Primitives>::Tensor]) -> Vec<f64> {
     ps.iter().flat_map(|p| b.to_host_f64(p).unwrap()).collect()
 }
 

@@ -1,183 +1,247 @@
-//! The [`Backend`] trait: the primitives a backend implements and the composites it inherits.
+//! The [`Backend`] trait: the checked, user-facing API that the model, sampler, optimizer and
+//! losses are written in, over the kernels a backend implements ([`super::kernels`]).
 
 use alloc::vec::Vec;
-use core::fmt::Debug;
 
-use super::{DType, nn, ops};
-use crate::Result;
-use crate::optimizer::{adamw, clip};
+use super::families::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use super::kernels::{Composites, Primitives};
+use super::shape::{check_data_len, check_float, check_range};
+use super::{DType, check, nn, ops};
+use crate::optimizer::adamw;
 use crate::ppo::{policy_loss, value_loss};
+use crate::{Error, Result};
 
-/// A tensor backend: the primitives the model, sampler, optimizer and losses of orz-rs are
-/// written in, plus reverse-mode autodiff. See the [module docs](super) for the conventions
-/// every method follows (shapes, broadcasting, dtypes, errors, gradients).
+/// A tensor backend as its users see it: every op of orz-rs, each checking its arguments (in
+/// [`check`]) before it calls the backend's kernel, so that every backend rejects bad input alike
+/// and kernels may assume valid shapes and dtypes. See the [module docs](super) for the
+/// conventions every method follows (shapes, broadcasting, dtypes, errors, gradients).
+///
+/// Implemented for every backend, by the blanket impl below: a backend implements
+/// [`Primitives`], [`Autodiff`](super::Autodiff) and [`Composites`], never this trait, and cannot skip a check.
+/// Methods without arguments to check (`name`, `device`, `sync`, `to_host_f32`, `to_host_f64`,
+/// `shape`, `dtype`, `detach`, `grad`, `set_grad_enabled`) come from the kernel traits.
 ///
 /// Methods are grouped: host transfer and creation, element-wise arithmetic, unary functions,
-/// comparisons and selection, reductions, layout and indexing, autodiff (all required); then
-/// the provided composites (default bodies in [`ops`] and [`nn`], the PPO losses in
-/// [`policy_loss`] and [`value_loss`], AdamW and clipping in [`adamw`] and [`clip`], all built
-/// from the primitives; a backend may override any of them with a native path, and the
-/// conformance suite checks defaults and overrides alike).
+/// comparisons and selection, reductions, layout and indexing, autodiff; then the composites
+/// (default bodies in [`ops`] and [`nn`], the PPO losses in [`policy_loss`] and [`value_loss`],
+/// AdamW and clipping in [`adamw`] and [`clip`], all built from the primitives; those in
+/// [`Composites`] may be replaced by a backend's native path, and the conformance suite checks
+/// defaults and overrides alike).
 ///
 /// "Gradient" below states the vector-Jacobian product: given `g`, the gradient of the loss with
 /// respect to the result, what flows to each differentiable input. Inputs that receive no
 /// gradient are named. A composite whose doc states no gradient is differentiated as its
 /// formula, with respect to every float tensor argument; an override must give the same
 /// gradients as the default (candle's fused kernels that record no backward do not qualify).
-pub trait Backend {
-    /// A tensor handle: cheap to clone (clones share storage), immutable except through
-    /// [`Backend::assign_param`] and [`Backend::write_slice`], which every clone observes.
-    type Tensor: Clone + Debug;
-    /// Where tensors live (e.g. a CPU or a CUDA ordinal).
-    type Device: Clone + Debug;
-    /// The gradients computed by one [`Backend::backward`] call, read with [`Backend::grad`].
-    type Grads;
-
-    /// A short name for reports, e.g. `"reference"`, `"tch"`, `"candle"`.
-    fn name(&self) -> &'static str;
-    /// The device this backend creates tensors on.
-    fn device(&self) -> Self::Device;
-    /// Waits until all queued work is finished (timed regions end with it); a no-op on
-    /// synchronous backends.
-    fn sync(&self) -> Result<()>;
-
+pub trait Backend: Composites {
     // ---- host transfer and creation ------------------------------------------------------
 
     /// A tensor of float dtype `dtype` holding `data` (row-major) with shape `shape`; values are
     /// rounded to `dtype` (the reference keeps them exact). Errors: `data.len()` differs from the
     /// shape's element count; `dtype` is not a float dtype. Not differentiable (a constant).
-    fn tensor_f32(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Self::Tensor>;
+    fn tensor_f32(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Self::Tensor> {
+        check::new_float("tensor_f32", data.len(), shape, dtype)?;
+        self.tensor_f32_impl(data, shape, dtype)
+    }
     /// As [`Backend::tensor_f32`] from f64 data (the oracle's input path). Default: converts
     /// to f32 first.
     fn tensor_f64(&self, data: &[f64], shape: &[usize], dtype: DType) -> Result<Self::Tensor> {
-        let data: Vec<f32> = data.iter().map(|&x| x as f32).collect();
-        self.tensor_f32(&data, shape, dtype)
+        check::new_float("tensor_f64", data.len(), shape, dtype)?;
+        self.tensor_f64_impl(data, shape, dtype)
     }
     /// An I64 tensor holding `data` with shape `shape`. Errors as [`Backend::tensor_f32`].
-    fn tensor_i64(&self, data: &[i64], shape: &[usize]) -> Result<Self::Tensor>;
+    fn tensor_i64(&self, data: &[i64], shape: &[usize]) -> Result<Self::Tensor> {
+        check_data_len("tensor_i64", data.len(), shape)?;
+        self.tensor_i64_impl(data, shape)
+    }
     /// A Bool tensor (a mask) holding `data`. Default: an I64 tensor cast to Bool.
     fn tensor_bool(&self, data: &[bool], shape: &[usize]) -> Result<Self::Tensor> {
-        let data: Vec<i64> = data.iter().map(|&b| i64::from(b)).collect();
-        self.cast(&self.tensor_i64(&data, shape)?, DType::Bool)
-    }
-    /// The values of a tensor of any dtype, row-major, as f32 (Bool gives 0 and 1).
-    fn to_host_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
-    /// As [`Backend::to_host_f32`], as f64. Default: widens the f32 values.
-    fn to_host_f64(&self, t: &Self::Tensor) -> Result<Vec<f64>> {
-        Ok(self.to_host_f32(t)?.into_iter().map(f64::from).collect())
+        check_data_len("tensor_bool", data.len(), shape)?;
+        self.tensor_bool_impl(data, shape)
     }
     /// The values of an I64 or Bool tensor, row-major (Bool gives 0 and 1); a float tensor is a
     /// dtype error (cast it first).
-    fn to_host_i64(&self, t: &Self::Tensor) -> Result<Vec<i64>>;
-    /// The shape of a tensor.
-    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
-    /// The dtype of a tensor (the dtype it was created with, even where a backend computes
-    /// wider, as the reference does).
-    fn dtype(&self, t: &Self::Tensor) -> DType;
+    fn to_host_i64(&self, t: &Self::Tensor) -> Result<Vec<i64>> {
+        check::host_i64(self.dtype(t))?;
+        self.to_host_i64_impl(t)
+    }
     /// A tensor of shape `shape` and any dtype filled with `value` (for I64, `value` must be an
     /// integer; for Bool, nonzero is true). Not differentiable.
-    fn full(&self, shape: &[usize], value: f64, dtype: DType) -> Result<Self::Tensor>;
+    fn full(&self, shape: &[usize], value: f64, dtype: DType) -> Result<Self::Tensor> {
+        let value = check::full(shape, value, dtype)?;
+        self.full_impl(shape, value, dtype)
+    }
 
     // ---- element-wise arithmetic (float, NumPy broadcasting) -------------------------------
 
     /// `a + b`, broadcast. Both operands share one float dtype, which the result has.
     /// Gradient: `g` to each, summed over the dimensions that operand was broadcast along (the
     /// same reduction holds for every broadcasting op below).
-    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary_checked(BinaryOp::Add, a, b)
+    }
     /// `a - b`, broadcast. Gradient: `g` to `a`, `-g` to `b`.
-    fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn sub(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary_checked(BinaryOp::Sub, a, b)
+    }
     /// `a * b`, broadcast. Gradient: `g * b` to `a`, `g * a` to `b`.
-    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn mul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary_checked(BinaryOp::Mul, a, b)
+    }
     /// `a / b` (IEEE: division by 0 gives ±inf or NaN), broadcast. Gradient: `g / b` to `a`,
     /// `-g * a / b²` to `b`.
-    fn div(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn div(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary_checked(BinaryOp::Div, a, b)
+    }
     /// Element-wise maximum, broadcast; a NaN operand gives NaN. Gradient (PyTorch
     /// `torch.maximum`): `g` to the larger operand; on a tie, `g / 2` to each.
-    fn maximum(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn maximum(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary_checked(BinaryOp::Maximum, a, b)
+    }
     /// Element-wise minimum, broadcast; a NaN operand gives NaN. Gradient: `g` to the smaller
     /// operand; on a tie `g / 2` to each (PyTorch `torch.minimum`).
-    fn minimum(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn minimum(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.binary_checked(BinaryOp::Minimum, a, b)
+    }
 
     // ---- unary functions (float; result has the input's shape and dtype) -------------------
 
     /// `-x`. Gradient: `-g`.
-    fn neg(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn neg(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Neg, x)
+    }
     /// `e^x`. Gradient: `g * e^x`.
-    fn exp(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn exp(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Exp, x)
+    }
     /// Natural logarithm (`-inf` at 0, NaN below). Gradient: `g / x`.
-    fn log(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn log(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Log, x)
+    }
     /// Square root. Gradient: `g / (2 sqrt(x))` (inf at 0, as in PyTorch).
-    fn sqrt(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn sqrt(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Sqrt, x)
+    }
     /// Logistic function `1 / (1 + e^-x)`. Gradient: `g * s * (1 - s)`.
-    fn sigmoid(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn sigmoid(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Sigmoid, x)
+    }
     /// Hyperbolic tangent. Gradient: `g * (1 - tanh²(x))`.
-    fn tanh(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
+    fn tanh(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Tanh, x)
+    }
     /// `x^p` for a scalar exponent (NaN for negative `x` and non-integer `p`). Gradient:
     /// `g * p * x^(p-1)`.
-    fn powf(&self, x: &Self::Tensor, p: f64) -> Result<Self::Tensor>;
+    fn powf(&self, x: &Self::Tensor, p: f64) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Powf(p), x)
+    }
     /// `x * mul + add` with scalar `mul`, `add`. Gradient: `g * mul`.
-    fn affine(&self, x: &Self::Tensor, mul: f64, add: f64) -> Result<Self::Tensor>;
+    fn affine(&self, x: &Self::Tensor, mul: f64, add: f64) -> Result<Self::Tensor> {
+        self.unary_checked(UnaryOp::Affine { mul, add }, x)
+    }
     /// `min(max(x, lo), hi)` with scalar bounds (NaN stays NaN); `lo > hi` or a NaN bound is an
     /// error.
     /// Gradient (PyTorch `clamp`): `g` where `lo <= x <= hi` (inclusive), 0 elsewhere.
-    fn clamp(&self, x: &Self::Tensor, lo: f64, hi: f64) -> Result<Self::Tensor>;
+    fn clamp(&self, x: &Self::Tensor, lo: f64, hi: f64) -> Result<Self::Tensor> {
+        check::clamp_bounds(lo, hi)?;
+        self.unary_checked(UnaryOp::Clamp { lo, hi }, x)
+    }
 
     // ---- comparisons and selection ------------------------------------------------------
 
     /// `a == b` element-wise, broadcast; operands share a dtype (any); the result is Bool.
     /// Not differentiable (no gradient flows into `a` or `b`).
-    fn eq(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn eq(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.compare_checked(CompareOp::Eq, a, b)
+    }
     /// `a > b` element-wise (float or I64), broadcast, giving Bool. Not differentiable.
-    fn gt(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn gt(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.compare_checked(CompareOp::Gt, a, b)
+    }
     /// `a >= b` element-wise (float or I64), broadcast, giving Bool. Not differentiable.
-    fn ge(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn ge(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        self.compare_checked(CompareOp::Ge, a, b)
+    }
     /// `cond ? a : b` element-wise; `cond` is Bool, `a` and `b` share a dtype (any), all three
     /// broadcast together. Gradient: `g` to `a` where `cond`, to `b` elsewhere, none to `cond`.
     /// A NaN or inf in the branch not taken never reaches the result, and that branch receives
     /// exactly 0 gradient there: this, not a multiplication by a 0/1 mask, is how masks are
     /// applied. (As in PyTorch, a function upstream of the untaken branch whose derivative is
     /// infinite there can still turn that 0 into NaN; keep such inputs finite.)
-    fn where_(&self, cond: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn where_(&self, cond: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        check::where_(self, cond, a, b)?;
+        self.where_impl(cond, a, b)
+    }
 
     // ---- reductions (float) -------------------------------------------------------------
 
     /// Sum along `dim` (kept with size 1 when `keepdim`). Gradient: `g` broadcast back along
     /// `dim`. Summing a dimension of size 0 gives 0.
-    fn sum(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor>;
+    fn sum(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor> {
+        check::along(self, "sum", x, dim, false)?;
+        self.reduce(ReduceOp::Sum, x, dim, keepdim)
+    }
     /// Maximum along `dim`, NaN propagating (an error on a dimension of size 0). Gradient
     /// (PyTorch `amax`): `g` split evenly among the positions that attain the maximum.
-    fn max(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor>;
+    fn max(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor> {
+        check::along(self, "max", x, dim, true)?;
+        self.reduce(ReduceOp::Max, x, dim, keepdim)
+    }
     /// Inclusive cumulative sum along `dim`. Gradient: the reversed cumulative sum of `g`.
-    fn cumsum(&self, x: &Self::Tensor, dim: usize) -> Result<Self::Tensor>;
+    fn cumsum(&self, x: &Self::Tensor, dim: usize) -> Result<Self::Tensor> {
+        check::along(self, "cumsum", x, dim, false)?;
+        self.cumsum_impl(x, dim)
+    }
     /// Stable sort along `dim` (float or I64), ascending or descending, giving `(values,
     /// indices)` where `indices` (I64) are positions along `dim` in the input; equal values keep
     /// their input order; NaN sorts above every number. Gradient: `g` on `values` scattered back
     /// to the positions the values came from; none through `indices`.
-    fn sort(&self, x: &Self::Tensor, dim: usize, descending: bool) -> Result<(Self::Tensor, Self::Tensor)>;
+    fn sort(&self, x: &Self::Tensor, dim: usize, descending: bool) -> Result<(Self::Tensor, Self::Tensor)> {
+        check::sort(self, x, dim)?;
+        self.sort_impl(x, dim, descending)
+    }
 
     // ---- layout and indexing (any dtype unless said) ------------------------------------
 
     /// The same values with another shape of equal element count (row-major order kept).
     /// Gradient: `g` reshaped back.
-    fn reshape(&self, x: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    fn reshape(&self, x: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor> {
+        check::reshape(self, x, shape)?;
+        self.reshape_impl(x, shape)
+    }
     /// Swaps dimensions `d0` and `d1`. Gradient: `g` transposed back.
-    fn transpose(&self, x: &Self::Tensor, d0: usize, d1: usize) -> Result<Self::Tensor>;
+    fn transpose(&self, x: &Self::Tensor, d0: usize, d1: usize) -> Result<Self::Tensor> {
+        check::transpose(self, x, d0, d1)?;
+        self.transpose_impl(x, d0, d1)
+    }
     /// The slice `start..start + len` along `dim`. Gradient: `g` placed into that slice of a
     /// zero tensor of the input's shape.
-    fn narrow(&self, x: &Self::Tensor, dim: usize, start: usize, len: usize) -> Result<Self::Tensor>;
+    fn narrow(&self, x: &Self::Tensor, dim: usize, start: usize, len: usize) -> Result<Self::Tensor> {
+        check_range("narrow", &self.shape(x), dim, start, len)?;
+        self.narrow_impl(x, dim, start, len)
+    }
     /// Concatenation along `dim` of tensors (at least one) sharing a dtype and all other sizes.
     /// Gradient: the matching slice of `g` to each input.
-    fn cat(&self, xs: &[Self::Tensor], dim: usize) -> Result<Self::Tensor>;
+    fn cat(&self, xs: &[Self::Tensor], dim: usize) -> Result<Self::Tensor> {
+        check::cat(self, xs, dim)?;
+        self.cat_impl(xs, dim)
+    }
     /// Selects entries `idx` (a 1-D I64 tensor, each in `0..x.shape[dim]`) along `dim`: the
     /// result has `x`'s shape with `shape[dim] = idx.len()` (an embedding lookup with `dim = 0`).
     /// Gradient: `g` scatter-added back (repeated indices accumulate); none to `idx`.
-    fn index_select(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor>;
+    fn index_select(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor> {
+        check::index_select(self, x, dim, idx)?;
+        self.index_select_impl(x, dim, idx)
+    }
     /// PyTorch `gather` along `dim`: `idx` is I64 with `x`'s rank and `x`'s sizes in every
     /// dimension but `dim` (any size there); the result has `idx`'s shape, and its element at
     /// multi-index `p` is `x` at `p` with coordinate `dim` replaced by `idx[p]` (e.g. token
     /// log-probs: `gather(logp [b, s, V], 2, targets [b, s, 1])`). Gradient: `g` scatter-added
     /// back; none to `idx`.
-    fn gather(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor>;
+    fn gather(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor> {
+        check::gather(self, x, dim, idx)?;
+        self.gather_impl(x, dim, idx)
+    }
     /// Writes `src` into `dst[.., start..start + src.shape[dim], ..]` in place (a KV-cache
     /// append): `src` has `dst`'s dtype and sizes except along `dim`. Every clone of `dst` sees
     /// the write. No gradient: `dst` must not be a parameter or depend on one.
@@ -187,40 +251,60 @@ pub trait Backend {
     /// (from `full`, `zeros`, `tensor_*`, `cat`, `index_select`, or arithmetic), and do not keep
     /// views of `dst` across a write. To copy a cache (one prompt's prefill shared by n samples),
     /// `index_select` it. The reference never aliases (it copies on write).
-    fn write_slice(&self, dst: &Self::Tensor, dim: usize, start: usize, src: &Self::Tensor) -> Result<()>;
+    fn write_slice(&self, dst: &Self::Tensor, dim: usize, start: usize, src: &Self::Tensor) -> Result<()> {
+        if self.is_param(dst) || self.requires_grad(dst) {
+            return Err(Error::invalid(
+                "write_slice",
+                "the destination is a parameter or depends on one (no gradient through writes)",
+            ));
+        }
+        check::write_slice(self, dst, dim, start, src)?;
+        self.write_slice_impl(dst, dim, start, src)
+    }
     /// Batched matrix product `[..., m, k] x [..., k, n] -> [..., m, n]`: both ranks at least 2
     /// (no vector promotion), batch dimensions broadcast, one float dtype. Gradient: `g bᵀ` to
     /// `a` and `aᵀ g` to `b`, summed over broadcast batch dimensions.
-    fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    fn matmul(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        check::matmul(self, a, b)?;
+        self.matmul_impl(a, b)
+    }
     /// Converts to `dtype`. Float to float rounds (the reference keeps values exact); float to
     /// I64 truncates toward zero (a non-finite value is an error); anything to Bool is `!= 0`;
     /// Bool to a number gives 0 or 1. Gradient: between float dtypes, `g` cast back to the input
     /// dtype; none across I64 or Bool.
-    fn cast(&self, x: &Self::Tensor, dtype: DType) -> Result<Self::Tensor>;
+    fn cast(&self, x: &Self::Tensor, dtype: DType) -> Result<Self::Tensor> {
+        if self.dtype(x) == dtype {
+            return Ok(x.clone());
+        }
+        self.cast_impl(x, dtype)
+    }
 
     // ---- autodiff ------------------------------------------------------------------------
 
     /// A trainable leaf holding `t`'s values (float dtype): gradients of later
     /// [`Backend::backward`] calls are reported for it by [`Backend::grad`].
-    fn param(&self, t: &Self::Tensor) -> Result<Self::Tensor>;
-    /// The same values cut from the graph: no gradient flows through the result.
-    fn detach(&self, t: &Self::Tensor) -> Result<Self::Tensor>;
+    fn param(&self, t: &Self::Tensor) -> Result<Self::Tensor> {
+        check_float("param", "the initial value", self.dtype(t))?;
+        self.param_impl(t)
+    }
     /// Reverse-mode differentiation of `loss` (a float tensor with exactly one element, any
     /// rank) with respect to every parameter it depends on. Each call returns fresh gradients
     /// (nothing accumulates across calls; accumulate micro-batches by adding gradients).
-    fn backward(&self, loss: &Self::Tensor) -> Result<Self::Grads>;
-    /// The gradient of the loss with respect to `param`, with `param`'s shape and dtype and no
-    /// graph; `None` when the loss does not depend on `param` (a parameter the loss reaches only
-    /// through zero-gradient paths gets `Some` zeros).
-    fn grad(&self, grads: &Self::Grads, param: &Self::Tensor) -> Result<Option<Self::Tensor>>;
+    fn backward(&self, loss: &Self::Tensor) -> Result<Self::Grads> {
+        check::loss(self, loss)?;
+        self.backward_impl(loss)
+    }
     /// Replaces a parameter's values in place (an optimizer step): every clone of the handle
     /// sees `value` (same shape; cast to the parameter's dtype). Recorded by no graph; graphs
     /// built before the call keep the old values. Errors unless `param` came from
     /// [`Backend::param`].
-    fn assign_param(&self, param: &Self::Tensor, value: &Self::Tensor) -> Result<()>;
-    /// Turns graph recording on or off for later operations on this backend (off: results are
-    /// detached, as under PyTorch's `no_grad`; use it for sampling); returns the previous state.
-    fn set_grad_enabled(&self, enabled: bool) -> bool;
+    fn assign_param(&self, param: &Self::Tensor, value: &Self::Tensor) -> Result<()> {
+        if !self.is_param(param) {
+            return Err(Error::invalid("assign_param", "the target is not a parameter (see Backend::param)"));
+        }
+        check::assign_value(self, param, value)?;
+        self.assign_param_impl(param, value)
+    }
 
     // ---- provided: creation and layout helpers ------------------------------------------
 
@@ -276,22 +360,26 @@ pub trait Backend {
     /// `log(sum(exp(x)))` along `dim`, stabilized by the (detached) maximum. Gradient:
     /// `g * softmax(x)`.
     fn logsumexp(&self, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor> {
-        ops::logsumexp(self, x, dim, keepdim)
+        check::along(self, "logsumexp", x, dim, false)?;
+        self.logsumexp_impl(x, dim, keepdim)
     }
     /// `x - logsumexp(x)` along `dim` (shape and dtype of `x`), computed as
     /// `(x - m) - log(sum(exp(x - m)))` so that a huge `|m|` does not swallow the log term.
     /// Gradient: `g - softmax(x) * sum(g)` along `dim`.
     fn log_softmax(&self, x: &Self::Tensor, dim: usize) -> Result<Self::Tensor> {
-        ops::log_softmax(self, x, dim)
+        check::along(self, "log_softmax", x, dim, false)?;
+        self.log_softmax_impl(x, dim)
     }
     /// `exp(x - m) / sum(exp(x - m))` along `dim` (`m` the maximum). Gradient:
     /// `s * (g - sum(g * s))` along `dim`.
     fn softmax(&self, x: &Self::Tensor, dim: usize) -> Result<Self::Tensor> {
-        ops::softmax(self, x, dim)
+        check::along(self, "softmax", x, dim, false)?;
+        self.softmax_impl(x, dim)
     }
     /// `x * sigmoid(x)`. Gradient: `g * (s + x s (1 - s))`.
     fn silu(&self, x: &Self::Tensor) -> Result<Self::Tensor> {
-        ops::silu(self, x)
+        check::float(self, "silu", x)?;
+        self.silu_impl(x)
     }
     /// Sum of `x` where the Bool `mask` (same shape as `x`) is true, over `dim` (`None`: all
     /// elements, giving a scalar `[]`). Masked-out elements contribute nothing, not even a NaN.
@@ -308,7 +396,8 @@ pub trait Backend {
     /// `[..., vocab]` and I64 targets `[...]`, giving `[...]`. Backends may fuse it (no need to
     /// materialize the full log-softmax). Gradient: `g * (onehot(target) - softmax(logits))`.
     fn selective_log_prob(&self, logits: &Self::Tensor, targets: &Self::Tensor) -> Result<Self::Tensor> {
-        ops::selective_log_prob(self, logits, targets)
+        check::selective_log_prob(self, logits, targets)?;
+        self.selective_log_prob_impl(logits, targets)
     }
 
     // ---- provided: transformer building blocks (Qwen2 / Hugging Face conventions) -----------
@@ -321,13 +410,15 @@ pub trait Backend {
         w: &Self::Tensor,
         bias: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor> {
-        nn::linear(self, x, w, bias)
+        check::linear(self, x, w, bias)?;
+        self.linear_impl(x, w, bias)
     }
     /// Qwen2 RMSNorm over the last dimension, computed in f32:
     /// `weight * cast(x32 * rsqrt(mean(x32²) + eps), x.dtype)` with `x32 = cast(x, f32)`;
     /// `weight [hidden]` has `x`'s dtype.
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f64) -> Result<Self::Tensor> {
-        nn::rms_norm(self, x, weight, eps)
+        check::rms_norm(self, x, weight)?;
+        self.rms_norm_impl(x, weight, eps)
     }
     /// Rotary position embedding in Hugging Face's rotate-half layout:
     /// `x * cos + rotate_half(x) * sin`, `rotate_half(x) = cat(-x[..., d/2..], x[..., ..d/2])`,
@@ -355,7 +446,8 @@ pub trait Backend {
         v: &Self::Tensor,
         mask: &Self::Tensor,
     ) -> Result<Self::Tensor> {
-        nn::attention(self, q, k, v, mask)
+        check::attention(self, q, k, v, mask)?;
+        self.attention_impl(q, k, v, mask)
     }
     /// Causal attention over packed rows: [`Backend::attention`] with `sq = skv = s` where
     /// position `i` attends to `j` iff `j <= i` and `segment_ids[b, i] == segment_ids[b, j]`
@@ -368,7 +460,8 @@ pub trait Backend {
         v: &Self::Tensor,
         segment_ids: &Self::Tensor,
     ) -> Result<Self::Tensor> {
-        nn::causal_attention(self, q, k, v, segment_ids)
+        check::causal_attention(self, q, k, v, segment_ids)?;
+        self.causal_attention_impl(q, k, v, segment_ids)
     }
 
     // ---- provided: PPO losses and optimizer ----------------------------------------------
@@ -409,13 +502,37 @@ pub trait Backend {
         v: &Self::Tensor,
         hp: &adamw::AdamWStep,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
-        adamw::adamw_update(self, param, grad, m, v, hp)
+        check::adamw(self, param, grad, m, v, hp.step)?;
+        self.adamw_update_impl(param, grad, m, v, hp)
     }
     /// Global L2 gradient clipping (PyTorch `clip_grad_norm_`): `norm = sqrt(Σ‖g‖²)` over all
     /// tensors, each scaled by `min(1, max_norm / (norm + 1e-6))` ([`clip::clip_factor`]).
     /// Returns the scaled gradients and `norm`; when `norm` is not finite, the gradients come
     /// back unscaled and the caller should skip the step. See [`clip::clip_grad_norm`].
     fn clip_grad_norm(&self, grads: &[Self::Tensor], max_norm: f64) -> Result<(Vec<Self::Tensor>, f64)> {
-        clip::clip_grad_norm(self, grads, max_norm)
+        check::clip(self, grads, max_norm)?;
+        self.clip_grad_norm_impl(grads, max_norm)
     }
 }
+
+/// The one implementation of [`Backend`]: every backend's, through its kernels.
+impl<K: Composites + ?Sized> Backend for K {}
+
+/// The family calls behind the element-wise methods, each after its check.
+trait Families: Primitives {
+    fn unary_checked(&self, op: UnaryOp, x: &Self::Tensor) -> Result<Self::Tensor> {
+        check::float(self, op.name(), x)?;
+        self.unary(op, x)
+    }
+    fn binary_checked(&self, op: BinaryOp, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        check::binary(self, op.name(), a, b)?;
+        self.binary(op, a, b)
+    }
+    fn compare_checked(&self, op: CompareOp, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
+        check::compare(self, op, a, b)?;
+        self.compare(op, a, b)
+    }
+}
+
+impl<K: Primitives + ?Sized> Families for K {}
+

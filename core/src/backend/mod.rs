@@ -1,10 +1,9 @@
 //! The [`Backend`] trait: the tensor primitives and autodiff that the model, the sampler, the
 //! optimizer and the losses of orz-rs are written in, once, for every backend.
 //!
-//! A backend implements the required primitives (host transfer, creation, broadcasting
-//! arithmetic, unary functions, comparisons and `where_`, reductions, layout and indexing,
-//! batched matmul, casts, sort, autodiff); everything else has a default body built from them
-//! that a backend may override with a native path: [`ops`] and [`nn`] here, the PPO losses next
+//! A backend implements kernels ([`kernels`]: forward primitives grouped in op families,
+//! autodiff, optional native composites); [`Backend`] wraps them in argument checks and adds
+//! composites with default bodies built from the primitives: [`ops`] and [`nn`] here, the PPO losses next
 //! to their host oracles ([`crate::ppo::policy_loss`], [`crate::ppo::value_loss`]), AdamW and
 //! gradient clipping next to the optimizer that drives them ([`crate::optimizer::adamw`],
 //! [`crate::optimizer::clip`]).
@@ -17,8 +16,8 @@
 //!   and indices give [`crate::Error::Shape`], [`crate::Error::DType`] or
 //!   [`crate::Error::IndexOutOfRange`] whose message names the op and the shapes
 //!   (`"matmul: shapes [2, 3] and [4, 5] are incompatible"`). No method panics on bad input.
-//!   The helpers in [`shape`] produce these errors, so backends reject the same inputs with the
-//!   same messages.
+//!   [`Backend`] runs the checks of [`check`] before any kernel, so every backend rejects the
+//!   same inputs with the same messages.
 //! - **Shapes** are `&[usize]`, row-major, outermost first; `[]` is a scalar. Dimensions are
 //!   `usize` (no negative indices). Element-wise binary ops broadcast with NumPy's rules
 //!   ([`shape::broadcast_shapes`]).
@@ -44,20 +43,24 @@
 //!
 //! # Implementing a backend
 //!
-//! 1. Host transfer and creation: `tensor_f32`, `tensor_i64`, `to_host_f32`, `to_host_i64`,
-//!    `shape`, `dtype`, `full` (and `tensor_f64` / `to_host_f64` if the device has f64, for
-//!    tighter comparisons with the reference).
-//! 2. Element-wise: `add`, `sub`, `mul`, `div`, `maximum`, `minimum`, `neg`, `exp`, `log`,
-//!    `sqrt`, `sigmoid`, `tanh`, `powf`, `affine`, `clamp`, `eq`, `gt`, `ge`, `where_`, `cast`.
-//! 3. Reductions and layout: `sum`, `max`, `cumsum`, `sort`, `reshape`, `transpose`, `narrow`,
-//!    `cat`, `index_select`, `gather`, `write_slice`, `matmul`.
-//! 4. Autodiff: `param`, `detach`, `backward`, `grad`, `assign_param`, `set_grad_enabled`.
-//! 5. Optionally, faster overrides of composites (fused attention, log-softmax, RMSNorm, AdamW),
-//!    each of which must keep the stated gradient.
+//! A backend implements three traits of kernels ([`kernels`]); [`Backend`] is implemented for it
+//! by core and checks every argument ([`check`]) before a kernel runs, so kernels may assume
+//! valid shapes and dtypes and never repeat a check:
 //!
-//! Every required method's error behaviour is part of the contract: validate with the helpers in
-//! [`shape`] before calling into the framework, so that no framework panic (or abort) is reachable
-//! from bad shapes, dtypes or indices.
+//! 1. [`Primitives`]: host transfer and creation (`tensor_f32_impl`, `tensor_i64_impl`,
+//!    `to_host_f32`, `to_host_i64_impl`, `shape`, `dtype`, `full_impl`), the four op families
+//!    ([`Primitives::unary`], [`Primitives::binary`], [`Primitives::compare`],
+//!    [`Primitives::reduce`], each taking an enum of [`families`] whose variants state their
+//!    gradient and edge-case rules), `where_impl`, `cumsum_impl`, `sort_impl`, layout and
+//!    indexing (`reshape_impl`, `transpose_impl`, `narrow_impl`, `cat_impl`,
+//!    `index_select_impl`, `gather_impl`, `write_slice_impl`), `matmul_impl`, `cast_impl`.
+//! 2. [`Autodiff`]: map it onto the framework's autograd (tch, candle), or wrap a forward-only
+//!    engine in [`tape::Tape`] and write none of it.
+//! 3. [`Composites`]: `impl Composites for MyBackend {}`, or native paths for any of them
+//!    (fused attention, log-softmax, RMSNorm, AdamW), each keeping the stated gradient.
+//!
+//! Kernels still check what only they can read cheaply: index values in range and non-finite
+//! values cast to I64. `conformance/README.md` walks through a complete example.
 //!
 //! # Design choices
 //!
@@ -74,8 +77,10 @@
 //! - `Send`/`Sync` are not required (the reference shares nodes with `Rc`).
 
 mod api;
-mod by_ref;
+pub mod check;
 pub mod dtype;
+pub mod families;
+pub mod kernels;
 pub mod nn;
 pub mod ops;
 pub mod shape;
@@ -85,3 +90,5 @@ pub mod shape;
 pub use crate::optimizer::adamw::{AdamW, AdamWConfig, AdamWState, AdamWStep};
 pub use api::Backend;
 pub use dtype::DType;
+pub use families::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+pub use kernels::{Autodiff, Composites, Primitives};

@@ -24,14 +24,14 @@
 //! iteration.
 //!
 //! ```
-//! use orz_core::backend::{Backend, DType};
+//! use orz_core::backend::{Backend, DType, Primitives};
 //! use orz_core::generation::*;
 //! use orz_core::generation::FinishReason;
 //! use orz_core::rng::Rng;
 //! use orz_core::{Error, Result};
 //! use orz_reference::Reference;
 //!
-//! type T = <Reference as Backend>::Tensor;
+//! type T = <Reference as Primitives>::Tensor;
 //!
 //! // A toy model over 4 tokens (0 is EOS) whose next token is always equally likely.
 //! struct Uniform(Reference);

@@ -36,7 +36,7 @@ use core::ops::Range;
 
 use super::packing::PackedBatch;
 use super::qwen2::{Layer, Qwen2};
-use crate::backend::{Backend, DType};
+use crate::backend::{Backend, DType, Primitives};
 use crate::{Error, Result};
 
 /// How a training forward/backward spends memory (see the [module docs](self)).
@@ -93,13 +93,13 @@ impl Default for MemoryOptions {
 /// (`[rows, range.len(), ..]`: log-probs or values for the policy's and critic's wrappers), the
 /// scalar loss of those positions. The chunks' losses add up to the training loss.
 pub type ChunkLoss<'a, B> =
-    dyn FnMut(&<B as Backend>::Tensor, Range<usize>) -> Result<<B as Backend>::Tensor> + 'a;
+    dyn FnMut(&<B as Primitives>::Tensor, Range<usize>) -> Result<<B as Primitives>::Tensor> + 'a;
 
 /// The head and its loss over a chunk of positions, for [`Qwen2::backprop`]: given the
 /// final-normed hidden states of the positions `range` (`[rows, range.len(), hidden]`) and the
 /// head's weight (the LM head, the embeddings when tied, or the value head), the scalar loss of
 /// those positions.
-pub type HeadLoss<'a, B> = dyn FnMut(&<B as Backend>::Tensor, &<B as Backend>::Tensor, Range<usize>) -> Result<<B as Backend>::Tensor>
+pub type HeadLoss<'a, B> = dyn FnMut(&<B as Primitives>::Tensor, &<B as Primitives>::Tensor, Range<usize>) -> Result<<B as Primitives>::Tensor>
     + 'a;
 
 /// Where [`Qwen2::backprop_with`] takes each sharding unit's weights ([`Qwen2::parameter_units`]:

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use super::packing::PackedBatch;
 use super::{Head, Qwen2Config};
 use crate::backend::nn::rope_tables;
-use crate::backend::{Backend, DType};
+use crate::backend::{Backend, DType, Primitives};
 use crate::{Error, Result};
 
 /// The twelve parameters of one decoder layer, in Hugging Face's (and the spec's) order.
@@ -80,10 +80,10 @@ pub(crate) struct Weights<T> {
 /// cache while decoding. Called with the layer index.
 pub(crate) type Attend<'a, B> = dyn FnMut(
         usize,
-        &<B as Backend>::Tensor,
-        &<B as Backend>::Tensor,
-        &<B as Backend>::Tensor,
-    ) -> Result<<B as Backend>::Tensor>
+        &<B as Primitives>::Tensor,
+        &<B as Primitives>::Tensor,
+        &<B as Primitives>::Tensor,
+    ) -> Result<<B as Primitives>::Tensor>
     + 'a;
 
 /// The rotary tables of one forward pass, `[rows, seq, head_dim]` each.

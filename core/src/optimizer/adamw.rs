@@ -61,9 +61,6 @@ pub fn adamw_update<B: Backend + ?Sized>(
     hp: &AdamWStep,
 ) -> Result<(B::Tensor, B::Tensor)> {
     let AdamWStep { lr, config: AdamWConfig { beta1, beta2, eps, weight_decay }, step } = *hp;
-    if step == 0 {
-        return Err(Error::invalid("adamw_update", "step counts from 1"));
-    }
     no_grad(b, || {
         let p = b.cast(&b.detach(param)?, DType::F32)?;
         let g = b.cast(&b.detach(grad)?, DType::F32)?;
