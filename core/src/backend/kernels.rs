@@ -3,7 +3,9 @@
 //! in core, before it calls them.
 //!
 //! - [`Primitives`]: the forward ops (host transfer, creation, the four op families, layout,
-//!   indexing, matmul, cast, sort). Required.
+//!   indexing, matmul, cast, sort). Required, but for a few provided ones (f64 and Bool
+//!   transfer, and `index_add_impl`/`scatter_add_impl`, the adjoints of `index_select`/`gather`
+//!   that [`Tape`](super::tape::Tape) differentiates with), whose defaults use the others.
 //! - [`Autodiff`]: parameters, reverse-mode differentiation and in-place updates. Required; a
 //!   framework with autograd maps it onto its own (tch, candle), one without wraps its
 //!   primitives in core's [`Tape`](super::tape::Tape) and writes none of it.
@@ -29,6 +31,7 @@ use alloc::vec::Vec;
 use core::fmt::Debug;
 
 use super::families::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use super::shape::split_at_dim;
 use super::{DType, nn, ops};
 use crate::Result;
 use crate::optimizer::{adamw, clip};
@@ -164,6 +167,44 @@ kernel_trait! {
             /// As [`Primitives::to_host_f32`], as f64. Default: widens the f32 values.
             fn to_host_f64(&self, t: &Self::Tensor) -> Result<Vec<f64>> {
                 Ok(self.to_host_f32(t)?.into_iter().map(f64::from).collect())
+            }
+            /// `dst` plus `src` added along `dim` at the 1-D I64 positions `idx`: the result is
+            /// `dst` with `src[.., k, ..]` added to `dst[.., idx[k], ..]` (repeats accumulate);
+            /// `src` has `dst`'s shape with `idx.len()` at `dim`, both one float dtype. The adjoint
+            /// of `index_select`, which [`Tape`](super::tape::Tape) differentiates with it; the
+            /// indices arrive in range (the forward `index_select` checked them). Default: a one-hot
+            /// `[dst.shape[dim], idx.len()]` matrix (`compare` of the indices with `0..size`, cast
+            /// to the dtype) multiplied into `src`, memory `size × idx.len()`; a NaN or inf in
+            /// `src` spreads to every row of `dim` (0 × NaN), so a forward-only backend may
+            /// override it with a loop.
+            fn index_add_impl(&self, dst: &Self::Tensor, dim: usize, idx: &Self::Tensor, src: &Self::Tensor) -> Result<Self::Tensor> {
+                let shape = self.shape(dst);
+                let (outer, size, inner) = split_at_dim(&shape, dim);
+                let picks = self.shape(idx).iter().product::<usize>();
+                let rows: Vec<i64> = (0..size as i64).collect();
+                let rows = self.tensor_i64_impl(&rows, &[size, 1])?;
+                let hit = self.compare(CompareOp::Eq, &rows, &self.reshape_impl(idx, &[1, picks])?)?;
+                let onehot = self.cast_impl(&hit, self.dtype(src))?;
+                let added = self.matmul_impl(&onehot, &self.reshape_impl(src, &[outer, picks, inner])?)?;
+                self.binary(BinaryOp::Add, dst, &self.reshape_impl(&added, &shape)?)
+            }
+            /// `dst` plus `src` scattered along `dim` (PyTorch `scatter_add`): `src[p]` is added to
+            /// `dst` at `p` with coordinate `dim` replaced by `idx[p]`; `idx` (I64) and `src` share
+            /// one shape, equal to `dst`'s but along `dim`. The adjoint of `gather`, which
+            /// [`Tape`](super::tape::Tape) differentiates with it; the indices arrive in range.
+            /// Default: `where_(idx == j, src, 0)` summed over the positions, for every `j` in
+            /// `0..dst.shape[dim]` (memory `src.len() × dst.shape[dim]`, no NaN spreading).
+            fn scatter_add_impl(&self, dst: &Self::Tensor, dim: usize, idx: &Self::Tensor, src: &Self::Tensor) -> Result<Self::Tensor> {
+                let shape = self.shape(dst);
+                let (outer, size, inner) = split_at_dim(&shape, dim);
+                let picks = self.shape(idx)[dim];
+                let targets: Vec<i64> = (0..size as i64).collect();
+                let targets = self.tensor_i64_impl(&targets, &[1, 1, size, 1])?;
+                let hit = self.compare(CompareOp::Eq, &self.reshape_impl(idx, &[outer, picks, 1, inner])?, &targets)?;
+                let zero = self.full_impl(&[], 0.0, self.dtype(src))?;
+                let spread = self.where_impl(&hit, &self.reshape_impl(src, &[outer, picks, 1, inner])?, &zero)?;
+                let added = self.reduce(ReduceOp::Sum, &spread, 1, false)?;
+                self.binary(BinaryOp::Add, dst, &self.reshape_impl(&added, &shape)?)
             }
         }
     }

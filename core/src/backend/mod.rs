@@ -84,6 +84,7 @@ pub mod kernels;
 pub mod nn;
 pub mod ops;
 pub mod shape;
+pub mod tape;
 
 /// The AdamW types of [`Backend::adamw_update`]'s signature, re-exported from their home
 /// [`crate::optimizer::adamw`].
