@@ -37,7 +37,7 @@ pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<f64> {
     numel("full", shape)?;
     match dtype {
         DType::Bool => Ok(f64::from(u8::from(value != 0.0))),
-        DType::I64 if value.fract() != 0.0 || value.abs() > EXACT_INT => {
+        DType::I64 if num_traits::Float::fract(value) != 0.0 || value.abs() > EXACT_INT => {
             Err(Error::invalid("full", format!("{value} is not an integer that i64 holds exactly")))
         }
         _ => Ok(value),
