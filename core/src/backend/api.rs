@@ -551,6 +551,9 @@ pub trait Backend: Composites {
         v: &Self::Tensor,
         hp: &adamw::AdamWStep,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
+        if !self.is_param(param) {
+            return Err(Error::invalid("adamw_update", "the target is not a parameter (see Backend::param)"));
+        }
         check::adamw(self, param, grad, m, v, hp.step)?;
         self.adamw_update_impl(param, grad, m, v, hp)
     }
