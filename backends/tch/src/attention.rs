@@ -9,34 +9,11 @@
 use std::collections::HashSet;
 
 use orz_core::backend::DType;
-use orz_core::backend::shape::{broadcast_shapes, check_float};
-use orz_core::{Error, Result};
+use orz_core::Result;
 use tch::Tensor;
 
 use crate::convert::{dtype_of, kind, shape_of};
 use crate::{Tch, TchTensor, i64_of, scalar, tch_err};
-
-/// The shape checks of [`orz_core::backend::nn::attention`], with its messages.
-fn check_attention(q: &[usize], k: &[usize], v: &[usize]) -> Result<()> {
-    let fits = q.len() == 4
-        && k.len() == 4
-        && v.len() == 4
-        && q[0] == k[0]
-        && k[..3] == v[..3]
-        && q[3] == k[3]
-        && k[1] > 0
-        && q[1].is_multiple_of(k[1]);
-    if fits {
-        Ok(())
-    } else {
-        Err(Error::shape(
-            "attention",
-            format!(
-                "q {q:?}, k {k:?}, v {v:?} are incompatible (need [b, hq, sq, d], [b, hkv, skv, d], [b, hkv, skv, dv] with hkv dividing hq)"
-            ),
-        ))
-    }
-}
 
 impl Tch {
     /// `attention` on `scaled_dot_product_attention` with an additive mask: 0 where allowed, the
@@ -50,30 +27,6 @@ impl Tch {
         v: &TchTensor,
         mask: &TchTensor,
     ) -> Result<TchTensor> {
-        let (qs, ks, vs, ms) = (shape_of(&q.t), shape_of(&k.t), shape_of(&v.t), shape_of(&mask.t));
-        check_attention(&qs, &ks, &vs)?;
-        let dtype = dtype_of(&q.t);
-        check_float("attention", "q", dtype)?;
-        for (what, t) in [("k", k), ("v", v)] {
-            let d = dtype_of(&t.t);
-            if d != dtype {
-                return Err(Error::dtype(
-                    "attention",
-                    format!("q has dtype {dtype} but {what} has dtype {d}"),
-                ));
-            }
-        }
-        let dm = dtype_of(&mask.t);
-        if dm != DType::Bool {
-            return Err(Error::dtype("attention", format!("mask has dtype {dm}, bool is required")));
-        }
-        let scores = [qs[0], qs[1], qs[2], ks[2]];
-        if broadcast_shapes("attention", &ms, &scores).ok().as_deref() != Some(&scores[..]) {
-            return Err(Error::shape(
-                "attention",
-                format!("mask of shape {ms:?} does not broadcast to {scores:?}"),
-            ));
-        }
         self.sdpa_masked(q, k, v, &mask.t, true)
     }
 
@@ -128,7 +81,6 @@ impl Tch {
         v: &TchTensor,
         segment_ids: &TchTensor,
     ) -> Result<TchTensor> {
-        check_causal(q, k, v, segment_ids)?;
         let s = shape_of(&segment_ids.t)[1];
         if s == 0 || shape_of(&q.t)[0] == 0 {
             return self.masked_causal(q, k, v, segment_ids);
@@ -150,7 +102,7 @@ impl Tch {
         v: &TchTensor,
         segment_ids: &TchTensor,
     ) -> Result<TchTensor> {
-        check_causal(q, k, v, segment_ids)?;
+        orz_core::backend::check::causal_attention(self, q, k, v, segment_ids)?;
         self.masked_causal(q, k, v, segment_ids)
     }
 
@@ -244,34 +196,6 @@ impl Tch {
 
 /// The operation name of `causal_attention`'s errors.
 const CAUSAL: &str = "causal_attention";
-
-/// The shape and dtype checks of [`orz_core::backend::nn::causal_attention`] and of the
-/// attention it calls.
-fn check_causal(q: &TchTensor, k: &TchTensor, v: &TchTensor, segment_ids: &TchTensor) -> Result<()> {
-    let (qs, ks, ss) = (shape_of(&q.t), shape_of(&k.t), shape_of(&segment_ids.t));
-    if qs.len() != 4 || ks.len() != 4 || ss.len() != 2 || ss[..] != [qs[0], qs[2]] || ks[2] != qs[2] {
-        return Err(Error::shape(
-            CAUSAL,
-            format!(
-                "segment_ids of shape {ss:?} do not fit q {qs:?} and k {ks:?} (need [b, s] with sq = skv = s)"
-            ),
-        ));
-    }
-    let ds = dtype_of(&segment_ids.t);
-    if ds != DType::I64 {
-        return Err(Error::dtype(CAUSAL, format!("segment_ids have dtype {ds}, i64 is required")));
-    }
-    check_attention(&qs, &ks, &shape_of(&v.t))?;
-    let dtype = dtype_of(&q.t);
-    check_float("attention", "q", dtype)?;
-    for (what, t) in [("k", k), ("v", v)] {
-        let d = dtype_of(&t.t);
-        if d != dtype {
-            return Err(Error::dtype("attention", format!("q has dtype {dtype} but {what} has dtype {d}")));
-        }
-    }
-    Ok(())
-}
 
 /// The `(start, len)` runs of equal ids in `row`, or `None` when an id comes back after a
 /// different one (the segments are then not contiguous).

@@ -1,56 +1,10 @@
-//! Argument checks run before any libtorch call, with the reference's errors and messages (built
-//! from [`orz_core::backend::shape`]), so that bad input never reaches libtorch.
+//! The checks only a kernel can make, on tensor values: index entries in range and non-finite
+//! values cast to I64. Shapes and dtypes arrive checked by [`orz_core::backend::Backend`].
 
-use orz_core::backend::DType;
-use orz_core::backend::shape::{broadcast_shapes, check_float, check_same_dtype};
 use orz_core::{Error, Result};
 use tch::Tensor;
 
-use crate::convert::{dtype_of, shape_of};
 use crate::{Tch, TchTensor, i64_of, scalar, tch_err};
-
-/// Float operands of one dtype that broadcast together; returns the broadcast shape.
-pub(crate) fn binary(op: &'static str, a: &TchTensor, b: &TchTensor) -> Result<Vec<usize>> {
-    let (da, db) = (dtype_of(&a.t), dtype_of(&b.t));
-    check_float(op, "the left operand", da)?;
-    check_float(op, "the right operand", db)?;
-    check_same_dtype(op, da, db)?;
-    broadcast_shapes(op, &shape_of(&a.t), &shape_of(&b.t))
-}
-
-/// A float operand.
-pub(crate) fn unary(op: &'static str, x: &TchTensor) -> Result<()> {
-    check_float(op, "the input", dtype_of(&x.t))
-}
-
-/// Operands of a comparison: one dtype (Bool has no order), broadcasting.
-pub(crate) fn compare(op: &'static str, a: &TchTensor, b: &TchTensor, ordered: bool) -> Result<()> {
-    let (da, db) = (dtype_of(&a.t), dtype_of(&b.t));
-    check_same_dtype(op, da, db)?;
-    if ordered && da == DType::Bool {
-        return Err(Error::dtype(op, "bool operands have no order; cast them first"));
-    }
-    broadcast_shapes(op, &shape_of(&a.t), &shape_of(&b.t)).map(|_| ())
-}
-
-/// Operands of `where_`: a Bool condition, branches of one dtype, all three broadcasting.
-pub(crate) fn select(cond: &TchTensor, a: &TchTensor, b: &TchTensor) -> Result<()> {
-    const OP: &str = "where_";
-    let dc = dtype_of(&cond.t);
-    if dc != DType::Bool {
-        return Err(Error::dtype(OP, format!("the condition has dtype {dc}, bool is required")));
-    }
-    check_same_dtype(OP, dtype_of(&a.t), dtype_of(&b.t))?;
-    let (c, a, b) = (shape_of(&cond.t), shape_of(&a.t), shape_of(&b.t));
-    broadcast_shapes(OP, &broadcast_shapes(OP, &c, &a)?, &b)
-        .map_err(|_| Error::shape(OP, format!("shapes {c:?}, {a:?} and {b:?} do not broadcast")))?;
-    Ok(())
-}
-
-/// Checks that `x` and its other operand fit along every dimension but `dim` (same rank).
-pub(crate) fn fits_except(x: &[usize], y: &[usize], dim: usize) -> bool {
-    x.len() == y.len() && x.iter().zip(y).enumerate().all(|(d, (p, q))| d == dim || p == q)
-}
 
 impl Tch {
     /// Runs an indexing op whose index tensor `idx` must hold I64 values in `0..size`. On CUDA the
@@ -78,7 +32,7 @@ impl Tch {
         }
     }
 
-    /// Checks that an index tensor is I64 and every entry lies in `0..size`; the error names the
+    /// Checks that every entry of an I64 index tensor lies in `0..size`; the error names the
     /// first bad entry (found on the host, only when there is one).
     pub(crate) fn check_indices(
         &self,
@@ -87,10 +41,6 @@ impl Tch {
         size: usize,
         context: impl Fn() -> String,
     ) -> Result<()> {
-        let d = dtype_of(idx);
-        if d != DType::I64 {
-            return Err(Error::dtype(op, format!("indices have dtype {d}, i64 is required")));
-        }
         if idx.numel() == 0 {
             return Ok(());
         }

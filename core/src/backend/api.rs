@@ -18,8 +18,8 @@ use crate::{Error, Result};
 ///
 /// Implemented for every backend, by the blanket impl below: a backend implements
 /// [`Primitives`], [`Autodiff`](super::Autodiff) and [`Composites`], never this trait, and cannot skip a check.
-/// Methods without arguments to check (`name`, `device`, `sync`, `to_host_f32`, `to_host_f64`,
-/// `shape`, `dtype`, `detach`, `grad`, `set_grad_enabled`) come from the kernel traits.
+/// Users import this trait alone: every method a model, sampler or optimizer calls is here, and
+/// the kernel traits' methods have names of their own (`*_impl` and the op families).
 ///
 /// Methods are grouped: host transfer and creation, element-wise arithmetic, unary functions,
 /// comparisons and selection, reductions, layout and indexing, autodiff; then the composites
@@ -34,6 +34,39 @@ use crate::{Error, Result};
 /// formula, with respect to every float tensor argument; an override must give the same
 /// gradients as the default (candle's fused kernels that record no backward do not qualify).
 pub trait Backend: Composites {
+    // ---- identity and queries (nothing to check) -----------------------------------------
+
+    /// A short name for reports, e.g. `"reference"`, `"tch"`, `"candle"`.
+    fn name(&self) -> &'static str {
+        self.name_impl()
+    }
+    /// The device this backend creates tensors on.
+    fn device(&self) -> Self::Device {
+        self.device_impl()
+    }
+    /// Waits until all queued work is finished (timed regions end with it); a no-op on
+    /// synchronous backends.
+    fn sync(&self) -> Result<()> {
+        self.sync_impl()
+    }
+    /// The shape of a tensor.
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize> {
+        self.shape_impl(t)
+    }
+    /// The dtype of a tensor (the dtype it was created with, even where a backend computes
+    /// wider, as the reference does).
+    fn dtype(&self, t: &Self::Tensor) -> DType {
+        self.dtype_impl(t)
+    }
+    /// The values of a tensor of any dtype, row-major, as f32 (Bool gives 0 and 1).
+    fn to_host_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>> {
+        self.to_host_f32_impl(t)
+    }
+    /// As [`Backend::to_host_f32`], as f64 (exact on the reference).
+    fn to_host_f64(&self, t: &Self::Tensor) -> Result<Vec<f64>> {
+        self.to_host_f64_impl(t)
+    }
+
     // ---- host transfer and creation ------------------------------------------------------
 
     /// A tensor of float dtype `dtype` holding `data` (row-major) with shape `shape`; values are
@@ -306,6 +339,22 @@ pub trait Backend: Composites {
         self.assign_param_impl(param, value)
     }
 
+    /// The same values cut from the graph: no gradient flows through the result.
+    fn detach(&self, t: &Self::Tensor) -> Result<Self::Tensor> {
+        self.detach_impl(t)
+    }
+    /// The gradient of the loss with respect to `param`, with `param`'s shape and dtype and no
+    /// graph; `None` when the loss does not depend on `param` (a parameter the loss reaches only
+    /// through zero-gradient paths gets `Some` zeros).
+    fn grad(&self, grads: &Self::Grads, param: &Self::Tensor) -> Result<Option<Self::Tensor>> {
+        self.grad_impl(grads, param)
+    }
+    /// Turns graph recording on or off for later operations on this backend (off: results are
+    /// detached, as under PyTorch's `no_grad`; use it for sampling); returns the previous state.
+    fn set_grad_enabled(&self, enabled: bool) -> bool {
+        self.set_grad_enabled_impl(enabled)
+    }
+
     // ---- provided: creation and layout helpers ------------------------------------------
 
     /// Zeros of any dtype.
@@ -502,6 +551,9 @@ pub trait Backend: Composites {
         v: &Self::Tensor,
         hp: &adamw::AdamWStep,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
+        if !self.is_param(param) {
+            return Err(Error::invalid("adamw_update", "the target is not a parameter (see Backend::param)"));
+        }
         check::adamw(self, param, grad, m, v, hp.step)?;
         self.adamw_update_impl(param, grad, m, v, hp)
     }

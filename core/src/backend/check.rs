@@ -46,7 +46,7 @@ pub fn full(shape: &[usize], value: f64, dtype: DType) -> Result<f64> {
 
 /// A float operand of a unary op or reduction.
 pub fn float<K: Primitives + ?Sized>(k: &K, op: &'static str, x: &K::Tensor) -> Result<()> {
-    check_float(op, "the input", k.dtype(x))
+    check_float(op, "the input", k.dtype_impl(x))
 }
 
 /// `clamp`'s bounds: an interval, no NaN.
@@ -59,32 +59,32 @@ pub fn clamp_bounds(lo: f64, hi: f64) -> Result<()> {
 
 /// Float operands of one dtype that broadcast together.
 pub fn binary<K: Primitives + ?Sized>(k: &K, op: &'static str, a: &K::Tensor, b: &K::Tensor) -> Result<()> {
-    let (da, db) = (k.dtype(a), k.dtype(b));
+    let (da, db) = (k.dtype_impl(a), k.dtype_impl(b));
     check_float(op, "the left operand", da)?;
     check_float(op, "the right operand", db)?;
     check_same_dtype(op, da, db)?;
-    broadcast_shapes(op, &k.shape(a), &k.shape(b)).map(|_| ())
+    broadcast_shapes(op, &k.shape_impl(a), &k.shape_impl(b)).map(|_| ())
 }
 
 /// Operands of a comparison: one dtype (Bool has no order), broadcasting.
 pub fn compare<K: Primitives + ?Sized>(k: &K, op: CompareOp, a: &K::Tensor, b: &K::Tensor) -> Result<()> {
-    let (da, db) = (k.dtype(a), k.dtype(b));
+    let (da, db) = (k.dtype_impl(a), k.dtype_impl(b));
     check_same_dtype(op.name(), da, db)?;
     if op.is_ordered() && da == DType::Bool {
         return Err(Error::dtype(op.name(), "bool operands have no order; cast them first"));
     }
-    broadcast_shapes(op.name(), &k.shape(a), &k.shape(b)).map(|_| ())
+    broadcast_shapes(op.name(), &k.shape_impl(a), &k.shape_impl(b)).map(|_| ())
 }
 
 /// Operands of `where_`: a Bool condition, branches of one dtype, all three broadcasting.
 pub fn where_<K: Primitives + ?Sized>(k: &K, cond: &K::Tensor, a: &K::Tensor, b: &K::Tensor) -> Result<()> {
     const OP: &str = "where_";
-    let dc = k.dtype(cond);
+    let dc = k.dtype_impl(cond);
     if dc != DType::Bool {
         return Err(Error::dtype(OP, format!("the condition has dtype {dc}, bool is required")));
     }
-    check_same_dtype(OP, k.dtype(a), k.dtype(b))?;
-    let (c, a, b) = (k.shape(cond), k.shape(a), k.shape(b));
+    check_same_dtype(OP, k.dtype_impl(a), k.dtype_impl(b))?;
+    let (c, a, b) = (k.shape_impl(cond), k.shape_impl(a), k.shape_impl(b));
     broadcast_shapes(OP, &broadcast_shapes(OP, &c, &a)?, &b)
         .map_err(|_| Error::shape(OP, format!("shapes {c:?}, {a:?} and {b:?} do not broadcast")))?;
     Ok(())
@@ -99,7 +99,7 @@ pub fn along<K: Primitives + ?Sized>(
     nonempty: bool,
 ) -> Result<()> {
     float(k, op, x)?;
-    let shape = k.shape(x);
+    let shape = k.shape_impl(x);
     check_dim(op, &shape, dim)?;
     if nonempty && shape[dim] == 0 {
         return Err(Error::shape(op, format!("dimension {dim} of shape {shape:?} is empty")));
@@ -109,16 +109,16 @@ pub fn along<K: Primitives + ?Sized>(
 
 /// `sort`: a float or I64 input, a valid dimension.
 pub fn sort<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, dim: usize) -> Result<()> {
-    check_dim("sort", &k.shape(x), dim)?;
-    if k.dtype(x) != DType::I64 {
-        check_float("sort", "the input", k.dtype(x))?;
+    check_dim("sort", &k.shape_impl(x), dim)?;
+    if k.dtype_impl(x) != DType::I64 {
+        check_float("sort", "the input", k.dtype_impl(x))?;
     }
     Ok(())
 }
 
 /// `reshape`: the same element count.
 pub fn reshape<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, shape: &[usize]) -> Result<()> {
-    let from = k.shape(x);
+    let from = k.shape_impl(x);
     if numel("reshape", shape)? != numel("reshape", &from)? {
         return Err(Error::shape("reshape", format!("cannot reshape {from:?} into {shape:?}")));
     }
@@ -127,7 +127,7 @@ pub fn reshape<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, shape: &[usize]) ->
 
 /// `transpose`: two valid dimensions.
 pub fn transpose<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, d0: usize, d1: usize) -> Result<()> {
-    let shape = k.shape(x);
+    let shape = k.shape_impl(x);
     check_dim("transpose", &shape, d0)?;
     check_dim("transpose", &shape, d1)
 }
@@ -140,11 +140,11 @@ pub fn fits_except(x: &[usize], y: &[usize], dim: usize) -> bool {
 /// `cat`: at least one tensor, one dtype, equal sizes outside `dim`.
 pub fn cat<K: Primitives + ?Sized>(k: &K, xs: &[K::Tensor], dim: usize) -> Result<()> {
     let first = xs.first().ok_or_else(|| Error::shape("cat", "no tensors to concatenate"))?;
-    let a = k.shape(first);
+    let a = k.shape_impl(first);
     check_dim("cat", &a, dim)?;
     for x in xs {
-        check_same_dtype("cat", k.dtype(first), k.dtype(x))?;
-        let b = k.shape(x);
+        check_same_dtype("cat", k.dtype_impl(first), k.dtype_impl(x))?;
+        let b = k.shape_impl(x);
         if !fits_except(&a, &b, dim) {
             return Err(Error::shape("cat", format!("shapes {a:?} and {b:?} differ outside dimension {dim}")));
         }
@@ -153,7 +153,7 @@ pub fn cat<K: Primitives + ?Sized>(k: &K, xs: &[K::Tensor], dim: usize) -> Resul
 }
 
 fn index_dtype<K: Primitives + ?Sized>(k: &K, op: &'static str, idx: &K::Tensor) -> Result<()> {
-    let dt = k.dtype(idx);
+    let dt = k.dtype_impl(idx);
     if dt != DType::I64 {
         return Err(Error::dtype(op, format!("indices have dtype {dt}, i64 is required")));
     }
@@ -163,9 +163,9 @@ fn index_dtype<K: Primitives + ?Sized>(k: &K, op: &'static str, idx: &K::Tensor)
 /// `index_select`: a valid dimension and 1-D I64 indices.
 pub fn index_select<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, dim: usize, idx: &K::Tensor) -> Result<()> {
     const OP: &str = "index_select";
-    check_dim(OP, &k.shape(x), dim)?;
+    check_dim(OP, &k.shape_impl(x), dim)?;
     index_dtype(k, OP, idx)?;
-    let is = k.shape(idx);
+    let is = k.shape_impl(idx);
     if is.len() != 1 {
         return Err(Error::shape(OP, format!("indices must be 1-D, got shape {is:?}")));
     }
@@ -175,7 +175,7 @@ pub fn index_select<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, dim: usize, id
 /// `gather`: a valid dimension and I64 indices of `x`'s rank and sizes outside `dim`.
 pub fn gather<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, dim: usize, idx: &K::Tensor) -> Result<()> {
     const OP: &str = "gather";
-    let (xs, is) = (k.shape(x), k.shape(idx));
+    let (xs, is) = (k.shape_impl(x), k.shape_impl(idx));
     check_dim(OP, &xs, dim)?;
     index_dtype(k, OP, idx)?;
     if !fits_except(&xs, &is, dim) {
@@ -196,8 +196,8 @@ pub fn write_slice<K: Primitives + ?Sized>(
     src: &K::Tensor,
 ) -> Result<()> {
     const OP: &str = "write_slice";
-    check_same_dtype(OP, k.dtype(dst), k.dtype(src))?;
-    let (ds, ss) = (k.shape(dst), k.shape(src));
+    check_same_dtype(OP, k.dtype_impl(dst), k.dtype_impl(src))?;
+    let (ds, ss) = (k.shape_impl(dst), k.shape_impl(src));
     if !fits_except(&ds, &ss, dim) {
         return Err(Error::shape(
             OP,
@@ -209,16 +209,16 @@ pub fn write_slice<K: Primitives + ?Sized>(
 
 /// `matmul`: float operands of one dtype with compatible shapes.
 pub fn matmul<K: Primitives + ?Sized>(k: &K, a: &K::Tensor, b: &K::Tensor) -> Result<()> {
-    let (da, db) = (k.dtype(a), k.dtype(b));
+    let (da, db) = (k.dtype_impl(a), k.dtype_impl(b));
     check_float("matmul", "the left operand", da)?;
     check_float("matmul", "the right operand", db)?;
     check_same_dtype("matmul", da, db)?;
-    matmul_shape("matmul", &k.shape(a), &k.shape(b)).map(|_| ())
+    matmul_shape("matmul", &k.shape_impl(a), &k.shape_impl(b)).map(|_| ())
 }
 
 /// `backward`: the loss is one float element.
 pub fn loss<K: Primitives + ?Sized>(k: &K, loss: &K::Tensor) -> Result<()> {
-    let (shape, dtype) = (k.shape(loss), k.dtype(loss));
+    let (shape, dtype) = (k.shape_impl(loss), k.dtype_impl(loss));
     if numel("backward", &shape)? != 1 || !dtype.is_float() {
         return Err(Error::shape(
             "backward",
@@ -230,8 +230,8 @@ pub fn loss<K: Primitives + ?Sized>(k: &K, loss: &K::Tensor) -> Result<()> {
 
 /// `assign_param`'s value: a float tensor of the parameter's shape.
 pub fn assign_value<K: Primitives + ?Sized>(k: &K, param: &K::Tensor, value: &K::Tensor) -> Result<()> {
-    check_float("assign_param", "the new value", k.dtype(value))?;
-    let (p, v) = (k.shape(param), k.shape(value));
+    check_float("assign_param", "the new value", k.dtype_impl(value))?;
+    let (p, v) = (k.shape_impl(param), k.shape_impl(value));
     if p != v {
         return Err(Error::shape("assign_param", format!("parameter has shape {p:?} but the value has shape {v:?}")));
     }
@@ -246,9 +246,9 @@ pub fn last_dim(op: &'static str, shape: &[usize]) -> Result<usize> {
 /// `selective_log_prob`: float logits `[..., vocab]`, I64 targets `[...]`.
 pub fn selective_log_prob<K: Primitives + ?Sized>(k: &K, logits: &K::Tensor, targets: &K::Tensor) -> Result<()> {
     const OP: &str = "selective_log_prob";
-    check_float(OP, "the logits", k.dtype(logits))?;
+    check_float(OP, "the logits", k.dtype_impl(logits))?;
     index_dtype(k, OP, targets)?;
-    let (ls, ts) = (k.shape(logits), k.shape(targets));
+    let (ls, ts) = (k.shape_impl(logits), k.shape_impl(targets));
     let last = last_dim(OP, &ls)?;
     if ts[..] != ls[..last] {
         return Err(Error::shape(
@@ -266,15 +266,15 @@ pub fn linear<K: Primitives + ?Sized>(
     w: &K::Tensor,
     bias: Option<&K::Tensor>,
 ) -> Result<()> {
-    let (xs, ws) = (k.shape(x), k.shape(w));
-    check_float("linear", "the input", k.dtype(x))?;
-    check_same_dtype("linear", k.dtype(x), k.dtype(w))?;
+    let (xs, ws) = (k.shape_impl(x), k.shape_impl(w));
+    check_float("linear", "the input", k.dtype_impl(x))?;
+    check_same_dtype("linear", k.dtype_impl(x), k.dtype_impl(w))?;
     if ws.len() != 2 || xs.last() != Some(&ws[1]) {
         return Err(Error::shape("linear", format!("input of shape {xs:?} does not fit weight of shape {ws:?}")));
     }
     if let Some(bias) = bias {
-        check_same_dtype("linear", k.dtype(x), k.dtype(bias))?;
-        let bs = k.shape(bias);
+        check_same_dtype("linear", k.dtype_impl(x), k.dtype_impl(bias))?;
+        let bs = k.shape_impl(bias);
         if bs[..] != ws[..1] {
             return Err(Error::shape("linear", format!("bias has shape {bs:?}, expected [{}]", ws[0])));
         }
@@ -284,9 +284,9 @@ pub fn linear<K: Primitives + ?Sized>(
 
 /// `rms_norm`: float `x [..., hidden]`, `weight [hidden]` of `x`'s dtype.
 pub fn rms_norm<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, weight: &K::Tensor) -> Result<()> {
-    check_float("rms_norm", "the input", k.dtype(x))?;
-    check_same_dtype("rms_norm", k.dtype(x), k.dtype(weight))?;
-    let (xs, ws) = (k.shape(x), k.shape(weight));
+    check_float("rms_norm", "the input", k.dtype_impl(x))?;
+    check_same_dtype("rms_norm", k.dtype_impl(x), k.dtype_impl(weight))?;
+    let (xs, ws) = (k.shape_impl(x), k.shape_impl(weight));
     let last = last_dim("rms_norm", &xs)?;
     if ws[..] != xs[last..] {
         return Err(Error::shape("rms_norm", format!("weight of shape {ws:?} does not fit input of shape {xs:?}")));
@@ -304,9 +304,9 @@ pub fn attention<K: Primitives + ?Sized>(
     mask: &K::Tensor,
 ) -> Result<()> {
     const OP: &str = "attention";
-    let (qs, ks, ms) = (k.shape(q), k.shape(key), k.shape(mask));
+    let (qs, ks, ms) = (k.shape_impl(q), k.shape_impl(key), k.shape_impl(mask));
     qkv(OP, k, q, key, v)?;
-    let mask_dtype = k.dtype(mask);
+    let mask_dtype = k.dtype_impl(mask);
     if mask_dtype != DType::Bool {
         return Err(Error::dtype(OP, format!("mask has dtype {mask_dtype}, bool is required")));
     }
@@ -319,7 +319,7 @@ pub fn attention<K: Primitives + ?Sized>(
 
 /// The shapes and dtypes of attention's `q`, `k`, `v`.
 fn qkv<K: Primitives + ?Sized>(op: &'static str, k: &K, q: &K::Tensor, key: &K::Tensor, v: &K::Tensor) -> Result<()> {
-    let (qs, ks, vs) = (k.shape(q), k.shape(key), k.shape(v));
+    let (qs, ks, vs) = (k.shape_impl(q), k.shape_impl(key), k.shape_impl(v));
     let fits = qs.len() == 4
         && ks.len() == 4
         && vs.len() == 4
@@ -336,9 +336,9 @@ fn qkv<K: Primitives + ?Sized>(op: &'static str, k: &K, q: &K::Tensor, key: &K::
             ),
         ));
     }
-    check_float(op, "q", k.dtype(q))?;
-    check_same_dtype(op, k.dtype(q), k.dtype(key))?;
-    check_same_dtype(op, k.dtype(q), k.dtype(v))
+    check_float(op, "q", k.dtype_impl(q))?;
+    check_same_dtype(op, k.dtype_impl(q), k.dtype_impl(key))?;
+    check_same_dtype(op, k.dtype_impl(q), k.dtype_impl(v))
 }
 
 /// `causal_attention`: attention's `q`, `k`, `v` with `sq = skv = s`, I64 `segment_ids [b, s]`.
@@ -350,14 +350,14 @@ pub fn causal_attention<K: Primitives + ?Sized>(
     segment_ids: &K::Tensor,
 ) -> Result<()> {
     const OP: &str = "causal_attention";
-    let (qs, ks, ss) = (k.shape(q), k.shape(key), k.shape(segment_ids));
+    let (qs, ks, ss) = (k.shape_impl(q), k.shape_impl(key), k.shape_impl(segment_ids));
     if qs.len() != 4 || ks.len() != 4 || ss.len() != 2 || ss[..] != [qs[0], qs[2]] || ks[2] != qs[2] {
         return Err(Error::shape(
             OP,
             format!("segment_ids of shape {ss:?} do not fit q {qs:?} and k {ks:?} (need [b, s] with sq = skv = s)"),
         ));
     }
-    let dt = k.dtype(segment_ids);
+    let dt = k.dtype_impl(segment_ids);
     if dt != DType::I64 {
         return Err(Error::dtype(OP, format!("segment_ids have dtype {dt}, i64 is required")));
     }
@@ -377,17 +377,17 @@ pub fn adamw<K: Primitives + ?Sized>(
     if step == 0 {
         return Err(Error::invalid(OP, "step counts from 1"));
     }
-    check_float(OP, "the parameter", k.dtype(param))?;
-    check_float(OP, "the gradient", k.dtype(grad))?;
-    let shape = k.shape(param);
+    check_float(OP, "the parameter", k.dtype_impl(param))?;
+    check_float(OP, "the gradient", k.dtype_impl(grad))?;
+    let shape = k.shape_impl(param);
     for (what, t) in [("the gradient", grad), ("m", m), ("v", v)] {
-        let s = k.shape(t);
+        let s = k.shape_impl(t);
         if s != shape {
             return Err(Error::shape(OP, format!("{what} has shape {s:?} but the parameter has shape {shape:?}")));
         }
     }
     for (what, t) in [("m", m), ("v", v)] {
-        let dt = k.dtype(t);
+        let dt = k.dtype_impl(t);
         if dt != DType::F32 {
             return Err(Error::dtype(OP, format!("{what} has dtype {dt}, f32 is required")));
         }
@@ -400,5 +400,5 @@ pub fn clip<K: Primitives + ?Sized>(k: &K, grads: &[K::Tensor], max_norm: f64) -
     if !(max_norm.is_finite() && max_norm > 0.0) {
         return Err(Error::invalid("clip_grad_norm", format!("max_norm must be finite and positive, got {max_norm}")));
     }
-    grads.iter().try_for_each(|g| check_float("clip_grad_norm", "a gradient", k.dtype(g)))
+    grads.iter().try_for_each(|g| check_float("clip_grad_norm", "a gradient", k.dtype_impl(g)))
 }

@@ -77,7 +77,7 @@ impl UnaryOp {
             UnaryOp::Tanh => Float::tanh(x),
             UnaryOp::Powf(p) => Float::powf(x, p),
             UnaryOp::Affine { mul, add } => x * mul + add,
-            UnaryOp::Clamp { lo, hi } if !x.is_nan() => x.max(lo).min(hi),
+            UnaryOp::Clamp { lo, hi } if !x.is_nan() => x.clamp(lo, hi),
             UnaryOp::Clamp { .. } => x,
         }
     }
@@ -148,12 +148,15 @@ impl BinaryOp {
     }
 
     /// The partial derivatives `(dy/da, dy/db)` at `(a, b)`, ties of `maximum`/`minimum` split
-    /// half and half.
+    /// half and half (a NaN operand: 1 to each, as PyTorch).
     pub fn derivatives(self, a: f64, b: f64) -> (f64, f64) {
+        // All to the larger, half each on a tie; with a NaN operand PyTorch passes the gradient
+        // to both.
         let larger = |a: f64, b: f64| match a.partial_cmp(&b) {
             Some(core::cmp::Ordering::Greater) => (1.0, 0.0),
             Some(core::cmp::Ordering::Less) => (0.0, 1.0),
-            _ => (0.5, 0.5),
+            Some(core::cmp::Ordering::Equal) => (0.5, 0.5),
+            None => (1.0, 1.0),
         };
         match self {
             BinaryOp::Add => (1.0, 1.0),

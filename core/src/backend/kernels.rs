@@ -13,10 +13,11 @@
 //!   log-softmax, AdamW, ...). Every method has a default built from the primitives, so
 //!   `impl Composites for MyBackend {}` is a complete implementation.
 //!
-//! A method whose arguments need checking is split in two: `Backend::matmul` checks and calls
-//! `Primitives::matmul_impl`; the families replace per-op methods (`Backend::add` calls
-//! `Primitives::binary(BinaryOp::Add, ..)`). A method with nothing to check (`shape`, `dtype`,
-//! `detach`, `grad`, ...) is written once here and inherited by [`Backend`](super::Backend).
+//! Each [`Backend`](super::Backend) method calls one kernel: `Backend::matmul` checks its
+//! arguments and calls `Primitives::matmul_impl`, `Backend::shape` calls `Primitives::shape_impl`;
+//! the families replace per-op methods (`Backend::add` calls `Primitives::binary(BinaryOp::Add,
+//! ..)`). The kernels' names never clash with the user-facing ones, so users import `Backend`
+//! alone, and implementors see at a glance which methods are theirs.
 //!
 //! Every trait is declared through one macro that also writes its implementation for `&K`, so a
 //! shared reference to a backend forwards every method, overrides included, and no method can be
@@ -96,23 +97,23 @@ kernel_trait! {
         }
         required {
             /// A short name for reports, e.g. `"reference"`, `"tch"`, `"candle"`.
-            fn name(&self) -> &'static str;
+            fn name_impl(&self) -> &'static str;
             /// The device this backend creates tensors on.
-            fn device(&self) -> Self::Device;
+            fn device_impl(&self) -> Self::Device;
             /// Waits until all queued work is finished; a no-op on synchronous backends.
-            fn sync(&self) -> Result<()>;
+            fn sync_impl(&self) -> Result<()>;
             /// A float tensor of `dtype` from row-major `data` (length checked against `shape`).
             fn tensor_f32_impl(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Self::Tensor>;
             /// An I64 tensor (length checked).
             fn tensor_i64_impl(&self, data: &[i64], shape: &[usize]) -> Result<Self::Tensor>;
             /// The values of a tensor of any dtype, row-major, as f32 (Bool gives 0 and 1).
-            fn to_host_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
+            fn to_host_f32_impl(&self, t: &Self::Tensor) -> Result<Vec<f32>>;
             /// The values of an I64 or Bool tensor (checked: not a float tensor).
             fn to_host_i64_impl(&self, t: &Self::Tensor) -> Result<Vec<i64>>;
             /// The shape of a tensor.
-            fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+            fn shape_impl(&self, t: &Self::Tensor) -> Vec<usize>;
             /// The dtype a tensor was created with.
-            fn dtype(&self, t: &Self::Tensor) -> DType;
+            fn dtype_impl(&self, t: &Self::Tensor) -> DType;
             /// A tensor filled with `value` (checked: for I64 an integer within ±2^53; for Bool the
             /// caller passes 0 or 1).
             fn full_impl(&self, shape: &[usize], value: f64, dtype: DType) -> Result<Self::Tensor>;
@@ -164,9 +165,9 @@ kernel_trait! {
                 let data: Vec<i64> = data.iter().map(|&b| i64::from(b)).collect();
                 self.cast_impl(&self.tensor_i64_impl(&data, shape)?, DType::Bool)
             }
-            /// As [`Primitives::to_host_f32`], as f64. Default: widens the f32 values.
-            fn to_host_f64(&self, t: &Self::Tensor) -> Result<Vec<f64>> {
-                Ok(self.to_host_f32(t)?.into_iter().map(f64::from).collect())
+            /// As [`Primitives::to_host_f32_impl`], as f64. Default: widens the f32 values.
+            fn to_host_f64_impl(&self, t: &Self::Tensor) -> Result<Vec<f64>> {
+                Ok(self.to_host_f32_impl(t)?.into_iter().map(f64::from).collect())
             }
             /// `dst` plus `src` added along `dim` at the 1-D I64 positions `idx`: the result is
             /// `dst` with `src[.., k, ..]` added to `dst[.., idx[k], ..]` (repeats accumulate);
@@ -216,20 +217,20 @@ kernel_trait! {
     /// these onto its own; a forward-only engine gets them from [`Tape`](super::tape::Tape).
     pub trait Autodiff: Primitives {
         types {
-            /// The gradients computed by one `backward` call, read with [`Autodiff::grad`].
+            /// The gradients computed by one `backward` call, read with [`Autodiff::grad_impl`].
             type Grads: Sized;
         }
         required {
             /// A trainable leaf holding a copy of `t`'s values (checked: a float dtype).
             fn param_impl(&self, t: &Self::Tensor) -> Result<Self::Tensor>;
             /// The same values cut from the graph: no gradient flows through the result.
-            fn detach(&self, t: &Self::Tensor) -> Result<Self::Tensor>;
+            fn detach_impl(&self, t: &Self::Tensor) -> Result<Self::Tensor>;
             /// Differentiates `loss` (checked: one float element) with respect to every parameter
             /// it depends on; each call is fresh (nothing accumulates across calls).
             fn backward_impl(&self, loss: &Self::Tensor) -> Result<Self::Grads>;
             /// The gradient of the loss with respect to `param` (its shape and dtype, no graph);
             /// `None` when the loss does not depend on it.
-            fn grad(&self, grads: &Self::Grads, param: &Self::Tensor) -> Result<Option<Self::Tensor>>;
+            fn grad_impl(&self, grads: &Self::Grads, param: &Self::Tensor) -> Result<Option<Self::Tensor>>;
             /// Whether `t` came from `param_impl` (a trainable leaf).
             fn is_param(&self, t: &Self::Tensor) -> bool;
             /// Whether gradients flow into `t`: a parameter, or computed from one with recording on.
@@ -238,7 +239,7 @@ kernel_trait! {
             /// a parameter, `value` a float tensor of its shape; the kernel casts to its dtype).
             fn assign_param_impl(&self, param: &Self::Tensor, value: &Self::Tensor) -> Result<()>;
             /// Turns graph recording on or off for later ops; returns the previous state.
-            fn set_grad_enabled(&self, enabled: bool) -> bool;
+            fn set_grad_enabled_impl(&self, enabled: bool) -> bool;
         }
         provided {
 

@@ -1,51 +1,20 @@
-//! Element-wise operations: broadcasting binary arithmetic, unary functions, comparisons,
-//! `where_` and casts.
+//! Element-wise operations: the binary, unary and comparison families, `where_` and casts.
+//! Arguments arrive checked ([`orz_core::backend::check`]).
 
-use orz_core::backend::DType;
-use orz_core::backend::shape::{broadcast_shapes, check_float, check_same_dtype};
+use orz_core::backend::shape::broadcast_shapes;
+use orz_core::backend::{BinaryOp, CompareOp, DType, UnaryOp};
 use orz_core::{Error, Result};
 
 use super::index::broadcast_map;
 use crate::Reference;
 use crate::tensor::Tensor;
 
-/// `max` that propagates NaN (as `torch.maximum` does; `f64::max` would drop it).
-pub(crate) fn nan_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
-}
-
-/// `min` that propagates NaN.
-pub(crate) fn nan_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
-}
-
-/// Gradient split of `maximum(a, b)`: all to the larger, half each on a tie.
-pub(crate) fn max_split(a: f64, b: f64) -> (f64, f64) {
-    if a > b {
-        (1.0, 0.0)
-    } else if a < b {
-        (0.0, 1.0)
-    } else if a == b {
-        (0.5, 0.5)
-    } else {
-        (1.0, 1.0) // a NaN: PyTorch passes the gradient to both
-    }
-}
-
 impl Reference {
-    /// A broadcasting binary float op with value `f(a, b)` and partial derivatives `df(a, b)`.
-    pub(crate) fn binary(
-        &self,
-        op: &'static str,
-        a: &Tensor,
-        b: &Tensor,
-        f: impl Fn(f64, f64) -> f64,
-        df: impl Fn(f64, f64) -> (f64, f64) + 'static,
-    ) -> Result<Tensor> {
-        check_float(op, "the left operand", a.dtype())?;
-        check_float(op, "the right operand", b.dtype())?;
-        check_same_dtype(op, a.dtype(), b.dtype())?;
-        let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    /// A broadcasting binary float op: values [`BinaryOp::apply`], partial derivatives
+    /// [`BinaryOp::derivatives`].
+    pub(crate) fn binary_op(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (f, df) = (move |x, y| op.apply(x, y), move |x, y| op.derivatives(x, y));
+        let shape = broadcast_shapes(op.name(), a.shape(), b.shape())?;
         let (ia, ib) = (broadcast_map(a.shape(), &shape), broadcast_map(b.shape(), &shape));
         let (av, bv) = (a.values(), b.values());
         let data: Vec<f64> = ia.iter().zip(&ib).map(|(&i, &j)| f(av[i], bv[j])).collect();
@@ -60,15 +29,10 @@ impl Reference {
         }))
     }
 
-    /// A unary float op with value `f(x)` and derivative `df(x, f(x))`.
-    pub(crate) fn unary(
-        &self,
-        op: &'static str,
-        x: &Tensor,
-        f: impl Fn(f64) -> f64,
-        df: impl Fn(f64, f64) -> f64 + 'static,
-    ) -> Result<Tensor> {
-        check_float(op, "the input", x.dtype())?;
+    /// A unary float op: values [`UnaryOp::apply`], derivative [`UnaryOp::derivative`] at
+    /// `(x, f(x))`.
+    pub(crate) fn unary_op(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+        let (f, df) = (move |v| op.apply(v), move |x, y| op.derivative(x, y));
         let xv = x.values();
         let data: Vec<f64> = xv.iter().map(|&v| f(v)).collect();
         let yv = data.clone();
@@ -77,21 +41,10 @@ impl Reference {
         }))
     }
 
-    /// A broadcasting comparison giving a Bool tensor (no gradient). `ordered` comparisons
-    /// (`gt`, `ge`) reject Bool operands.
-    pub(crate) fn compare(
-        &self,
-        op: &'static str,
-        a: &Tensor,
-        b: &Tensor,
-        ordered: bool,
-        f: impl Fn(f64, f64) -> bool,
-    ) -> Result<Tensor> {
-        check_same_dtype(op, a.dtype(), b.dtype())?;
-        if ordered && a.dtype() == DType::Bool {
-            return Err(Error::dtype(op, "bool operands have no order; cast them first"));
-        }
-        let shape = broadcast_shapes(op, a.shape(), b.shape())?;
+    /// A broadcasting comparison giving a Bool tensor (no gradient).
+    pub(crate) fn compare_op(&self, op: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let f = move |x, y| op.apply(x, y);
+        let shape = broadcast_shapes(op.name(), a.shape(), b.shape())?;
         let (ia, ib) = (broadcast_map(a.shape(), &shape), broadcast_map(b.shape(), &shape));
         let (av, bv) = (a.values(), b.values());
         let data = ia.iter().zip(&ib).map(|(&i, &j)| f64::from(u8::from(f(av[i], bv[j])))).collect();
@@ -101,13 +54,6 @@ impl Reference {
     /// `cond ? a : b`, all three broadcast together.
     pub(crate) fn select_where(&self, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         const OP: &str = "where_";
-        if cond.dtype() != DType::Bool {
-            return Err(Error::dtype(
-                OP,
-                format!("the condition has dtype {}, bool is required", cond.dtype()),
-            ));
-        }
-        check_same_dtype(OP, a.dtype(), b.dtype())?;
         let shape = broadcast_shapes(OP, &broadcast_shapes(OP, cond.shape(), a.shape())?, b.shape())
             .map_err(|_| {
                 let (c, a, b) = (cond.shape(), a.shape(), b.shape());

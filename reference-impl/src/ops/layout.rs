@@ -1,12 +1,10 @@
 //! Layout and indexing: reshape, transpose, narrow, cat, index_select, gather, sort and the
-//! in-place slice write.
+//! in-place slice write. Shapes and dtypes arrive checked; index values are checked here.
 
 use std::rc::Rc;
 
 use orz_core::backend::DType;
-use orz_core::backend::shape::{
-    check_dim, check_float, check_range, check_same_dtype, numel, sort_order as compare, split_at_dim,
-};
+use orz_core::backend::shape::{sort_order as compare, split_at_dim};
 use orz_core::{Error, Result};
 
 use super::index::{strided_map, strides};
@@ -15,9 +13,6 @@ use crate::tensor::Tensor;
 
 /// Reads an I64 index tensor, checking every index against `size`.
 fn indices(op: &'static str, idx: &Tensor, size: usize, context: impl Fn() -> String) -> Result<Vec<usize>> {
-    if idx.dtype() != DType::I64 {
-        return Err(Error::dtype(op, format!("indices have dtype {}, i64 is required", idx.dtype())));
-    }
     idx.values()
         .iter()
         .map(|&v| {
@@ -32,17 +27,11 @@ fn indices(op: &'static str, idx: &Tensor, size: usize, context: impl Fn() -> St
 
 impl Reference {
     pub(crate) fn reshape_to(&self, x: &Tensor, shape: &[usize]) -> Result<Tensor> {
-        if numel("reshape", shape)? != x.numel() {
-            let from = x.shape();
-            return Err(Error::shape("reshape", format!("cannot reshape {from:?} into {shape:?}")));
-        }
         // Same row-major order: share the values, pass the gradient through unchanged.
         Ok(self.record(shape.to_vec(), x.dtype(), x.values(), vec![x.clone()], |g| vec![Some(g.to_vec())]))
     }
 
     pub(crate) fn transpose_dims(&self, x: &Tensor, d0: usize, d1: usize) -> Result<Tensor> {
-        check_dim("transpose", x.shape(), d0)?;
-        check_dim("transpose", x.shape(), d1)?;
         let (mut shape, mut st) = (x.shape().to_vec(), strides(x.shape()));
         shape.swap(d0, d1);
         st.swap(d0, d1);
@@ -51,7 +40,6 @@ impl Reference {
     }
 
     pub(crate) fn narrow_dim(&self, x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor> {
-        check_range("narrow", x.shape(), dim, start, len)?;
         let st = strides(x.shape());
         let mut shape = x.shape().to_vec();
         shape[dim] = len;
@@ -61,23 +49,10 @@ impl Reference {
 
     pub(crate) fn concat(&self, xs: &[Tensor], dim: usize) -> Result<Tensor> {
         let first = xs.first().ok_or_else(|| Error::shape("cat", "no tensors to concatenate"))?;
-        check_dim("cat", first.shape(), dim)?;
-        for x in xs {
-            check_same_dtype("cat", first.dtype(), x.dtype())?;
-            let (a, b) = (first.shape(), x.shape());
-            let fits =
-                a.len() == b.len() && a.iter().zip(b).enumerate().all(|(d, (p, q))| d == dim || p == q);
-            if !fits {
-                return Err(Error::shape(
-                    "cat",
-                    format!("shapes {a:?} and {b:?} differ outside dimension {dim}"),
-                ));
-            }
-        }
         let mut shape = first.shape().to_vec();
         shape[dim] = xs.iter().map(|x| x.shape()[dim]).sum();
         let (outer, _, inner) = split_at_dim(first.shape(), dim);
-        let mut map = Vec::with_capacity(numel("cat", &shape)?);
+        let mut map = Vec::with_capacity(shape.iter().product());
         for o in 0..outer {
             for (s, x) in xs.iter().enumerate() {
                 let n = x.shape()[dim];
@@ -89,10 +64,6 @@ impl Reference {
 
     pub(crate) fn select_index(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
         const OP: &str = "index_select";
-        check_dim(OP, x.shape(), dim)?;
-        if idx.shape().len() != 1 {
-            return Err(Error::shape(OP, format!("indices must be 1-D, got shape {:?}", idx.shape())));
-        }
         let (outer, n, inner) = split_at_dim(x.shape(), dim);
         let rows = indices(OP, idx, n, || format!("dimension {dim} of shape {:?}", x.shape()))?;
         let mut shape = x.shape().to_vec();
@@ -108,14 +79,7 @@ impl Reference {
 
     pub(crate) fn gather_dim(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
         const OP: &str = "gather";
-        check_dim(OP, x.shape(), dim)?;
         let (xs, is) = (x.shape(), idx.shape());
-        if xs.len() != is.len() || xs.iter().zip(is).enumerate().any(|(d, (a, b))| d != dim && a != b) {
-            return Err(Error::shape(
-                OP,
-                format!("index of shape {is:?} does not fit input of shape {xs:?} along dimension {dim}"),
-            ));
-        }
         let (_, n, inner) = split_at_dim(xs, dim);
         let picks = indices(OP, idx, n, || format!("dimension {dim} of shape {xs:?}"))?;
         let m = is[dim];
@@ -126,10 +90,6 @@ impl Reference {
     }
 
     pub(crate) fn sort_dim(&self, x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)> {
-        check_dim("sort", x.shape(), dim)?;
-        if x.dtype() != DType::I64 {
-            check_float("sort", "the input", x.dtype())?;
-        }
         let (outer, n, inner) = split_at_dim(x.shape(), dim);
         let xv = x.values();
         let (mut map, mut order) = (vec![0; xv.len()], vec![0.0; xv.len()]);
@@ -153,24 +113,7 @@ impl Reference {
     }
 
     pub(crate) fn write_into(&self, dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()> {
-        const OP: &str = "write_slice";
-        if dst.requires_grad() {
-            return Err(Error::invalid(
-                OP,
-                "the destination is a parameter or depends on one (no gradient through writes)",
-            ));
-        }
-        check_same_dtype(OP, dst.dtype(), src.dtype())?;
         let (ds, ss) = (dst.shape(), src.shape());
-        if ds.len() != ss.len() || ds.iter().zip(ss).enumerate().any(|(d, (a, b))| d != dim && a != b) {
-            return Err(Error::shape(
-                OP,
-                format!(
-                    "source of shape {ss:?} does not fit destination of shape {ds:?} along dimension {dim}"
-                ),
-            ));
-        }
-        check_range(OP, ds, dim, start, ss[dim])?;
         let (outer, n, inner) = split_at_dim(ds, dim);
         let m = ss[dim];
         let values = src.values();

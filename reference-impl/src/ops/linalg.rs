@@ -1,7 +1,7 @@
 //! Batched matrix product.
 
 use orz_core::Result;
-use orz_core::backend::shape::{check_float, check_same_dtype, matmul_shape};
+use orz_core::backend::shape::matmul_shape;
 
 use super::index::broadcast_map;
 use crate::Reference;
@@ -9,9 +9,6 @@ use crate::tensor::Tensor;
 
 impl Reference {
     pub(crate) fn matmul_batched(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        check_float("matmul", "the left operand", a.dtype())?;
-        check_float("matmul", "the right operand", b.dtype())?;
-        check_same_dtype("matmul", a.dtype(), b.dtype())?;
         let shape = matmul_shape("matmul", a.shape(), b.shape())?;
         let (ra, rb, r) = (a.shape().len(), b.shape().len(), shape.len());
         let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);

@@ -1,22 +1,20 @@
 //! Reductions and scans along one dimension: sum, max, cumsum.
 
-use orz_core::backend::shape::{check_dim, check_float, reduced_shape, split_at_dim};
-use orz_core::{Error, Result};
+use orz_core::Result;
+use orz_core::backend::BinaryOp;
+use orz_core::backend::shape::{reduced_shape, split_at_dim};
 
-use super::elementwise::nan_max;
 use crate::Reference;
 use crate::tensor::Tensor;
 
-/// `(outer, size, inner)` of a float tensor along a valid `dim`.
-fn lanes(op: &'static str, x: &Tensor, dim: usize) -> Result<(usize, usize, usize)> {
-    check_float(op, "the input", x.dtype())?;
-    check_dim(op, x.shape(), dim)?;
-    Ok(split_at_dim(x.shape(), dim))
+/// `max` that propagates NaN (as `torch.amax` does; `f64::max` would drop it).
+fn nan_max(a: f64, b: f64) -> f64 {
+    BinaryOp::Maximum.apply(a, b)
 }
 
 impl Reference {
     pub(crate) fn sum_dim(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
-        let (outer, n, inner) = lanes("sum", x, dim)?;
+        let (outer, n, inner) = split_at_dim(x.shape(), dim);
         let xv = x.values();
         let mut data = vec![0.0; outer * inner];
         for o in 0..outer {
@@ -34,11 +32,7 @@ impl Reference {
     }
 
     pub(crate) fn max_dim(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
-        let (outer, n, inner) = lanes("max", x, dim)?;
-        if n == 0 {
-            let shape = x.shape();
-            return Err(Error::shape("max", format!("dimension {dim} of shape {shape:?} is empty")));
-        }
+        let (outer, n, inner) = split_at_dim(x.shape(), dim);
         let xv = x.values();
         let out_index = move |j: usize| (j / (n * inner)) * inner + j % inner;
         let mut data = vec![f64::NEG_INFINITY; outer * inner];
@@ -66,7 +60,7 @@ impl Reference {
     }
 
     pub(crate) fn cumsum_dim(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
-        let (outer, n, inner) = lanes("cumsum", x, dim)?;
+        let (outer, n, inner) = split_at_dim(x.shape(), dim);
         // Running sums along each lane; `reverse` runs them from the end (the gradient).
         let scan = move |v: &[f64], reverse: bool| {
             let mut out = v.to_vec();

@@ -18,13 +18,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use candle_core::{CpuStorage, CustomOp3, DType as CDType, Device, Layout, Shape, Tensor};
 #[cfg(doc)]
 use orz_core::backend::Backend;
-use orz_core::backend::DType;
-use orz_core::backend::nn::check_attention;
-use orz_core::backend::shape::check_same_dtype;
-use orz_core::{Error, Result};
+use orz_core::Result;
 
 use super::flash::{self, Dims, Problem};
-use crate::{Candle, OrBackend, orz_dtype};
+use crate::{Candle, OrBackend};
 
 const OP: &str = "causal_attention";
 
@@ -109,8 +106,8 @@ impl CustomOp3 for FlashCausal {
     }
 }
 
-/// Override of [`Backend::causal_attention`] (see the module docs): the default's argument
-/// checks and errors, then the blockwise op.
+/// Override of [`Backend::causal_attention`] (see the module docs): the blockwise op on
+/// arguments [`Backend`] has checked.
 pub fn causal_attention(
     b: &Candle,
     q: &Tensor,
@@ -118,25 +115,7 @@ pub fn causal_attention(
     v: &Tensor,
     segment_ids: &Tensor,
 ) -> Result<Tensor> {
-    let (qs, ks, vs, ss) = (q.dims(), k.dims(), v.dims(), segment_ids.dims());
-    if qs.len() != 4 || ks.len() != 4 || ss.len() != 2 || ss[..] != [qs[0], qs[2]] || ks[2] != qs[2] {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "segment_ids of shape {ss:?} do not fit q {qs:?} and k {ks:?} (need [b, s] with sq = skv = s)"
-            ),
-        ));
-    }
-    let seg_dtype = orz_dtype(segment_ids.dtype());
-    if seg_dtype != DType::I64 {
-        return Err(Error::dtype(OP, format!("segment_ids have dtype {seg_dtype}, i64 is required")));
-    }
-    let dtype = orz_dtype(q.dtype());
-    let mask_shape = [qs[0], 1, qs[2], qs[2]];
-    check_attention([qs, ks, vs, &mask_shape], dtype, DType::Bool)?;
-    for t in [k, v] {
-        check_same_dtype("attention", dtype, orz_dtype(t.dtype()))?;
-    }
+    let (qs, ks, vs) = (q.dims(), k.dims(), v.dims());
     let dims = Dims { batch: qs[0], hq: qs[1], hkv: ks[1], s: qs[2], d: qs[3], dv: vs[3] };
     if [dims.batch, dims.hq, dims.s, dims.d, dims.dv].contains(&0) {
         return orz_core::backend::nn::causal_attention(b, q, k, v, segment_ids);

@@ -1,31 +1,12 @@
-//! Element-wise operations: broadcasting binary arithmetic, unary functions, clamp, comparisons,
-//! `where_` and casts.
+//! Element-wise operations: the binary, unary and comparison families, `where_` and casts.
+//! Arguments arrive checked ([`orz_core::backend::check`]).
 
 use candle_core::{DType as CDType, Tensor};
-use orz_core::backend::DType;
-use orz_core::backend::shape::{broadcast_shapes, check_float, check_same_dtype};
+use orz_core::backend::shape::broadcast_shapes;
+use orz_core::backend::{BinaryOp, CompareOp, DType, UnaryOp};
 use orz_core::{Error, Result};
 
 use crate::{Candle, OrBackend, candle_dtype, orz_dtype};
-
-/// The binary float operations.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Binary {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Maximum,
-    Minimum,
-}
-
-/// The comparisons.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Compare {
-    Eq,
-    Gt,
-    Ge,
-}
 
 /// A Bool (`U8`) mask of the NaN positions of a float tensor.
 pub(crate) fn is_nan(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -39,34 +20,23 @@ pub(crate) fn expand(t: &Tensor, shape: &[usize]) -> candle_core::Result<Tensor>
 
 impl Candle {
     /// A broadcasting binary float op.
-    pub(crate) fn binary(&self, kind: Binary, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let op = match kind {
-            Binary::Add => "add",
-            Binary::Sub => "sub",
-            Binary::Mul => "mul",
-            Binary::Div => "div",
-            Binary::Maximum => "maximum",
-            Binary::Minimum => "minimum",
-        };
-        let (da, db) = (orz_dtype(a.dtype()), orz_dtype(b.dtype()));
-        check_float(op, "the left operand", da)?;
-        check_float(op, "the right operand", db)?;
-        check_same_dtype(op, da, db)?;
+    pub(crate) fn binary_op(&self, kind: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let op = kind.name();
         let shape = broadcast_shapes(op, a.dims(), b.dims())?;
         let run = || -> candle_core::Result<Tensor> {
             let same = a.dims() == b.dims();
             match kind {
-                Binary::Add if same => a.add(b),
-                Binary::Add => a.broadcast_add(b),
-                Binary::Sub if same => a.sub(b),
-                Binary::Sub => a.broadcast_sub(b),
-                Binary::Mul if same => a.mul(b),
-                Binary::Mul => a.broadcast_mul(b),
-                Binary::Div if same => a.div(b),
-                Binary::Div => a.broadcast_div(b),
-                Binary::Maximum | Binary::Minimum => {
+                BinaryOp::Add if same => a.add(b),
+                BinaryOp::Add => a.broadcast_add(b),
+                BinaryOp::Sub if same => a.sub(b),
+                BinaryOp::Sub => a.broadcast_sub(b),
+                BinaryOp::Mul if same => a.mul(b),
+                BinaryOp::Mul => a.broadcast_mul(b),
+                BinaryOp::Div if same => a.div(b),
+                BinaryOp::Div => a.broadcast_div(b),
+                BinaryOp::Maximum | BinaryOp::Minimum => {
                     let (a, b) = (expand(a, &shape)?, expand(b, &shape)?);
-                    let y = if matches!(kind, Binary::Maximum) { a.maximum(&b)? } else { a.minimum(&b)? };
+                    let y = if matches!(kind, BinaryOp::Maximum) { a.maximum(&b)? } else { a.minimum(&b)? };
                     // candle's kernels drop a NaN operand; the trait propagates it (and, as PyTorch,
                     // passes the gradient to both operands there, through `a + b`).
                     let nan = is_nan(&a)?.maximum(&is_nan(&b)?)?;
@@ -77,23 +47,25 @@ impl Candle {
         Ok(self.out(run().or_backend(op)?))
     }
 
-    /// A unary float op, `f` on a checked input.
-    pub(crate) fn unary(
-        &self,
-        op: &'static str,
-        x: &Tensor,
-        f: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
-    ) -> Result<Tensor> {
-        check_float(op, "the input", orz_dtype(x.dtype()))?;
-        Ok(self.out(f(x).or_backend(op)?))
+    /// A unary float op.
+    pub(crate) fn unary_op(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+        let y = match op {
+            UnaryOp::Neg => x.neg(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.log(),
+            UnaryOp::Sqrt => x.sqrt(),
+            // candle-nn's fused sigmoid has a backward (`s (1 - s)`).
+            UnaryOp::Sigmoid => candle_nn::ops::sigmoid(x),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Powf(p) => x.powf(p),
+            UnaryOp::Affine { mul, add } => x.affine(mul, add),
+            UnaryOp::Clamp { lo, hi } => return self.clamp_op(x, lo, hi),
+        };
+        Ok(self.out(y.or_backend(op.name())?))
     }
 
     /// `min(max(x, lo), hi)`, NaN kept, gradient `g` on `lo <= x <= hi` (inclusive).
     pub(crate) fn clamp_op(&self, x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
-        if lo.is_nan() || hi.is_nan() || lo > hi {
-            return Err(Error::invalid("clamp", format!("bounds [{lo}, {hi}] are not an interval")));
-        }
-        check_float("clamp", "the input", orz_dtype(x.dtype()))?;
         let run = || -> candle_core::Result<Tensor> {
             let clamped = x.clamp(lo, hi)?;
             let nan = is_nan(x)?;
@@ -107,23 +79,13 @@ impl Candle {
         Ok(self.out(run().or_backend("clamp")?))
     }
 
-    /// A broadcasting comparison giving Bool; `ordered` ones reject Bool operands.
-    pub(crate) fn compare(&self, kind: Compare, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let op = match kind {
-            Compare::Eq => "eq",
-            Compare::Gt => "gt",
-            Compare::Ge => "ge",
-        };
-        let (da, db) = (orz_dtype(a.dtype()), orz_dtype(b.dtype()));
-        check_same_dtype(op, da, db)?;
-        if !matches!(kind, Compare::Eq) && da == DType::Bool {
-            return Err(Error::dtype(op, "bool operands have no order; cast them first"));
-        }
-        broadcast_shapes(op, a.dims(), b.dims())?;
+    /// A broadcasting comparison giving Bool.
+    pub(crate) fn compare_op(&self, kind: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let op = kind.name();
         let y = match kind {
-            Compare::Eq => a.broadcast_eq(b),
-            Compare::Gt => a.broadcast_gt(b),
-            Compare::Ge => a.broadcast_ge(b),
+            CompareOp::Eq => a.broadcast_eq(b),
+            CompareOp::Gt => a.broadcast_gt(b),
+            CompareOp::Ge => a.broadcast_ge(b),
         }
         .or_backend(op)?;
         Ok(y.detach())
@@ -132,11 +94,6 @@ impl Candle {
     /// `cond ? a : b`, all three broadcast together.
     pub(crate) fn select(&self, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         const OP: &str = "where_";
-        let dc = orz_dtype(cond.dtype());
-        if dc != DType::Bool {
-            return Err(Error::dtype(OP, format!("the condition has dtype {dc}, bool is required")));
-        }
-        check_same_dtype(OP, orz_dtype(a.dtype()), orz_dtype(b.dtype()))?;
         let shape =
             broadcast_shapes(OP, &broadcast_shapes(OP, cond.dims(), a.dims())?, b.dims()).map_err(|_| {
                 let (c, a, b) = (cond.dims(), a.dims(), b.dims());

@@ -2,21 +2,14 @@
 //! (blocked, linear in the dimension's size) and a stable sort.
 
 use candle_core::{D, DType as CDType, Tensor};
-use orz_core::backend::DType;
-use orz_core::backend::shape::{check_dim, check_float, sort_order as compare};
-use orz_core::{Error, Result};
+use orz_core::Result;
+use orz_core::backend::shape::sort_order as compare;
 
 use super::elementwise::is_nan;
-use crate::{Candle, OrBackend, orz_dtype};
+use crate::{Candle, OrBackend};
 
 /// Block size of the scan: within a block, a product with a `BLOCK x BLOCK` triangle.
 const BLOCK: usize = 64;
-
-/// Checks a float input and a dimension.
-fn lanes(op: &'static str, x: &Tensor, dim: usize) -> Result<()> {
-    check_float(op, "the input", orz_dtype(x.dtype()))?;
-    check_dim(op, x.dims(), dim)
-}
 
 /// Inclusive cumulative sum along the last dimension of a 2-D tensor `[rows, n]`: a triangular
 /// product within blocks of [`BLOCK`], plus the (recursively scanned) totals of the blocks before.
@@ -43,7 +36,6 @@ fn scan_rows(x: &Tensor) -> candle_core::Result<Tensor> {
 
 impl Candle {
     pub(crate) fn sum_dim(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
-        lanes("sum", x, dim)?;
         // Half-precision sums accumulate in f32 (as PyTorch does), then round once.
         let run = || -> candle_core::Result<Tensor> {
             let wide = matches!(x.dtype(), CDType::BF16 | CDType::F16);
@@ -58,11 +50,6 @@ impl Candle {
     /// `m + sum(where(x == m, x - m, 0)) / count` with `m` the detached maximum, which is `m`
     /// exactly and has gradient `1 / count` at each tie.
     pub(crate) fn max_dim(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
-        lanes("max", x, dim)?;
-        if x.dims()[dim] == 0 {
-            let shape = x.dims();
-            return Err(Error::shape("max", format!("dimension {dim} of shape {shape:?} is empty")));
-        }
         let run = || -> candle_core::Result<Tensor> {
             let m = x.max_keepdim(dim)?.detach();
             let nan = is_nan(x)?.max_keepdim(dim)?;
@@ -84,7 +71,6 @@ impl Candle {
 
     /// Inclusive cumulative sum along `dim` (blocked scan, see `scan_rows`).
     pub(crate) fn cumsum_dim(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
-        lanes("cumsum", x, dim)?;
         let run = || -> candle_core::Result<Tensor> {
             let last = x.rank() - 1;
             let t = if dim == last { x.clone() } else { x.transpose(dim, last)?.contiguous()? };
@@ -104,11 +90,6 @@ impl Candle {
     /// every device), the values gathered on the device (so the gradient scatters back).
     pub(crate) fn sort_dim(&self, x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)> {
         const OP: &str = "sort";
-        check_dim(OP, x.dims(), dim)?;
-        let dtype = orz_dtype(x.dtype());
-        if dtype != DType::I64 {
-            check_float(OP, "the input", dtype)?;
-        }
         let last = x.rank() - 1;
         let t = if dim == last { x.clone() } else { x.transpose(dim, last).or_backend(OP)? };
         let moved = t.dims().to_vec();

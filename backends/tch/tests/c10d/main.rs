@@ -31,7 +31,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use orz_conformance::checks::iteration::{HasE, detok};
-use orz_core::backend::{AdamWConfig, Backend, DType};
+use orz_core::backend::{AdamWConfig, Backend, DType, Primitives};
 use orz_core::collective::{Collective, ReduceOp, Single};
 use orz_core::model::{Critic, PackedBatch, Policy, Qwen2Config};
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
@@ -122,7 +122,7 @@ fn collectives_case() {
     let g = join_group(Duration::from_secs(60));
     let b = Tch::cpu();
     let (r, w) = (g.rank() as f32, g.world_size());
-    let host = |t: &<Tch as Backend>::Tensor| b.to_host_f32(t).unwrap();
+    let host = |t: &<Tch as Primitives>::Tensor| b.to_host_f32(t).unwrap();
     for dtype in [DType::F32, DType::BF16] {
         let t = b.tensor_f32(&[r, 2.0 * r, 1.0], &[3], dtype).unwrap();
         let total = (0..w).map(|k| k as f32).sum::<f32>();
@@ -175,7 +175,7 @@ fn batch(step: u64, k: usize, vocab: usize) -> PackedBatch {
 }
 
 /// The gradients of micro-batch `k`'s loss (minus the mean next-token log-prob, scaled).
-fn grads(b: &Tch, policy: &Policy<Tch>, step: u64, k: usize) -> Vec<Option<<Tch as Backend>::Tensor>> {
+fn grads(b: &Tch, policy: &Policy<Tch>, step: u64, k: usize) -> Vec<Option<<Tch as Primitives>::Tensor>> {
     let batch = batch(step, k, policy.model().config().vocab_size);
     let logp = policy.next_token_log_probs(&batch).unwrap();
     let mask = b.tensor_bool(&batch.next_token_mask(), &batch.shape()).unwrap();

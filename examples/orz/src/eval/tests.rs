@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use orz_core::backend::DType;
+use orz_core::backend::{DType, Primitives};
 use orz_core::model::Qwen2Config;
 use orz_core::recipe::Preset;
 use orz_core::reward::label;
@@ -83,7 +83,7 @@ struct Scripted {
     tokenizer: Tokenizer,
 }
 
-type T = <Reference as Backend>::Tensor;
+type T = <Reference as Primitives>::Tensor;
 
 /// Per slot: the prompt's length and every token so far.
 type ScriptCache = Vec<(usize, Vec<u32>)>;
