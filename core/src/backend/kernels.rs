@@ -179,13 +179,13 @@ kernel_trait! {
             /// `src` spreads to every row of `dim` (0 × NaN), so a forward-only backend may
             /// override it with a loop.
             fn index_add_impl(&self, dst: &Self::Tensor, dim: usize, idx: &Self::Tensor, src: &Self::Tensor) -> Result<Self::Tensor> {
-                let shape = self.shape(dst);
+                let shape = self.shape_impl(dst);
                 let (outer, size, inner) = split_at_dim(&shape, dim);
-                let picks = self.shape(idx).iter().product::<usize>();
+                let picks = self.shape_impl(idx).iter().product::<usize>();
                 let rows: Vec<i64> = (0..size as i64).collect();
                 let rows = self.tensor_i64_impl(&rows, &[size, 1])?;
                 let hit = self.compare(CompareOp::Eq, &rows, &self.reshape_impl(idx, &[1, picks])?)?;
-                let onehot = self.cast_impl(&hit, self.dtype(src))?;
+                let onehot = self.cast_impl(&hit, self.dtype_impl(src))?;
                 let added = self.matmul_impl(&onehot, &self.reshape_impl(src, &[outer, picks, inner])?)?;
                 self.binary(BinaryOp::Add, dst, &self.reshape_impl(&added, &shape)?)
             }
@@ -196,13 +196,13 @@ kernel_trait! {
             /// Default: `where_(idx == j, src, 0)` summed over the positions, for every `j` in
             /// `0..dst.shape[dim]` (memory `src.len() × dst.shape[dim]`, no NaN spreading).
             fn scatter_add_impl(&self, dst: &Self::Tensor, dim: usize, idx: &Self::Tensor, src: &Self::Tensor) -> Result<Self::Tensor> {
-                let shape = self.shape(dst);
+                let shape = self.shape_impl(dst);
                 let (outer, size, inner) = split_at_dim(&shape, dim);
-                let picks = self.shape(idx)[dim];
+                let picks = self.shape_impl(idx)[dim];
                 let targets: Vec<i64> = (0..size as i64).collect();
                 let targets = self.tensor_i64_impl(&targets, &[1, 1, size, 1])?;
                 let hit = self.compare(CompareOp::Eq, &self.reshape_impl(idx, &[outer, picks, 1, inner])?, &targets)?;
-                let zero = self.full_impl(&[], 0.0, self.dtype(src))?;
+                let zero = self.full_impl(&[], 0.0, self.dtype_impl(src))?;
                 let spread = self.where_impl(&hit, &self.reshape_impl(src, &[outer, picks, 1, inner])?, &zero)?;
                 let added = self.reduce(ReduceOp::Sum, &spread, 1, false)?;
                 self.binary(BinaryOp::Add, dst, &self.reshape_impl(&added, &shape)?)

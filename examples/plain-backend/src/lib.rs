@@ -158,13 +158,13 @@ impl Primitives for PlainKernels {
     type Tensor = PlainTensor;
     type Device = Cpu;
 
-    fn name(&self) -> &'static str {
+    fn name_impl(&self) -> &'static str {
         "plain"
     }
-    fn device(&self) -> Cpu {
+    fn device_impl(&self) -> Cpu {
         Cpu
     }
-    fn sync(&self) -> Result<()> {
+    fn sync_impl(&self) -> Result<()> {
         Ok(())
     }
     fn tensor_f32_impl(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<PlainTensor> {
@@ -173,16 +173,16 @@ impl Primitives for PlainKernels {
     fn tensor_i64_impl(&self, data: &[i64], shape: &[usize]) -> Result<PlainTensor> {
         Ok(PlainTensor::new(shape, DType::I64, Data::I(data.to_vec())))
     }
-    fn to_host_f32(&self, t: &PlainTensor) -> Result<Vec<f32>> {
+    fn to_host_f32_impl(&self, t: &PlainTensor) -> Result<Vec<f32>> {
         Ok(t.f64s().into_iter().map(|x| x as f32).collect())
     }
     fn to_host_i64_impl(&self, t: &PlainTensor) -> Result<Vec<i64>> {
         Ok(t.f64s().into_iter().map(|x| x as i64).collect())
     }
-    fn shape(&self, t: &PlainTensor) -> Vec<usize> {
+    fn shape_impl(&self, t: &PlainTensor) -> Vec<usize> {
         t.shape.clone()
     }
-    fn dtype(&self, t: &PlainTensor) -> DType {
+    fn dtype_impl(&self, t: &PlainTensor) -> DType {
         t.dtype
     }
     fn full_impl(&self, shape: &[usize], value: f64, dtype: DType) -> Result<PlainTensor> {

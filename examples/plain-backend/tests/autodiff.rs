@@ -173,5 +173,5 @@ fn long_chains_neither_overflow_backward_nor_drop() {
 #[test]
 fn the_tape_reports_its_inner_backend() {
     let b = Plain::default();
-    assert_eq!((b.name(), b.inner().name()), ("plain", "plain"));
+    assert_eq!((b.name(), b.inner().name_impl()), ("plain", "plain"));
 }

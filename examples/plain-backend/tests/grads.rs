@@ -5,7 +5,7 @@
 mod common;
 
 use common::{check_grad, f32t, uniform};
-use orz_core::backend::{Autodiff, Backend};
+use orz_core::backend::Backend;
 
 fn r(seed: u64, n: usize) -> Vec<f64> {
     uniform(seed, n, -2.0, 2.0)

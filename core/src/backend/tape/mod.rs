@@ -224,14 +224,14 @@ impl<F: Primitives> Primitives for Tape<F> {
     type Tensor = TapeTensor<F>;
     type Device = F::Device;
 
-    fn name(&self) -> &'static str {
-        self.inner.name()
+    fn name_impl(&self) -> &'static str {
+        self.inner.name_impl()
     }
-    fn device(&self) -> F::Device {
-        self.inner.device()
+    fn device_impl(&self) -> F::Device {
+        self.inner.device_impl()
     }
-    fn sync(&self) -> Result<()> {
-        self.inner.sync()
+    fn sync_impl(&self) -> Result<()> {
+        self.inner.sync_impl()
     }
     fn tensor_f32_impl(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Self::Tensor> {
         Ok(TapeTensor::new(self.inner.tensor_f32_impl(data, shape, dtype)?, Kind::Constant))
@@ -245,20 +245,20 @@ impl<F: Primitives> Primitives for Tape<F> {
     fn tensor_bool_impl(&self, data: &[bool], shape: &[usize]) -> Result<Self::Tensor> {
         Ok(TapeTensor::new(self.inner.tensor_bool_impl(data, shape)?, Kind::Constant))
     }
-    fn to_host_f32(&self, t: &Self::Tensor) -> Result<Vec<f32>> {
-        self.inner.to_host_f32(&t.value())
+    fn to_host_f32_impl(&self, t: &Self::Tensor) -> Result<Vec<f32>> {
+        self.inner.to_host_f32_impl(&t.value())
     }
-    fn to_host_f64(&self, t: &Self::Tensor) -> Result<Vec<f64>> {
-        self.inner.to_host_f64(&t.value())
+    fn to_host_f64_impl(&self, t: &Self::Tensor) -> Result<Vec<f64>> {
+        self.inner.to_host_f64_impl(&t.value())
     }
     fn to_host_i64_impl(&self, t: &Self::Tensor) -> Result<Vec<i64>> {
         self.inner.to_host_i64_impl(&t.value())
     }
-    fn shape(&self, t: &Self::Tensor) -> Vec<usize> {
-        self.inner.shape(&t.0.value.borrow())
+    fn shape_impl(&self, t: &Self::Tensor) -> Vec<usize> {
+        self.inner.shape_impl(&t.0.value.borrow())
     }
-    fn dtype(&self, t: &Self::Tensor) -> DType {
-        self.inner.dtype(&t.0.value.borrow())
+    fn dtype_impl(&self, t: &Self::Tensor) -> DType {
+        self.inner.dtype_impl(&t.0.value.borrow())
     }
     fn full_impl(&self, shape: &[usize], value: f64, dtype: DType) -> Result<Self::Tensor> {
         Ok(TapeTensor::new(self.inner.full_impl(shape, value, dtype)?, Kind::Constant))
@@ -279,7 +279,7 @@ impl<F: Primitives> Primitives for Tape<F> {
     fn where_impl(&self, cond: &Self::Tensor, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
         let (cv, av, bv) = (cond.value(), a.value(), b.value());
         let y = self.inner.where_impl(&cv, &av, &bv)?;
-        let shapes = (self.inner.shape(&av), self.inner.shape(&bv));
+        let shapes = (self.inner.shape_impl(&av), self.inner.shape_impl(&bv));
         Ok(self.record(y, &[cond, a, b], |_| Rule::Where { cond: cv, a: shapes.0, b: shapes.1 }))
     }
     fn reduce(&self, op: ReduceOp, x: &Self::Tensor, dim: usize, keepdim: bool) -> Result<Self::Tensor> {
@@ -299,7 +299,7 @@ impl<F: Primitives> Primitives for Tape<F> {
     fn reshape_impl(&self, x: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor> {
         let xv = x.value();
         let y = self.inner.reshape_impl(&xv, shape)?;
-        Ok(self.record(y, &[x], |_| Rule::Reshape { shape: self.inner.shape(&xv) }))
+        Ok(self.record(y, &[x], |_| Rule::Reshape { shape: self.inner.shape_impl(&xv) }))
     }
     fn transpose_impl(&self, x: &Self::Tensor, d0: usize, d1: usize) -> Result<Self::Tensor> {
         let y = self.inner.transpose_impl(&x.value(), d0, d1)?;
@@ -308,25 +308,25 @@ impl<F: Primitives> Primitives for Tape<F> {
     fn narrow_impl(&self, x: &Self::Tensor, dim: usize, start: usize, len: usize) -> Result<Self::Tensor> {
         let xv = x.value();
         let y = self.inner.narrow_impl(&xv, dim, start, len)?;
-        Ok(self.record(y, &[x], |_| Rule::Narrow { shape: self.inner.shape(&xv), dim, start }))
+        Ok(self.record(y, &[x], |_| Rule::Narrow { shape: self.inner.shape_impl(&xv), dim, start }))
     }
     fn cat_impl(&self, xs: &[Self::Tensor], dim: usize) -> Result<Self::Tensor> {
         let values: Vec<F::Tensor> = xs.iter().map(TapeTensor::value).collect();
         let y = self.inner.cat_impl(&values, dim)?;
         let inputs: Vec<&TapeTensor<F>> = xs.iter().collect();
-        let lens = values.iter().map(|v| self.inner.shape(v)[dim]).collect();
+        let lens = values.iter().map(|v| self.inner.shape_impl(v)[dim]).collect();
         Ok(self.record(y, &inputs, |_| Rule::Cat { dim, lens }))
     }
     fn index_select_impl(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor> {
         let (xv, iv) = (x.value(), idx.value());
         let y = self.inner.index_select_impl(&xv, dim, &iv)?;
-        let shape = self.inner.shape(&xv);
+        let shape = self.inner.shape_impl(&xv);
         Ok(self.record(y, &[x, idx], |_| Rule::IndexSelect { shape, dim, idx: iv }))
     }
     fn gather_impl(&self, x: &Self::Tensor, dim: usize, idx: &Self::Tensor) -> Result<Self::Tensor> {
         let (xv, iv) = (x.value(), idx.value());
         let y = self.inner.gather_impl(&xv, dim, &iv)?;
-        let shape = self.inner.shape(&xv);
+        let shape = self.inner.shape_impl(&xv);
         Ok(self.record(y, &[x, idx], |_| Rule::Gather { shape, dim, idx: iv }))
     }
     fn index_add_impl(
@@ -361,7 +361,7 @@ impl<F: Primitives> Primitives for Tape<F> {
     }
     fn cast_impl(&self, x: &Self::Tensor, dtype: DType) -> Result<Self::Tensor> {
         let xv = x.value();
-        let from = self.inner.dtype(&xv);
+        let from = self.inner.dtype_impl(&xv);
         let y = self.inner.cast_impl(&xv, dtype)?;
         if !(from.is_float() && dtype.is_float()) {
             return Ok(TapeTensor::new(y, Kind::Constant));
@@ -379,7 +379,7 @@ impl<F: Primitives> Autodiff for Tape<F> {
         let all = self.inner.full_impl(&[], 1.0, DType::Bool)?;
         Ok(TapeTensor::new(self.inner.where_impl(&all, &v, &v)?, Kind::Param))
     }
-    fn detach(&self, t: &Self::Tensor) -> Result<Self::Tensor> {
+    fn detach_impl(&self, t: &Self::Tensor) -> Result<Self::Tensor> {
         Ok(TapeTensor::new(t.value(), Kind::Constant))
     }
     fn backward_impl(&self, loss: &Self::Tensor) -> Result<Self::Grads> {
@@ -388,7 +388,7 @@ impl<F: Primitives> Autodiff for Tape<F> {
             return Ok(grads);
         }
         let value = loss.value();
-        let seed = self.inner.full_impl(&self.inner.shape(&value), 1.0, self.inner.dtype(&value))?;
+        let seed = self.inner.full_impl(&self.inner.shape_impl(&value), 1.0, self.inner.dtype_impl(&value))?;
         let mut pending = BTreeMap::from([(loss.key(), seed)]);
         for node in topological_order(loss).iter().rev() {
             let Some(g) = pending.remove(&node.key()) else { continue };
@@ -413,7 +413,7 @@ impl<F: Primitives> Autodiff for Tape<F> {
         }
         Ok(grads)
     }
-    fn grad(&self, grads: &Self::Grads, param: &Self::Tensor) -> Result<Option<Self::Tensor>> {
+    fn grad_impl(&self, grads: &Self::Grads, param: &Self::Tensor) -> Result<Option<Self::Tensor>> {
         Ok(grads.map.get(&param.key()).map(|(_, g)| TapeTensor::new(g.clone(), Kind::Constant)))
     }
     fn is_param(&self, t: &Self::Tensor) -> bool {
@@ -423,12 +423,12 @@ impl<F: Primitives> Autodiff for Tape<F> {
         t.requires_grad()
     }
     fn assign_param_impl(&self, param: &Self::Tensor, value: &Self::Tensor) -> Result<()> {
-        let (v, dtype) = (value.value(), self.inner.dtype(&param.0.value.borrow()));
-        let v = if self.inner.dtype(&v) == dtype { v } else { self.inner.cast_impl(&v, dtype)? };
+        let (v, dtype) = (value.value(), self.inner.dtype_impl(&param.0.value.borrow()));
+        let v = if self.inner.dtype_impl(&v) == dtype { v } else { self.inner.cast_impl(&v, dtype)? };
         *param.0.value.borrow_mut() = v;
         Ok(())
     }
-    fn set_grad_enabled(&self, enabled: bool) -> bool {
+    fn set_grad_enabled_impl(&self, enabled: bool) -> bool {
         self.recording.replace(enabled)
     }
 }

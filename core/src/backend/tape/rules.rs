@@ -65,14 +65,14 @@ pub(super) fn vjp<F: Primitives>(
     Ok(match rule {
         Rule::Unary { op, x, y } => vec![Some(unary(f, *op, x, y, g)?)],
         Rule::Binary { op, a, b, y } => {
-            let (sa, sb) = (f.shape(a), f.shape(b));
+            let (sa, sb) = (f.shape_impl(a), f.shape_impl(b));
             vec![
                 only(0, &|| sum_to(f, &binary_a(f, *op, a, b, y, g)?, &sa))?,
                 only(1, &|| sum_to(f, &binary_b(f, *op, a, b, y, g)?, &sb))?,
             ]
         }
         Rule::Where { cond, a, b } => {
-            let zero = f.full_impl(&[], 0.0, f.dtype(g))?;
+            let zero = f.full_impl(&[], 0.0, f.dtype_impl(g))?;
             vec![
                 None,
                 only(1, &|| sum_to(f, &f.where_impl(cond, g, &zero)?, a))?,
@@ -82,7 +82,7 @@ pub(super) fn vjp<F: Primitives>(
         Rule::Reduce { op, x, y, dim } => vec![Some(reduce(f, *op, x, y, *dim, g)?)],
         Rule::Cumsum { dim } => {
             // The reversed cumulative sum: flip, cumsum, flip back (exact, no cancellation).
-            let n = f.shape(g)[*dim];
+            let n = f.shape_impl(g)[*dim];
             let reversed: Vec<i64> = (0..n as i64).rev().collect();
             let flip = f.tensor_i64_impl(&reversed, &[n])?;
             let summed = f.cumsum_impl(&f.index_select_impl(g, *dim, &flip)?, *dim)?;
@@ -106,10 +106,10 @@ pub(super) fn vjp<F: Primitives>(
             out
         }
         Rule::IndexSelect { shape, dim, idx } => {
-            vec![Some(f.index_add_impl(&f.full_impl(shape, 0.0, f.dtype(g))?, *dim, idx, g)?), None]
+            vec![Some(f.index_add_impl(&f.full_impl(shape, 0.0, f.dtype_impl(g))?, *dim, idx, g)?), None]
         }
         Rule::Gather { shape, dim, idx } => {
-            vec![Some(f.scatter_add_impl(&f.full_impl(shape, 0.0, f.dtype(g))?, *dim, idx, g)?), None]
+            vec![Some(f.scatter_add_impl(&f.full_impl(shape, 0.0, f.dtype_impl(g))?, *dim, idx, g)?), None]
         }
         Rule::IndexAdd { dim, idx } => {
             vec![Some(g.clone()), None, only(2, &|| f.index_select_impl(g, *dim, idx))?]
@@ -117,12 +117,12 @@ pub(super) fn vjp<F: Primitives>(
         Rule::ScatterAdd { dim, idx } => vec![Some(g.clone()), None, only(2, &|| f.gather_impl(g, *dim, idx))?],
         Rule::Matmul { a, b } => {
             let t = |x: &F::Tensor| {
-                let r = f.shape(x).len();
+                let r = f.shape_impl(x).len();
                 f.transpose_impl(x, r - 2, r - 1)
             };
             vec![
-                only(0, &|| sum_to(f, &f.matmul_impl(g, &t(b)?)?, &f.shape(a)))?,
-                only(1, &|| sum_to(f, &f.matmul_impl(&t(a)?, g)?, &f.shape(b)))?,
+                only(0, &|| sum_to(f, &f.matmul_impl(g, &t(b)?)?, &f.shape_impl(a)))?,
+                only(1, &|| sum_to(f, &f.matmul_impl(&t(a)?, g)?, &f.shape_impl(b)))?,
             ]
         }
         Rule::Cast { from } => vec![Some(f.cast_impl(g, *from)?)],
@@ -148,11 +148,11 @@ fn unary<F: Primitives>(f: &F, op: UnaryOp, x: &F::Tensor, y: &F::Tensor, g: &F:
         UnaryOp::Affine { mul, .. } => affine(f, g, mul, 0.0),
         UnaryOp::Clamp { lo, hi } => {
             // Inclusive bounds, compared in f32 (exact for every float dtype).
-            let xf = if f.dtype(x) == DType::F32 { x.clone() } else { f.cast_impl(x, DType::F32)? };
+            let xf = if f.dtype_impl(x) == DType::F32 { x.clone() } else { f.cast_impl(x, DType::F32)? };
             let above = f.compare(CompareOp::Ge, &xf, &f.full_impl(&[], lo, DType::F32)?)?;
             let below = f.compare(CompareOp::Ge, &f.full_impl(&[], hi, DType::F32)?, &xf)?;
             let inside = f.where_impl(&above, &below, &above)?;
-            f.where_impl(&inside, g, &f.full_impl(&[], 0.0, f.dtype(g))?)
+            f.where_impl(&inside, g, &f.full_impl(&[], 0.0, f.dtype_impl(g))?)
         }
     }
 }
@@ -160,7 +160,7 @@ fn unary<F: Primitives>(f: &F, op: UnaryOp, x: &F::Tensor, y: &F::Tensor, g: &F:
 /// `g` where `wins`, 0 where `loses`, `g / 2` elsewhere (ties): the share of one operand of
 /// `maximum`/`minimum` ([`BinaryOp::derivatives`]).
 fn split<F: Primitives>(f: &F, wins: &F::Tensor, loses: &F::Tensor, g: &F::Tensor) -> Result<F::Tensor> {
-    let zero = f.full_impl(&[], 0.0, f.dtype(g))?;
+    let zero = f.full_impl(&[], 0.0, f.dtype_impl(g))?;
     f.where_impl(wins, g, &f.where_impl(loses, &zero, &affine(f, g, 0.5, 0.0)?)?)
 }
 
@@ -212,7 +212,7 @@ fn reduce<F: Primitives>(
     dim: usize,
     g: &F::Tensor,
 ) -> Result<F::Tensor> {
-    let shape = f.shape(x);
+    let shape = f.shape_impl(x);
     let mut kept = shape.clone();
     kept[dim] = 1;
     let g = f.reshape_impl(g, &kept)?;
@@ -220,9 +220,9 @@ fn reduce<F: Primitives>(
         ReduceOp::Sum => expand(f, &g, &shape),
         ReduceOp::Max => {
             let hit = f.compare(CompareOp::Eq, x, &f.reshape_impl(y, &kept)?)?;
-            let count = f.reduce(ReduceOp::Sum, &f.cast_impl(&hit, f.dtype(x))?, dim, true)?;
+            let count = f.reduce(ReduceOp::Sum, &f.cast_impl(&hit, f.dtype_impl(x))?, dim, true)?;
             let share = f.binary(BinaryOp::Div, &g, &count)?;
-            f.where_impl(&hit, &share, &f.full_impl(&[], 0.0, f.dtype(x))?)
+            f.where_impl(&hit, &share, &f.full_impl(&[], 0.0, f.dtype_impl(x))?)
         }
     }
 }
@@ -235,7 +235,7 @@ fn expand<F: Primitives>(f: &F, x: &F::Tensor, shape: &[usize]) -> Result<F::Ten
 /// `g` summed over the dimensions along which an operand of shape `shape` was broadcast, then
 /// reshaped to `shape`.
 fn sum_to<F: Primitives>(f: &F, g: &F::Tensor, shape: &[usize]) -> Result<F::Tensor> {
-    let from = f.shape(g);
+    let from = f.shape_impl(g);
     if from == shape {
         return Ok(g.clone());
     }
@@ -251,7 +251,7 @@ fn sum_to<F: Primitives>(f: &F, g: &F::Tensor, shape: &[usize]) -> Result<F::Ten
 
 /// `g` placed at `start` along `dim` in zeros of `shape` (the adjoint of `narrow`).
 fn pad<F: Primitives>(f: &F, g: &F::Tensor, shape: &[usize], dim: usize, start: usize) -> Result<F::Tensor> {
-    let len = f.shape(g)[dim];
+    let len = f.shape_impl(g)[dim];
     let mut parts = Vec::with_capacity(3);
     for (at, n) in [(0, start), (1, len), (2, shape[dim] - start - len)] {
         if at == 1 {
@@ -259,7 +259,7 @@ fn pad<F: Primitives>(f: &F, g: &F::Tensor, shape: &[usize], dim: usize, start: 
         } else if n > 0 {
             let mut s = shape.to_vec();
             s[dim] = n;
-            parts.push(f.full_impl(&s, 0.0, f.dtype(g))?);
+            parts.push(f.full_impl(&s, 0.0, f.dtype_impl(g))?);
         }
     }
     if parts.len() == 1 { Ok(g.clone()) } else { f.cat_impl(&parts, dim) }

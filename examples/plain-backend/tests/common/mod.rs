@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use orz_core::Result;
-use orz_core::backend::{Autodiff, Backend, DType, Primitives};
+use orz_core::backend::{Backend, DType, Primitives};
 use orz_plain_backend::Plain;
 
 /// A tensor of the example backend.
