@@ -77,7 +77,12 @@ impl PlainTensor {
 
     /// A tensor of `dtype` from f64 values: floats rounded to the dtype, I64 truncated (a
     /// non-finite value is an error naming `op`), Bool `!= 0`.
-    fn from_f64(op: &'static str, shape: &[usize], dtype: DType, v: impl Iterator<Item = f64>) -> Result<Self> {
+    fn from_f64(
+        op: &'static str,
+        shape: &[usize],
+        dtype: DType,
+        v: impl Iterator<Item = f64>,
+    ) -> Result<Self> {
         let data = match dtype {
             DType::F32 => Data::F(v.map(|x| x as f32).collect()),
             DType::BF16 | DType::F16 => Data::F(v.map(|x| dtype.round(x) as f32).collect()),
@@ -107,7 +112,12 @@ impl PlainTensor {
     fn indices(&self, op: &'static str, size: usize, dim: usize, of: &[usize]) -> Result<Vec<usize>> {
         let check = |&i: &i64| match usize::try_from(i) {
             Ok(u) if u < size => Ok(u),
-            _ => Err(Error::IndexOutOfRange { op, index: i, size, context: format!("dimension {dim} of shape {of:?}") }),
+            _ => Err(Error::IndexOutOfRange {
+                op,
+                index: i,
+                size,
+                context: format!("dimension {dim} of shape {of:?}"),
+            }),
         };
         match &*self.data.borrow() {
             Data::I(v) => v.iter().map(check).collect(),
@@ -209,8 +219,11 @@ impl Primitives for PlainKernels {
         let (vc, ia, ib) = (cond.f64s(), bcast(&out, &a.shape), bcast(&out, &b.shape));
         let n: usize = a.shape.iter().product();
         // Pick from a and b laid end to end, so that every dtype is copied exactly.
-        let idx: Vec<usize> =
-            bcast(&out, &cond.shape).iter().enumerate().map(|(k, &c)| if vc[c] != 0.0 { ia[k] } else { n + ib[k] }).collect();
+        let idx: Vec<usize> = bcast(&out, &cond.shape)
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| if vc[c] != 0.0 { ia[k] } else { n + ib[k] })
+            .collect();
         let both = self.cat_flat(&[a, b]);
         Ok(PlainTensor::new(&out, a.dtype, both.pick(&idx)))
     }
@@ -294,7 +307,8 @@ impl Primitives for PlainKernels {
         let ids = idx.indices("index_select", n, dim, &x.shape)?;
         let mut shape = x.shape.clone();
         shape[dim] = ids.len();
-        let from = (0..outer).flat_map(|o| ids.iter().flat_map(move |&k| (0..inner).map(move |i| (o * n + k) * inner + i)));
+        let from = (0..outer)
+            .flat_map(|o| ids.iter().flat_map(move |&k| (0..inner).map(move |i| (o * n + k) * inner + i)));
         Ok(x.pick(&shape, &from.collect::<Vec<_>>()))
     }
     fn gather_impl(&self, x: &PlainTensor, dim: usize, idx: &PlainTensor) -> Result<PlainTensor> {

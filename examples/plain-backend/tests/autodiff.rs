@@ -81,7 +81,8 @@ fn assign_param_updates_every_handle_and_keeps_recorded_graphs() {
 fn ties_split_and_masks_route_exact_zeros() {
     let b = Plain::default();
     // maximum / minimum on a tie: half to each operand.
-    let (x, y) = (b.param(&f32t(&b, &[1.0, 2.0], &[2])).unwrap(), b.param(&f32t(&b, &[1.0, 0.0], &[2])).unwrap());
+    let (x, y) =
+        (b.param(&f32t(&b, &[1.0, 2.0], &[2])).unwrap(), b.param(&f32t(&b, &[1.0, 0.0], &[2])).unwrap());
     type Op = fn(&Plain, &common::T, &common::T) -> orz_core::Result<common::T>;
     let cases: [(Op, [f64; 2], [f64; 2]); 2] =
         [(Plain::maximum, [0.5, 1.0], [0.5, 0.0]), (Plain::minimum, [0.5, 0.0], [0.5, 1.0])];
@@ -99,7 +100,10 @@ fn ties_split_and_masks_route_exact_zeros() {
     let grads = b.backward(&b.sum_all(&b.clamp(&c, -0.5, 1.0).unwrap()).unwrap()).unwrap();
     assert_eq!(vals(&b, &b.grad(&grads, &c).unwrap().unwrap()), [0.0, 1.0, 1.0, 1.0, 0.0]);
     // where_: an inf in the untaken branch reaches neither the result nor the gradient.
-    let (a, inf) = (b.param(&f32t(&b, &[1.0, 2.0], &[2])).unwrap(), b.param(&f32t(&b, &[f64::INFINITY; 2], &[2])).unwrap());
+    let (a, inf) = (
+        b.param(&f32t(&b, &[1.0, 2.0], &[2])).unwrap(),
+        b.param(&f32t(&b, &[f64::INFINITY; 2], &[2])).unwrap(),
+    );
     let cond = b.tensor_bool(&[true, false], &[2]).unwrap();
     let out = b.where_(&cond, &a, &inf).unwrap();
     let grads = b.backward(&b.sum_all(&b.mul(&out, &f32t(&b, &[3.0, 0.0], &[2])).unwrap()).unwrap()).unwrap();
@@ -136,7 +140,10 @@ fn write_slice_is_seen_by_clones() {
     b.write_slice(&cache, 1, 0, &b.narrow(&cache, 1, 1, 2).unwrap()).unwrap();
     assert_eq!(vals(&b, &alias), [1.0, 2.0, 3.0, 4.0, 3.0, 4.0, 0.0, 0.0]);
     let p = b.param(&cache).unwrap();
-    assert!(b.write_slice(&b.affine(&p, 1.0, 0.0).unwrap(), 1, 0, &cache).is_err(), "no writes into the graph");
+    assert!(
+        b.write_slice(&b.affine(&p, 1.0, 0.0).unwrap(), 1, 0, &cache).is_err(),
+        "no writes into the graph"
+    );
 }
 
 #[test]

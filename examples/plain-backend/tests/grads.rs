@@ -95,13 +95,16 @@ fn layout_ops() {
         let idx: Vec<i64> = (0..36).map(|i| (i * 5 % 2) as i64).collect();
         b.gather(&t[0], 0, &b.tensor_i64(&idx, &[3, 3, 4])?)
     });
-    check_grad("embedding", &[(&y, &[4, 2])], |b, t| b.embedding(&t[0], &b.tensor_i64(&[3, 0, 3, 1, 3], &[5])?));
+    check_grad("embedding", &[(&y, &[4, 2])], |b, t| {
+        b.embedding(&t[0], &b.tensor_i64(&[3, 0, 3, 1, 3], &[5])?)
+    });
     check_grad("broadcast_to", &[(&y, &[2, 1, 4])], |b, t| b.broadcast_to(&t[0], &[3, 2, 5, 4]));
 }
 
 #[test]
 fn matmul_batched_and_broadcast() {
-    let cases: [(&[usize], &[usize]); 3] = [(&[3, 4], &[4, 2]), (&[2, 3, 4], &[4, 5]), (&[2, 1, 3, 4], &[3, 4, 2])];
+    let cases: [(&[usize], &[usize]); 3] =
+        [(&[3, 4], &[4, 2]), (&[2, 3, 4], &[4, 5]), (&[2, 1, 3, 4], &[3, 4, 2])];
     for (k, (sa, sb)) in cases.iter().enumerate() {
         let (a, bb) = (r(10 + k as u64, sa.iter().product()), r(20 + k as u64, sb.iter().product()));
         check_grad("matmul", &[(&a, sa), (&bb, sb)], |b, t| b.matmul(&t[0], &t[1]));

@@ -29,9 +29,9 @@ use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::fmt;
 
+use super::DType;
 use super::families::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use super::kernels::{Autodiff, Composites, Primitives};
-use super::DType;
 use crate::Result;
 use rules::Rule;
 
@@ -291,7 +291,12 @@ impl<F: Primitives> Primitives for Tape<F> {
         let y = self.inner.cumsum_impl(&x.value(), dim)?;
         Ok(self.record(y, &[x], |_| Rule::Cumsum { dim }))
     }
-    fn sort_impl(&self, x: &Self::Tensor, dim: usize, descending: bool) -> Result<(Self::Tensor, Self::Tensor)> {
+    fn sort_impl(
+        &self,
+        x: &Self::Tensor,
+        dim: usize,
+        descending: bool,
+    ) -> Result<(Self::Tensor, Self::Tensor)> {
         let (values, idx) = self.inner.sort_impl(&x.value(), dim, descending)?;
         let rule = |_: &[bool]| Rule::Sort { idx: idx.clone(), dim };
         Ok((self.record(values, &[x], rule), TapeTensor::new(idx.clone(), Kind::Constant)))
@@ -351,7 +356,13 @@ impl<F: Primitives> Primitives for Tape<F> {
         let y = self.inner.scatter_add_impl(&dst.value(), dim, &iv, &src.value())?;
         Ok(self.record(y, &[dst, idx, src], |_| Rule::ScatterAdd { dim, idx: iv }))
     }
-    fn write_slice_impl(&self, dst: &Self::Tensor, dim: usize, start: usize, src: &Self::Tensor) -> Result<()> {
+    fn write_slice_impl(
+        &self,
+        dst: &Self::Tensor,
+        dim: usize,
+        start: usize,
+        src: &Self::Tensor,
+    ) -> Result<()> {
         self.inner.write_slice_impl(&dst.value(), dim, start, &src.value())
     }
     fn matmul_impl(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor> {
@@ -388,7 +399,8 @@ impl<F: Primitives> Autodiff for Tape<F> {
             return Ok(grads);
         }
         let value = loss.value();
-        let seed = self.inner.full_impl(&self.inner.shape_impl(&value), 1.0, self.inner.dtype_impl(&value))?;
+        let seed =
+            self.inner.full_impl(&self.inner.shape_impl(&value), 1.0, self.inner.dtype_impl(&value))?;
         let mut pending = BTreeMap::from([(loss.key(), seed)]);
         for node in topological_order(loss).iter().rev() {
             let Some(g) = pending.remove(&node.key()) else { continue };

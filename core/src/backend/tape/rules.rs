@@ -9,9 +9,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::Result;
+use crate::backend::DType;
 use crate::backend::families::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::backend::kernels::Primitives;
-use crate::backend::DType;
 
 /// What an op's gradient needs: the op and the inner tensors (or shapes) it saved.
 pub(super) enum Rule<T> {
@@ -114,7 +114,9 @@ pub(super) fn vjp<F: Primitives>(
         Rule::IndexAdd { dim, idx } => {
             vec![Some(g.clone()), None, only(2, &|| f.index_select_impl(g, *dim, idx))?]
         }
-        Rule::ScatterAdd { dim, idx } => vec![Some(g.clone()), None, only(2, &|| f.gather_impl(g, *dim, idx))?],
+        Rule::ScatterAdd { dim, idx } => {
+            vec![Some(g.clone()), None, only(2, &|| f.gather_impl(g, *dim, idx))?]
+        }
         Rule::Matmul { a, b } => {
             let t = |x: &F::Tensor| {
                 let r = f.shape_impl(x).len();
@@ -135,7 +137,13 @@ fn affine<F: Primitives>(f: &F, x: &F::Tensor, mul: f64, add: f64) -> Result<F::
 }
 
 /// `g * dy/dx`, [`UnaryOp::derivative`] written with the inner kernels.
-fn unary<F: Primitives>(f: &F, op: UnaryOp, x: &F::Tensor, y: &F::Tensor, g: &F::Tensor) -> Result<F::Tensor> {
+fn unary<F: Primitives>(
+    f: &F,
+    op: UnaryOp,
+    x: &F::Tensor,
+    y: &F::Tensor,
+    g: &F::Tensor,
+) -> Result<F::Tensor> {
     let mul = |a: &F::Tensor, b: &F::Tensor| f.binary(BinaryOp::Mul, a, b);
     match op {
         UnaryOp::Neg => f.unary(UnaryOp::Neg, g),

@@ -1,7 +1,8 @@
 //! Helpers of the tape tests: deterministic draws, tensors from f64 values, and the
 //! finite-difference gradient check.
 
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses a part of the helpers")]
+#![allow(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 use orz_core::Result;
 use orz_core::backend::{Backend, DType, Primitives};
@@ -66,7 +67,8 @@ pub fn check_grad(name: &str, inputs: &[Input<'_>], f: impl Fn(&Plain, &[T]) -> 
         vals(&b, &f(&b, &consts).unwrap()).iter().zip(&w).map(|(y, w)| y * w).sum()
     };
     // The draws as the f32 parameters hold them, so both sides start from the same point.
-    let base: Vec<Vec<f64>> = inputs.iter().map(|(d, _)| d.iter().map(|&x| f64::from(x as f32)).collect()).collect();
+    let base: Vec<Vec<f64>> =
+        inputs.iter().map(|(d, _)| d.iter().map(|&x| f64::from(x as f32)).collect()).collect();
     let mut largest = 0.0f64;
     for (i, p) in params.iter().enumerate() {
         let g = b.grad(&grads, p).unwrap().unwrap_or_else(|| panic!("{name}: input {i} got no gradient"));
