@@ -19,6 +19,9 @@
 //!   inner tensors they recorded (the old values).
 //! - Gradients are computed with the inner kernels directly, outside the tape: no
 //!   higher-order graph is built.
+//! - `index_add_impl` and `scatter_add_impl` (the adjoints of `index_select` and `gather`) keep
+//!   their provided defaults on the tape, built from recorded primitives and so differentiable
+//!   themselves; the rules call the inner backend's, which it may override with a loop.
 
 mod rules;
 
@@ -333,28 +336,6 @@ impl<F: Primitives> Primitives for Tape<F> {
         let y = self.inner.gather_impl(&xv, dim, &iv)?;
         let shape = self.inner.shape_impl(&xv);
         Ok(self.record(y, &[x, idx], |_| Rule::Gather { shape, dim, idx: iv }))
-    }
-    fn index_add_impl(
-        &self,
-        dst: &Self::Tensor,
-        dim: usize,
-        idx: &Self::Tensor,
-        src: &Self::Tensor,
-    ) -> Result<Self::Tensor> {
-        let iv = idx.value();
-        let y = self.inner.index_add_impl(&dst.value(), dim, &iv, &src.value())?;
-        Ok(self.record(y, &[dst, idx, src], |_| Rule::IndexAdd { dim, idx: iv }))
-    }
-    fn scatter_add_impl(
-        &self,
-        dst: &Self::Tensor,
-        dim: usize,
-        idx: &Self::Tensor,
-        src: &Self::Tensor,
-    ) -> Result<Self::Tensor> {
-        let iv = idx.value();
-        let y = self.inner.scatter_add_impl(&dst.value(), dim, &iv, &src.value())?;
-        Ok(self.record(y, &[dst, idx, src], |_| Rule::ScatterAdd { dim, idx: iv }))
     }
     fn write_slice_impl(
         &self,

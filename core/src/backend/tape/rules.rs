@@ -39,10 +39,6 @@ pub(super) enum Rule<T> {
     IndexSelect { shape: Vec<usize>, dim: usize, idx: T },
     /// `gather` of an input of shape `shape`; inputs `[x, idx]`.
     Gather { shape: Vec<usize>, dim: usize, idx: T },
-    /// `index_add(dst, dim, idx, src)`; inputs `[dst, idx, src]`.
-    IndexAdd { dim: usize, idx: T },
-    /// `scatter_add(dst, dim, idx, src)`; inputs `[dst, idx, src]`.
-    ScatterAdd { dim: usize, idx: T },
     /// `a @ b`, batch dimensions broadcast.
     Matmul { a: T, b: T },
     /// A cast between float dtypes from `from`.
@@ -67,8 +63,8 @@ pub(super) fn vjp<F: Primitives>(
         Rule::Binary { op, a, b, y } => {
             let (sa, sb) = (f.shape_impl(a), f.shape_impl(b));
             vec![
-                only(0, &|| sum_to(f, &binary_a(f, *op, a, b, y, g)?, &sa))?,
-                only(1, &|| sum_to(f, &binary_b(f, *op, a, b, y, g)?, &sb))?,
+                only(0, &|| sum_to(f, &binary(f, *op, false, a, b, y, g)?, &sa))?,
+                only(1, &|| sum_to(f, &binary(f, *op, true, a, b, y, g)?, &sb))?,
             ]
         }
         Rule::Where { cond, a, b } => {
@@ -110,12 +106,6 @@ pub(super) fn vjp<F: Primitives>(
         }
         Rule::Gather { shape, dim, idx } => {
             vec![Some(f.scatter_add_impl(&f.full_impl(shape, 0.0, f.dtype_impl(g))?, *dim, idx, g)?), None]
-        }
-        Rule::IndexAdd { dim, idx } => {
-            vec![Some(g.clone()), None, only(2, &|| f.index_select_impl(g, *dim, idx))?]
-        }
-        Rule::ScatterAdd { dim, idx } => {
-            vec![Some(g.clone()), None, only(2, &|| f.gather_impl(g, *dim, idx))?]
         }
         Rule::Matmul { a, b } => {
             let t = |x: &F::Tensor| {
@@ -172,41 +162,31 @@ fn split<F: Primitives>(f: &F, wins: &F::Tensor, loses: &F::Tensor, g: &F::Tenso
     f.where_impl(wins, g, &f.where_impl(loses, &zero, &affine(f, g, 0.5, 0.0)?)?)
 }
 
-/// The gradient of `a` (broadcast shape, before the reduction to `a`'s shape).
-fn binary_a<F: Primitives>(
+/// The gradient of `a` (of `b` when `second`) in `y = op(a, b)`, in the broadcast shape (before
+/// the reduction to the operand's shape): [`BinaryOp::derivatives`] written with the inner kernels.
+fn binary<F: Primitives>(
     f: &F,
     op: BinaryOp,
-    a: &F::Tensor,
-    b: &F::Tensor,
-    _y: &F::Tensor,
-    g: &F::Tensor,
-) -> Result<F::Tensor> {
-    match op {
-        BinaryOp::Add | BinaryOp::Sub => Ok(g.clone()),
-        BinaryOp::Mul => f.binary(BinaryOp::Mul, g, b),
-        BinaryOp::Div => f.binary(BinaryOp::Div, g, b),
-        BinaryOp::Maximum => split(f, &f.compare(CompareOp::Gt, a, b)?, &f.compare(CompareOp::Gt, b, a)?, g),
-        BinaryOp::Minimum => split(f, &f.compare(CompareOp::Gt, b, a)?, &f.compare(CompareOp::Gt, a, b)?, g),
-    }
-}
-
-/// The gradient of `b` (broadcast shape, before the reduction to `b`'s shape).
-fn binary_b<F: Primitives>(
-    f: &F,
-    op: BinaryOp,
+    second: bool,
     a: &F::Tensor,
     b: &F::Tensor,
     y: &F::Tensor,
     g: &F::Tensor,
 ) -> Result<F::Tensor> {
+    let (this, other) = if second { (b, a) } else { (a, b) };
+    let gt = |x: &F::Tensor, z: &F::Tensor| f.compare(CompareOp::Gt, x, z);
     match op {
         BinaryOp::Add => Ok(g.clone()),
-        BinaryOp::Sub => f.unary(UnaryOp::Neg, g),
-        BinaryOp::Mul => f.binary(BinaryOp::Mul, g, a),
+        BinaryOp::Sub if second => f.unary(UnaryOp::Neg, g),
+        BinaryOp::Sub => Ok(g.clone()),
+        BinaryOp::Mul => f.binary(BinaryOp::Mul, g, other),
         // -g a / b² = -(g / b) * y, without squaring b (no overflow).
-        BinaryOp::Div => f.unary(UnaryOp::Neg, &f.binary(BinaryOp::Mul, &f.binary(BinaryOp::Div, g, b)?, y)?),
-        BinaryOp::Maximum => split(f, &f.compare(CompareOp::Gt, b, a)?, &f.compare(CompareOp::Gt, a, b)?, g),
-        BinaryOp::Minimum => split(f, &f.compare(CompareOp::Gt, a, b)?, &f.compare(CompareOp::Gt, b, a)?, g),
+        BinaryOp::Div if second => {
+            f.unary(UnaryOp::Neg, &f.binary(BinaryOp::Mul, &f.binary(BinaryOp::Div, g, b)?, y)?)
+        }
+        BinaryOp::Div => f.binary(BinaryOp::Div, g, b),
+        BinaryOp::Maximum => split(f, &gt(this, other)?, &gt(other, this)?, g),
+        BinaryOp::Minimum => split(f, &gt(other, this)?, &gt(this, other)?, g),
     }
 }
 
