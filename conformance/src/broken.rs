@@ -1,13 +1,15 @@
 //! Backends that wrap the reference and change one thing, to show that the suite can fail (and
 //! one that is correct but rounds like a real low-precision device, to calibrate tolerances).
 //!
-//! [`Tweaked`] delegates every method of the trait to [`Reference`], except through the hooks of
-//! a [`Tweak`]: a post-processing of every primitive's result, and replacements of `clamp`,
-//! `write_slice`, `cumsum`, `softmax` and `rms_norm`. Provided composites the hooks do not replace run their default
-//! bodies on the wrapper, as on any backend.
+//! [`Tweaked`] delegates every kernel to [`Reference`]'s, except through the hooks of a
+//! [`Tweak`]: a post-processing of every primitive's result, and replacements of `clamp`,
+//! `write_slice`, `cumsum`, `softmax` and `rms_norm`. Composites the hooks do not replace run
+//! their default bodies on the wrapper, as on any backend.
 
 use orz_core::Result;
-use orz_core::backend::{Backend, DType, nn, ops};
+use orz_core::backend::{
+    Autodiff, Backend, BinaryOp, CompareOp, Composites, DType, Primitives, ReduceOp, UnaryOp, nn, ops,
+};
 use orz_reference::{Cpu, Grads, Reference, Tensor};
 
 /// What a [`Tweaked`] backend changes; every hook defaults to the reference's behaviour.
@@ -164,171 +166,140 @@ fn round_straight_through(r: &Reference, t: Tensor) -> Result<Tensor> {
     r.add(&t, &delta)
 }
 
-impl<T: Tweak> Backend for Tweaked<T> {
+impl<T: Tweak> Primitives for Tweaked<T> {
     type Tensor = Tensor;
     type Device = Cpu;
-    type Grads = Grads;
 
-    fn name(&self) -> &'static str {
+    fn name_impl(&self) -> &'static str {
         T::NAME
     }
-    fn device(&self) -> Cpu {
-        self.inner.device()
+    fn device_impl(&self) -> Cpu {
+        self.inner.device_impl()
     }
-    fn sync(&self) -> Result<()> {
-        self.inner.sync()
+    fn sync_impl(&self) -> Result<()> {
+        self.inner.sync_impl()
     }
-    fn tensor_f32(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
-        self.out(self.inner.tensor_f32(data, shape, dtype))
+    fn tensor_f32_impl(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.tensor_f32_impl(data, shape, dtype))
     }
-    fn tensor_f64(&self, data: &[f64], shape: &[usize], dtype: DType) -> Result<Tensor> {
-        self.out(self.inner.tensor_f64(data, shape, dtype))
+    fn tensor_f64_impl(&self, data: &[f64], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.tensor_f64_impl(data, shape, dtype))
     }
-    fn tensor_i64(&self, data: &[i64], shape: &[usize]) -> Result<Tensor> {
-        self.inner.tensor_i64(data, shape)
+    fn tensor_i64_impl(&self, data: &[i64], shape: &[usize]) -> Result<Tensor> {
+        self.inner.tensor_i64_impl(data, shape)
     }
-    fn tensor_bool(&self, data: &[bool], shape: &[usize]) -> Result<Tensor> {
-        self.inner.tensor_bool(data, shape)
+    fn tensor_bool_impl(&self, data: &[bool], shape: &[usize]) -> Result<Tensor> {
+        self.inner.tensor_bool_impl(data, shape)
     }
-    fn to_host_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
-        self.inner.to_host_f32(t)
+    fn to_host_f32_impl(&self, t: &Tensor) -> Result<Vec<f32>> {
+        self.inner.to_host_f32_impl(t)
     }
-    fn to_host_f64(&self, t: &Tensor) -> Result<Vec<f64>> {
-        self.inner.to_host_f64(t)
+    fn to_host_f64_impl(&self, t: &Tensor) -> Result<Vec<f64>> {
+        self.inner.to_host_f64_impl(t)
     }
-    fn to_host_i64(&self, t: &Tensor) -> Result<Vec<i64>> {
-        self.inner.to_host_i64(t)
+    fn to_host_i64_impl(&self, t: &Tensor) -> Result<Vec<i64>> {
+        self.inner.to_host_i64_impl(t)
     }
-    fn shape(&self, t: &Tensor) -> Vec<usize> {
-        self.inner.shape(t)
+    fn shape_impl(&self, t: &Tensor) -> Vec<usize> {
+        self.inner.shape_impl(t)
     }
-    fn dtype(&self, t: &Tensor) -> DType {
-        self.inner.dtype(t)
+    fn dtype_impl(&self, t: &Tensor) -> DType {
+        self.inner.dtype_impl(t)
     }
-    fn full(&self, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
-        self.out(self.inner.full(shape, value, dtype))
+    fn full_impl(&self, shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.full_impl(shape, value, dtype))
     }
-    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.add(a, b))
+    fn unary(&self, op: UnaryOp, x: &Tensor) -> Result<Tensor> {
+        match op {
+            UnaryOp::Clamp { lo, hi } => self.out(T::clamp(self, x, lo, hi)),
+            _ => self.out(self.inner.unary(op, x)),
+        }
     }
-    fn sub(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.sub(a, b))
+    fn binary(&self, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.binary(op, a, b))
     }
-    fn mul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.mul(a, b))
+    fn compare(&self, op: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.inner.compare(op, a, b)
     }
-    fn div(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.div(a, b))
+    fn where_impl(&self, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.where_impl(cond, a, b))
     }
-    fn maximum(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.maximum(a, b))
+    fn reduce(&self, op: ReduceOp, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
+        self.out(self.inner.reduce(op, x, dim, keepdim))
     }
-    fn minimum(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.minimum(a, b))
-    }
-    fn neg(&self, x: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.neg(x))
-    }
-    fn exp(&self, x: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.exp(x))
-    }
-    fn log(&self, x: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.log(x))
-    }
-    fn sqrt(&self, x: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.sqrt(x))
-    }
-    fn sigmoid(&self, x: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.sigmoid(x))
-    }
-    fn tanh(&self, x: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.tanh(x))
-    }
-    fn powf(&self, x: &Tensor, p: f64) -> Result<Tensor> {
-        self.out(self.inner.powf(x, p))
-    }
-    fn affine(&self, x: &Tensor, mul: f64, add: f64) -> Result<Tensor> {
-        self.out(self.inner.affine(x, mul, add))
-    }
-    fn clamp(&self, x: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
-        self.out(T::clamp(self, x, lo, hi))
-    }
-    fn eq(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.inner.eq(a, b)
-    }
-    fn gt(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.inner.gt(a, b)
-    }
-    fn ge(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.inner.ge(a, b)
-    }
-    fn where_(&self, cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.where_(cond, a, b))
-    }
-    fn sum(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
-        self.out(self.inner.sum(x, dim, keepdim))
-    }
-    fn max(&self, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor> {
-        self.out(self.inner.max(x, dim, keepdim))
-    }
-    fn cumsum(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
+    fn cumsum_impl(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
         self.out(T::cumsum(self, x, dim))
     }
-    fn sort(&self, x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)> {
-        let (values, indices) = self.inner.sort(x, dim, descending)?;
+    fn sort_impl(&self, x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)> {
+        let (values, indices) = self.inner.sort_impl(x, dim, descending)?;
         Ok((self.out(Ok(values))?, indices))
     }
-    fn reshape(&self, x: &Tensor, shape: &[usize]) -> Result<Tensor> {
-        self.inner.reshape(x, shape)
+    fn reshape_impl(&self, x: &Tensor, shape: &[usize]) -> Result<Tensor> {
+        self.inner.reshape_impl(x, shape)
     }
-    fn transpose(&self, x: &Tensor, d0: usize, d1: usize) -> Result<Tensor> {
-        self.inner.transpose(x, d0, d1)
+    fn transpose_impl(&self, x: &Tensor, d0: usize, d1: usize) -> Result<Tensor> {
+        self.inner.transpose_impl(x, d0, d1)
     }
-    fn narrow(&self, x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor> {
-        self.inner.narrow(x, dim, start, len)
+    fn narrow_impl(&self, x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor> {
+        self.inner.narrow_impl(x, dim, start, len)
     }
-    fn cat(&self, xs: &[Tensor], dim: usize) -> Result<Tensor> {
-        self.inner.cat(xs, dim)
+    fn cat_impl(&self, xs: &[Tensor], dim: usize) -> Result<Tensor> {
+        self.inner.cat_impl(xs, dim)
     }
-    fn index_select(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
-        self.inner.index_select(x, dim, idx)
+    fn index_select_impl(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
+        self.inner.index_select_impl(x, dim, idx)
     }
-    fn gather(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
-        self.inner.gather(x, dim, idx)
+    fn gather_impl(&self, x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor> {
+        self.inner.gather_impl(x, dim, idx)
     }
-    fn write_slice(&self, dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()> {
+    fn write_slice_impl(&self, dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()> {
         T::write_slice(self, dst, dim, start, src)
     }
-    fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.out(self.inner.matmul(a, b))
+    fn matmul_impl(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.out(self.inner.matmul_impl(a, b))
     }
-    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
-        self.out(self.inner.cast(x, dtype))
+    fn cast_impl(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        self.out(self.inner.cast_impl(x, dtype))
     }
-    fn param(&self, t: &Tensor) -> Result<Tensor> {
-        self.inner.param(t)
+}
+
+impl<T: Tweak> Autodiff for Tweaked<T> {
+    type Grads = Grads;
+
+    fn param_impl(&self, t: &Tensor) -> Result<Tensor> {
+        self.inner.param_impl(t)
     }
-    fn detach(&self, t: &Tensor) -> Result<Tensor> {
-        self.inner.detach(t)
+    fn detach_impl(&self, t: &Tensor) -> Result<Tensor> {
+        self.inner.detach_impl(t)
     }
-    fn backward(&self, loss: &Tensor) -> Result<Grads> {
-        self.inner.backward(loss)
+    fn backward_impl(&self, loss: &Tensor) -> Result<Grads> {
+        self.inner.backward_impl(loss)
     }
-    fn grad(&self, grads: &Grads, param: &Tensor) -> Result<Option<Tensor>> {
-        self.inner.grad(grads, param)?.map(|g| self.out(Ok(g))).transpose()
+    fn grad_impl(&self, grads: &Grads, param: &Tensor) -> Result<Option<Tensor>> {
+        self.inner.grad_impl(grads, param)?.map(|g| self.out(Ok(g))).transpose()
     }
-    fn assign_param(&self, param: &Tensor, value: &Tensor) -> Result<()> {
+    fn is_param(&self, t: &Tensor) -> bool {
+        self.inner.is_param(t)
+    }
+    fn requires_grad(&self, t: &Tensor) -> bool {
+        self.inner.requires_grad(t)
+    }
+    fn assign_param_impl(&self, param: &Tensor, value: &Tensor) -> Result<()> {
         let value = self.out(self.inner.cast(value, param.dtype()))?;
         T::assign_param(self, param, &value)
     }
-    fn set_grad_enabled(&self, enabled: bool) -> bool {
-        self.inner.set_grad_enabled(enabled)
+    fn set_grad_enabled_impl(&self, enabled: bool) -> bool {
+        self.inner.set_grad_enabled_impl(enabled)
     }
+}
 
-    fn softmax(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
+/// The hooks replace `softmax` and `rms_norm`; every other composite runs its default body on
+/// the wrapper, as on any backend.
+impl<T: Tweak> Composites for Tweaked<T> {
+    fn softmax_impl(&self, x: &Tensor, dim: usize) -> Result<Tensor> {
         T::softmax(self, x, dim)
     }
-    fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    fn rms_norm_impl(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
         T::rms_norm(self, x, weight, eps)
     }
 }

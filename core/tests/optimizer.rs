@@ -3,7 +3,9 @@
 //! checkpoint state.
 
 use orz_core::Result;
-use orz_core::backend::{AdamW, AdamWConfig, Backend, DType, Primitives};
+use orz_core::backend::{
+    AdamW, AdamWConfig, Autodiff, Backend, BinaryOp, CompareOp, Composites, DType, Primitives, ReduceOp, UnaryOp,
+};
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::schedule::LrSchedule;
 use orz_reference::{Grads, Reference, Tensor};
@@ -338,77 +340,72 @@ impl Bf16Storing {
     }
 }
 
-/// Forwards methods to the wrapped reference backend unchanged.
+/// Forwards kernels to the wrapped reference backend unchanged.
 macro_rules! forward {
     ($($name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {
         $(fn $name(&self, $($arg: $ty),*) -> $ret { self.0.$name($($arg),*) })*
     };
 }
 
-impl Backend for Bf16Storing {
+impl Primitives for Bf16Storing {
     type Tensor = Tensor;
     type Device = <Reference as Primitives>::Device;
-    type Grads = Grads;
 
-    fn tensor_f32(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
-        self.rounded(self.0.tensor_f32(data, shape, dtype)?, dtype)
+    fn tensor_f32_impl(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.rounded(self.0.tensor_f32_impl(data, shape, dtype)?, dtype)
     }
-    fn tensor_f64(&self, data: &[f64], shape: &[usize], dtype: DType) -> Result<Tensor> {
-        self.rounded(self.0.tensor_f64(data, shape, dtype)?, dtype)
+    fn tensor_f64_impl(&self, data: &[f64], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        self.rounded(self.0.tensor_f64_impl(data, shape, dtype)?, dtype)
     }
-    fn cast(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
-        self.rounded(self.0.cast(x, dtype)?, dtype)
-    }
-    fn assign_param(&self, p: &Tensor, value: &Tensor) -> Result<()> {
-        self.0.assign_param(p, &self.rounded(value.clone(), p.dtype())?)
+    fn cast_impl(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
+        self.rounded(self.0.cast_impl(x, dtype)?, dtype)
     }
 
     forward! {
-        name() -> &'static str;
-        device() -> Self::Device;
-        sync() -> Result<()>;
-        tensor_i64(data: &[i64], shape: &[usize]) -> Result<Tensor>;
-        to_host_f32(t: &Tensor) -> Result<Vec<f32>>;
-        to_host_f64(t: &Tensor) -> Result<Vec<f64>>;
-        to_host_i64(t: &Tensor) -> Result<Vec<i64>>;
-        shape(t: &Tensor) -> Vec<usize>;
-        dtype(t: &Tensor) -> DType;
-        full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor>;
-        add(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        sub(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        mul(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        div(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        maximum(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        minimum(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        neg(x: &Tensor) -> Result<Tensor>;
-        exp(x: &Tensor) -> Result<Tensor>;
-        log(x: &Tensor) -> Result<Tensor>;
-        sqrt(x: &Tensor) -> Result<Tensor>;
-        sigmoid(x: &Tensor) -> Result<Tensor>;
-        tanh(x: &Tensor) -> Result<Tensor>;
-        powf(x: &Tensor, p: f64) -> Result<Tensor>;
-        affine(x: &Tensor, mul: f64, add: f64) -> Result<Tensor>;
-        clamp(x: &Tensor, lo: f64, hi: f64) -> Result<Tensor>;
-        eq(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        gt(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        ge(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        where_(c: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        sum(x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor>;
-        max(x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor>;
-        cumsum(x: &Tensor, dim: usize) -> Result<Tensor>;
-        sort(x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)>;
-        reshape(x: &Tensor, shape: &[usize]) -> Result<Tensor>;
-        transpose(x: &Tensor, d0: usize, d1: usize) -> Result<Tensor>;
-        narrow(x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor>;
-        cat(xs: &[Tensor], dim: usize) -> Result<Tensor>;
-        index_select(x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor>;
-        gather(x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor>;
-        write_slice(dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()>;
-        matmul(a: &Tensor, b: &Tensor) -> Result<Tensor>;
-        param(t: &Tensor) -> Result<Tensor>;
-        detach(t: &Tensor) -> Result<Tensor>;
-        backward(loss: &Tensor) -> Result<Grads>;
-        grad(grads: &Grads, p: &Tensor) -> Result<Option<Tensor>>;
-        set_grad_enabled(enabled: bool) -> bool;
+        name_impl() -> &'static str;
+        device_impl() -> Self::Device;
+        sync_impl() -> Result<()>;
+        tensor_i64_impl(data: &[i64], shape: &[usize]) -> Result<Tensor>;
+        to_host_f32_impl(t: &Tensor) -> Result<Vec<f32>>;
+        to_host_f64_impl(t: &Tensor) -> Result<Vec<f64>>;
+        to_host_i64_impl(t: &Tensor) -> Result<Vec<i64>>;
+        shape_impl(t: &Tensor) -> Vec<usize>;
+        dtype_impl(t: &Tensor) -> DType;
+        full_impl(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor>;
+        unary(op: UnaryOp, x: &Tensor) -> Result<Tensor>;
+        binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+        compare(op: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+        where_impl(c: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor>;
+        reduce(op: ReduceOp, x: &Tensor, dim: usize, keepdim: bool) -> Result<Tensor>;
+        cumsum_impl(x: &Tensor, dim: usize) -> Result<Tensor>;
+        sort_impl(x: &Tensor, dim: usize, descending: bool) -> Result<(Tensor, Tensor)>;
+        reshape_impl(x: &Tensor, shape: &[usize]) -> Result<Tensor>;
+        transpose_impl(x: &Tensor, d0: usize, d1: usize) -> Result<Tensor>;
+        narrow_impl(x: &Tensor, dim: usize, start: usize, len: usize) -> Result<Tensor>;
+        cat_impl(xs: &[Tensor], dim: usize) -> Result<Tensor>;
+        index_select_impl(x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor>;
+        gather_impl(x: &Tensor, dim: usize, idx: &Tensor) -> Result<Tensor>;
+        write_slice_impl(dst: &Tensor, dim: usize, start: usize, src: &Tensor) -> Result<()>;
+        matmul_impl(a: &Tensor, b: &Tensor) -> Result<Tensor>;
     }
 }
+
+impl Autodiff for Bf16Storing {
+    type Grads = Grads;
+
+    fn assign_param_impl(&self, p: &Tensor, value: &Tensor) -> Result<()> {
+        self.0.assign_param_impl(p, &self.rounded(value.clone(), p.dtype())?)
+    }
+
+    forward! {
+        param_impl(t: &Tensor) -> Result<Tensor>;
+        detach_impl(t: &Tensor) -> Result<Tensor>;
+        backward_impl(loss: &Tensor) -> Result<Grads>;
+        grad_impl(grads: &Grads, p: &Tensor) -> Result<Option<Tensor>>;
+        is_param(t: &Tensor) -> bool;
+        requires_grad(t: &Tensor) -> bool;
+        set_grad_enabled_impl(enabled: bool) -> bool;
+    }
+}
+
+impl Composites for Bf16Storing {}
