@@ -3,9 +3,9 @@
 //! [`Backend`](super::Backend).
 //!
 //! Every op runs the inner backend's kernel; when recording is on and an input requires a
-//! gradient, the result is a graph node that keeps its differentiable inputs and the [`rules`]
-//! entry (with the tensors it needs) that turns the result's gradient into theirs, written once
-//! per op with the inner backend's kernels. The design is the reference's tape
+//! gradient, the result is a graph node that keeps its differentiable inputs and the op's rule
+//! (`tape/rules.rs`, with the tensors it needs) that turns the result's gradient into theirs,
+//! written once per op with the inner backend's kernels. The design is the reference's tape
 //! (`orz-reference`'s `autograd.rs`), generic over the inner backend:
 //!
 //! - `backward` orders the nodes the loss depends on topologically (an iterative depth-first
