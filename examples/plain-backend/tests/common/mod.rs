@@ -11,19 +11,11 @@ use orz_plain_backend::Plain;
 /// A tensor of the example backend.
 pub type T = <Plain as Primitives>::Tensor;
 
-/// Deterministic uniform draws in `[lo, hi)` (splitmix64), as the reference's tests draw them.
+/// Deterministic draws in `[lo, hi)`: the conformance kit's pseudo-random weights (splitmix64),
+/// stream `seed`, moved from `[-1, 1)` to the interval.
 pub fn uniform(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            lo + (hi - lo) * (z >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect()
+    let w = orz_conformance::harness::weights(seed as usize, n, DType::F32);
+    w.into_iter().map(|w| lo + (hi - lo) * (w + 1.0) / 2.0).collect()
 }
 
 /// An f32 constant from f64 values.
