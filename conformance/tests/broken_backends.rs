@@ -80,6 +80,20 @@ fn slightly_wrong_softmax_is_rejected_through_the_method_only() {
     );
 }
 
+/// A shared reference to a backend is a backend that runs the backend's own kernels, overrides
+/// included (`&K` forwards every kernel: the forwarding is generated from the trait's list, so
+/// none can fall back to a default). Through `&Tweaked`, the broken softmax override is still the
+/// one that runs, and the hooked clamp and cumsum primitives too.
+#[test]
+fn a_shared_reference_runs_the_backends_own_overrides() {
+    let b = Tweaked::<SoftmaxSlightlySharp>::new();
+    rejected(composites::check_softmax(&&b, DType::F32), "Method");
+    assert!(composites::check_softmax(&&Tweaked::<RoundsToDType>::new(), DType::F32).passed());
+    rejected(primitives::check_clamp(&&Tweaked::<ClampOffByOneHundredth>::new(), DType::F32), "Clamp(");
+    let by_ref = run_backend(&&Tweaked::<CumsumExclusive>::new(), &[DType::F32]);
+    assert!(by_ref.iter().any(|r| r.outcome.check == "cumsum" && !r.outcome.passed()));
+}
+
 #[test]
 fn write_slice_ignoring_its_offset_breaks_kv_decoding() {
     let b = Tweaked::<WriteSliceAtZero>::new();

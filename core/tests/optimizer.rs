@@ -4,7 +4,8 @@
 
 use orz_core::Result;
 use orz_core::backend::{
-    AdamW, AdamWConfig, Autodiff, Backend, BinaryOp, CompareOp, Composites, DType, Primitives, ReduceOp, UnaryOp,
+    AdamW, AdamWConfig, Autodiff, Backend, BinaryOp, CompareOp, Composites, DType, Primitives, ReduceOp,
+    UnaryOp,
 };
 use orz_core::optimizer::{Optimizer, OptimizerConfig};
 use orz_core::schedule::LrSchedule;

@@ -120,7 +120,6 @@ impl Primitives for Reference {
     fn cast_impl(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
         self.cast_to(x, dtype)
     }
-
 }
 
 impl Autodiff for Reference {

@@ -4,10 +4,10 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType as CDType, Device, Tensor, Var};
+use orz_core::Result;
 use orz_core::backend::{
     AdamWStep, Autodiff, BinaryOp, CompareOp, Composites, DType, Primitives, ReduceOp, UnaryOp,
 };
-use orz_core::Result;
 
 use crate::ops::{causal, fused};
 use crate::{Candle, OrBackend, candle_dtype, orz_dtype};
@@ -115,7 +115,6 @@ impl Primitives for Candle {
     fn cast_impl(&self, x: &Tensor, dtype: DType) -> Result<Tensor> {
         self.cast_to(x, dtype)
     }
-
 }
 
 impl Autodiff for Candle {
@@ -177,7 +176,13 @@ impl Composites for Candle {
     fn attention_impl(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
         fused::attention(self, q, k, v, mask)
     }
-    fn causal_attention_impl(&self, q: &Tensor, k: &Tensor, v: &Tensor, segment_ids: &Tensor) -> Result<Tensor> {
+    fn causal_attention_impl(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        segment_ids: &Tensor,
+    ) -> Result<Tensor> {
         causal::causal_attention(self, q, k, v, segment_ids)
     }
     fn adamw_update_impl(

@@ -8,35 +8,21 @@
 
 use std::collections::HashSet;
 
-use orz_core::backend::DType;
 use orz_core::Result;
+use orz_core::backend::DType;
 use tch::Tensor;
 
 use crate::convert::{dtype_of, kind, shape_of};
 use crate::{Tch, TchTensor, i64_of, scalar, tch_err};
 
 impl Tch {
-    /// `attention` on `scaled_dot_product_attention` with an additive mask: 0 where allowed, the
-    /// dtype's most negative finite value elsewhere, so a fully masked row averages the values
-    /// uniformly (as the trait and Hugging Face's eager path do) instead of giving NaN. GQA uses
-    /// `enable_gqa` (kv head `h / (hq / hkv)`, as `repeat_kv`).
-    pub(crate) fn sdpa(
-        &self,
-        q: &TchTensor,
-        k: &TchTensor,
-        v: &TchTensor,
-        mask: &TchTensor,
-    ) -> Result<TchTensor> {
-        self.sdpa_masked(q, k, v, &mask.t, true)
-    }
-
     /// SDPA with the additive mask of `mask`. With `empty_rows`, rows where `mask` allows no key
     /// are made exactly uniform: libtorch's kernels save `logsumexp = max + log(sum)` for the
     /// backward pass, and with every score at the dtype's minimum the `log(sum)` is lost to
     /// rounding (the value gradient of such a row came out `n` times too large). So those rows get
     /// a zero bias and a zero query (scores all 0: the uniform average, and, as with a constant
     /// fill, no gradient to `q` or `k`).
-    fn sdpa_masked(
+    pub(crate) fn sdpa_masked(
         &self,
         q: &TchTensor,
         k: &TchTensor,

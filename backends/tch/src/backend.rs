@@ -166,7 +166,6 @@ impl Primitives for Tch {
         }
         self.run("cast", || x.t.f_to_kind(kind(dtype)))
     }
-
 }
 
 impl Autodiff for Tch {
@@ -249,8 +248,18 @@ impl Composites for Tch {
     fn selective_log_prob_impl(&self, logits: &TchTensor, targets: &TchTensor) -> Result<TchTensor> {
         self.native_selective_log_prob(logits, targets)
     }
-    fn attention_impl(&self, q: &TchTensor, k: &TchTensor, v: &TchTensor, mask: &TchTensor) -> Result<TchTensor> {
-        self.sdpa(q, k, v, mask)
+    /// `scaled_dot_product_attention` with an additive mask: 0 where allowed, the dtype's most
+    /// negative finite value elsewhere, so a fully masked row averages the values uniformly (as
+    /// the trait and Hugging Face's eager path do) instead of giving NaN. GQA uses `enable_gqa`
+    /// (kv head `h / (hq / hkv)`, as `repeat_kv`).
+    fn attention_impl(
+        &self,
+        q: &TchTensor,
+        k: &TchTensor,
+        v: &TchTensor,
+        mask: &TchTensor,
+    ) -> Result<TchTensor> {
+        self.sdpa_masked(q, k, v, &mask.t, true)
     }
     fn causal_attention_impl(
         &self,

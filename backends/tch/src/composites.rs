@@ -3,9 +3,9 @@
 //! (attention is in `attention.rs`). Each keeps the trait's semantics (and gradient), which the conformance suite
 //! checks against the default body on this backend.
 
+use orz_core::Result;
 use orz_core::optimizer::adamw::{AdamWConfig, AdamWStep};
 use orz_core::optimizer::clip::clip_factor;
-use orz_core::Result;
 use tch::{Kind, Tensor};
 
 use crate::convert::shape_of;

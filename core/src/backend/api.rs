@@ -24,7 +24,7 @@ use crate::{Error, Result};
 /// Methods are grouped: host transfer and creation, element-wise arithmetic, unary functions,
 /// comparisons and selection, reductions, layout and indexing, autodiff; then the composites
 /// (default bodies in [`ops`] and [`nn`], the PPO losses in [`policy_loss`] and [`value_loss`],
-/// AdamW and clipping in [`adamw`] and [`clip`], all built from the primitives; those in
+/// AdamW and clipping in [`adamw`] and [`clip`](crate::optimizer::clip), all built from the primitives; those in
 /// [`Composites`] may be replaced by a backend's native path, and the conformance suite checks
 /// defaults and overrides alike).
 ///
@@ -558,9 +558,9 @@ pub trait Backend: Composites {
         self.adamw_update_impl(param, grad, m, v, hp)
     }
     /// Global L2 gradient clipping (PyTorch `clip_grad_norm_`): `norm = sqrt(Σ‖g‖²)` over all
-    /// tensors, each scaled by `min(1, max_norm / (norm + 1e-6))` ([`clip::clip_factor`]).
+    /// tensors, each scaled by `min(1, max_norm / (norm + 1e-6))` ([`clip_factor`](crate::optimizer::clip::clip_factor)).
     /// Returns the scaled gradients and `norm`; when `norm` is not finite, the gradients come
-    /// back unscaled and the caller should skip the step. See [`clip::clip_grad_norm`].
+    /// back unscaled and the caller should skip the step. See [`clip_grad_norm`](crate::optimizer::clip::clip_grad_norm).
     fn clip_grad_norm(&self, grads: &[Self::Tensor], max_norm: f64) -> Result<(Vec<Self::Tensor>, f64)> {
         check::clip(self, grads, max_norm)?;
         self.clip_grad_norm_impl(grads, max_norm)
@@ -587,4 +587,3 @@ trait Families: Primitives {
 }
 
 impl<K: Primitives + ?Sized> Families for K {}
-

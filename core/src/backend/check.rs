@@ -6,10 +6,12 @@
 
 use alloc::format;
 
+use super::DType;
 use super::families::CompareOp;
 use super::kernels::Primitives;
-use super::shape::{broadcast_shapes, check_dim, check_float, check_range, check_same_dtype, matmul_shape, numel};
-use super::DType;
+use super::shape::{
+    broadcast_shapes, check_dim, check_float, check_range, check_same_dtype, matmul_shape, numel,
+};
 use crate::{Error, Result};
 
 /// The largest magnitude up to which every integer is exact in f64: the bound of an I64 `full`.
@@ -18,7 +20,10 @@ pub const EXACT_INT: f64 = 9_007_199_254_740_992.0;
 /// Host data for a float tensor: a float dtype and a length that fills `shape`.
 pub fn new_float(op: &'static str, len: usize, shape: &[usize], dtype: DType) -> Result<()> {
     if !dtype.is_float() {
-        return Err(Error::dtype(op, format!("dtype {dtype} is not a float dtype; use tensor_i64 or tensor_bool")));
+        return Err(Error::dtype(
+            op,
+            format!("dtype {dtype} is not a float dtype; use tensor_i64 or tensor_bool"),
+        ));
     }
     super::shape::check_data_len(op, len, shape)
 }
@@ -146,7 +151,10 @@ pub fn cat<K: Primitives + ?Sized>(k: &K, xs: &[K::Tensor], dim: usize) -> Resul
         check_same_dtype("cat", k.dtype_impl(first), k.dtype_impl(x))?;
         let b = k.shape_impl(x);
         if !fits_except(&a, &b, dim) {
-            return Err(Error::shape("cat", format!("shapes {a:?} and {b:?} differ outside dimension {dim}")));
+            return Err(Error::shape(
+                "cat",
+                format!("shapes {a:?} and {b:?} differ outside dimension {dim}"),
+            ));
         }
     }
     Ok(())
@@ -233,7 +241,10 @@ pub fn assign_value<K: Primitives + ?Sized>(k: &K, param: &K::Tensor, value: &K:
     check_float("assign_param", "the new value", k.dtype_impl(value))?;
     let (p, v) = (k.shape_impl(param), k.shape_impl(value));
     if p != v {
-        return Err(Error::shape("assign_param", format!("parameter has shape {p:?} but the value has shape {v:?}")));
+        return Err(Error::shape(
+            "assign_param",
+            format!("parameter has shape {p:?} but the value has shape {v:?}"),
+        ));
     }
     Ok(())
 }
@@ -244,7 +255,11 @@ pub fn last_dim(op: &'static str, shape: &[usize]) -> Result<usize> {
 }
 
 /// `selective_log_prob`: float logits `[..., vocab]`, I64 targets `[...]`.
-pub fn selective_log_prob<K: Primitives + ?Sized>(k: &K, logits: &K::Tensor, targets: &K::Tensor) -> Result<()> {
+pub fn selective_log_prob<K: Primitives + ?Sized>(
+    k: &K,
+    logits: &K::Tensor,
+    targets: &K::Tensor,
+) -> Result<()> {
     const OP: &str = "selective_log_prob";
     check_float(OP, "the logits", k.dtype_impl(logits))?;
     index_dtype(k, OP, targets)?;
@@ -270,7 +285,10 @@ pub fn linear<K: Primitives + ?Sized>(
     check_float("linear", "the input", k.dtype_impl(x))?;
     check_same_dtype("linear", k.dtype_impl(x), k.dtype_impl(w))?;
     if ws.len() != 2 || xs.last() != Some(&ws[1]) {
-        return Err(Error::shape("linear", format!("input of shape {xs:?} does not fit weight of shape {ws:?}")));
+        return Err(Error::shape(
+            "linear",
+            format!("input of shape {xs:?} does not fit weight of shape {ws:?}"),
+        ));
     }
     if let Some(bias) = bias {
         check_same_dtype("linear", k.dtype_impl(x), k.dtype_impl(bias))?;
@@ -289,7 +307,10 @@ pub fn rms_norm<K: Primitives + ?Sized>(k: &K, x: &K::Tensor, weight: &K::Tensor
     let (xs, ws) = (k.shape_impl(x), k.shape_impl(weight));
     let last = last_dim("rms_norm", &xs)?;
     if ws[..] != xs[last..] {
-        return Err(Error::shape("rms_norm", format!("weight of shape {ws:?} does not fit input of shape {xs:?}")));
+        return Err(Error::shape(
+            "rms_norm",
+            format!("weight of shape {ws:?} does not fit input of shape {xs:?}"),
+        ));
     }
     Ok(())
 }
@@ -318,7 +339,13 @@ pub fn attention<K: Primitives + ?Sized>(
 }
 
 /// The shapes and dtypes of attention's `q`, `k`, `v`.
-fn qkv<K: Primitives + ?Sized>(op: &'static str, k: &K, q: &K::Tensor, key: &K::Tensor, v: &K::Tensor) -> Result<()> {
+fn qkv<K: Primitives + ?Sized>(
+    op: &'static str,
+    k: &K,
+    q: &K::Tensor,
+    key: &K::Tensor,
+    v: &K::Tensor,
+) -> Result<()> {
     let (qs, ks, vs) = (k.shape_impl(q), k.shape_impl(key), k.shape_impl(v));
     let fits = qs.len() == 4
         && ks.len() == 4
@@ -354,7 +381,9 @@ pub fn causal_attention<K: Primitives + ?Sized>(
     if qs.len() != 4 || ks.len() != 4 || ss.len() != 2 || ss[..] != [qs[0], qs[2]] || ks[2] != qs[2] {
         return Err(Error::shape(
             OP,
-            format!("segment_ids of shape {ss:?} do not fit q {qs:?} and k {ks:?} (need [b, s] with sq = skv = s)"),
+            format!(
+                "segment_ids of shape {ss:?} do not fit q {qs:?} and k {ks:?} (need [b, s] with sq = skv = s)"
+            ),
         ));
     }
     let dt = k.dtype_impl(segment_ids);
@@ -383,7 +412,10 @@ pub fn adamw<K: Primitives + ?Sized>(
     for (what, t) in [("the gradient", grad), ("m", m), ("v", v)] {
         let s = k.shape_impl(t);
         if s != shape {
-            return Err(Error::shape(OP, format!("{what} has shape {s:?} but the parameter has shape {shape:?}")));
+            return Err(Error::shape(
+                OP,
+                format!("{what} has shape {s:?} but the parameter has shape {shape:?}"),
+            ));
         }
     }
     for (what, t) in [("m", m), ("v", v)] {
@@ -398,7 +430,10 @@ pub fn adamw<K: Primitives + ?Sized>(
 /// `clip_grad_norm`: a finite positive bound and float gradients.
 pub fn clip<K: Primitives + ?Sized>(k: &K, grads: &[K::Tensor], max_norm: f64) -> Result<()> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
-        return Err(Error::invalid("clip_grad_norm", format!("max_norm must be finite and positive, got {max_norm}")));
+        return Err(Error::invalid(
+            "clip_grad_norm",
+            format!("max_norm must be finite and positive, got {max_norm}"),
+        ));
     }
     grads.iter().try_for_each(|g| check_float("clip_grad_norm", "a gradient", k.dtype_impl(g)))
 }

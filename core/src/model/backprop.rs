@@ -99,7 +99,11 @@ pub type ChunkLoss<'a, B> =
 /// final-normed hidden states of the positions `range` (`[rows, range.len(), hidden]`) and the
 /// head's weight (the LM head, the embeddings when tied, or the value head), the scalar loss of
 /// those positions.
-pub type HeadLoss<'a, B> = dyn FnMut(&<B as Primitives>::Tensor, &<B as Primitives>::Tensor, Range<usize>) -> Result<<B as Primitives>::Tensor>
+pub type HeadLoss<'a, B> = dyn FnMut(
+        &<B as Primitives>::Tensor,
+        &<B as Primitives>::Tensor,
+        Range<usize>,
+    ) -> Result<<B as Primitives>::Tensor>
     + 'a;
 
 /// Where [`Qwen2::backprop_with`] takes each sharding unit's weights ([`Qwen2::parameter_units`]:

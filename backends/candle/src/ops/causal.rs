@@ -16,9 +16,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::{CpuStorage, CustomOp3, DType as CDType, Device, Layout, Shape, Tensor};
+use orz_core::Result;
 #[cfg(doc)]
 use orz_core::backend::Backend;
-use orz_core::Result;
 
 use super::flash::{self, Dims, Problem};
 use crate::{Candle, OrBackend};

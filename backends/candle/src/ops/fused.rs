@@ -16,9 +16,9 @@
 //! | `adamw_update` | the update in f32 candle ops directly |
 
 use candle_core::{DType as CDType, Tensor};
+use orz_core::Result;
 use orz_core::backend::Backend;
 use orz_core::optimizer::adamw::{AdamWConfig, AdamWStep};
-use orz_core::Result;
 
 use super::elementwise::expand;
 use crate::{Candle, OrBackend, orz_dtype};
