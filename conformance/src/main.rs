@@ -5,11 +5,11 @@
 //! With `--device cuda:N` the backends that run on CUDA in this build (tch; candle with
 //! `candle-cuda`) are certified there instead, against the reference on the CPU.
 
+use orz_backends::{BackendKind, BackendVisitor, DeviceSpec, Opened};
 use orz_conformance::broken::{
     AssignDropsLargeWrites, ClampOffByOneHundredth, CumsumExclusive, RmsNormDropsGradient, RoundsToDType,
     SoftmaxSlightlySharp, Tweaked, WriteSliceAtZero,
 };
-use orz_backends::{BackendKind, BackendVisitor, DeviceSpec, Opened};
 use orz_conformance::report::{Row, render, run_backend, timed};
 use orz_core::backend::{Backend, DType};
 
@@ -76,7 +76,10 @@ fn main() {
                 orz_backends::Cuda::WithFeature { feature, .. } => Some(format!("--features {feature}")),
             })
             .collect();
-        eprintln!("--device {device}: no backend compiled in runs on CUDA (build with {})", cuda.join(" or "));
+        eprintln!(
+            "--device {device}: no backend compiled in runs on CUDA (build with {})",
+            cuda.join(" or ")
+        );
         std::process::exit(2);
     }
     if device != DeviceSpec::Cpu {

@@ -7,7 +7,7 @@
 //!   crate; the callers forward their own feature of the same name to it);
 //! - `open`: a function `fn(DeviceSpec) -> Result<YourBackend, Error>` (behind the same feature),
 //!   called only for a device [`BackendKind::runs_on`] accepts;
-//! - the fields of [`Entry`]: name, about, setup, cuda, oracle, memory.
+//! - the fields of [`Entry`](crate::Entry): name, about, setup, cuda, oracle, memory.
 
 use crate::{AttentionKernel, Cuda, DeviceSpec, Error, MemoryFacts};
 
@@ -82,7 +82,9 @@ fn open_candle(device: DeviceSpec) -> Result<orz_candle::Candle, Error> {
     match device {
         DeviceSpec::Cpu => Ok(orz_candle::Candle::cpu()),
         #[cfg(feature = "candle-cuda")]
-        DeviceSpec::Cuda(n) => orz_candle::Candle::cuda(n).map_err(|e| Error::open(BackendKind::Candle, device, e)),
+        DeviceSpec::Cuda(n) => {
+            orz_candle::Candle::cuda(n).map_err(|e| Error::open(BackendKind::Candle, device, e))
+        }
         #[cfg(not(feature = "candle-cuda"))]
         DeviceSpec::Cuda(_) => Err(Error::NoCuda { kind: BackendKind::Candle, device }),
     }

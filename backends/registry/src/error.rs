@@ -41,11 +41,17 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::UnknownBackend(s) => write!(f, "unknown backend `{s}`: expected {}", BackendKind::choices()),
+            Error::UnknownBackend(s) => {
+                write!(f, "unknown backend `{s}`: expected {}", BackendKind::choices())
+            }
             Error::UnknownDevice(s) => write!(f, "unknown device `{s}`: expected cpu, cuda or cuda:N"),
             Error::NotCompiled(kind) => {
                 let entry = kind.entry();
-                write!(f, "backend `{kind}` is not compiled in: build with `--features {}`", entry.feature.unwrap_or("?"))?;
+                write!(
+                    f,
+                    "backend `{kind}` is not compiled in: build with `--features {}`",
+                    entry.feature.unwrap_or("?")
+                )?;
                 if !entry.setup.is_empty() {
                     write!(f, " ({})", entry.setup)?;
                 }
@@ -53,9 +59,14 @@ impl fmt::Display for Error {
             }
             Error::NoCuda { kind, device } => match kind.entry().cuda {
                 Cuda::WithFeature { feature, setup, .. } => {
-                    write!(f, "backend `{kind}` on {device} needs a build with CUDA: `--features {feature}` ({setup})")
+                    write!(
+                        f,
+                        "backend `{kind}` on {device} needs a build with CUDA: `--features {feature}` ({setup})"
+                    )
                 }
-                Cuda::Never | Cuda::Always => write!(f, "backend `{kind}` runs on the CPU only, not on {device}"),
+                Cuda::Never | Cuda::Always => {
+                    write!(f, "backend `{kind}` runs on the CPU only, not on {device}")
+                }
             },
             Error::Open { kind, device, message } => write!(f, "backend `{kind}` on {device}: {message}"),
         }

@@ -143,11 +143,6 @@ impl BackendKind {
         self.entry().name
     }
 
-    /// Whether this build has it (its cargo feature is on).
-    pub fn is_compiled(self) -> bool {
-        self.entry().feature.is_none_or(|_| self.compiled_by_feature())
-    }
-
     /// What the memory planner needs to know about it.
     pub fn memory(self) -> MemoryFacts {
         self.entry().memory
@@ -164,7 +159,7 @@ impl BackendKind {
             }
     }
 
-    /// Why this build cannot open it on `device`, or `None` when it can try.
+    /// `Ok` when this build can try to open it on `device`, else why not.
     pub fn check(self, device: DeviceSpec) -> Result<(), Error> {
         if !self.is_compiled() {
             return Err(Error::NotCompiled(self));
@@ -207,7 +202,11 @@ impl std::str::FromStr for BackendKind {
 /// Opens `kind` on `device` and runs `visitor` on it. An error, before any work starts, names a
 /// backend that is not compiled in (and the feature to build with), a device it cannot use in
 /// this build, or the device that failed to open (absent, no driver).
-pub fn with_backend<V: BackendVisitor>(kind: BackendKind, device: DeviceSpec, visitor: V) -> Result<V::Output, Error> {
+pub fn with_backend<V: BackendVisitor>(
+    kind: BackendKind,
+    device: DeviceSpec,
+    visitor: V,
+) -> Result<V::Output, Error> {
     kind.check(device)?;
     entries::open_and_visit(Opened { kind, device }, visitor)
 }
@@ -217,7 +216,9 @@ pub fn with_backend<V: BackendVisitor>(kind: BackendKind, device: DeviceSpec, vi
 /// A CUDA device may still fail to open ([`with_backend`] says so).
 pub fn compiled_on(devices: &[DeviceSpec]) -> Vec<Opened> {
     BackendKind::compiled()
-        .flat_map(|kind| devices.iter().filter(move |&&d| kind.runs_on(d)).map(move |&device| Opened { kind, device }))
+        .flat_map(|kind| {
+            devices.iter().filter(move |&&d| kind.runs_on(d)).map(move |&device| Opened { kind, device })
+        })
         .collect()
 }
 

@@ -42,8 +42,8 @@ macro_rules! registry {
                 }
             }
 
-            /// Whether its cargo feature is on in this build.
-            pub(crate) fn compiled_by_feature(self) -> bool {
+            /// Whether this build has it (its cargo feature is on, or it needs none).
+            pub fn is_compiled(self) -> bool {
                 match self {
                     $(BackendKind::$variant => cfg!(all($(feature = $feature)?)),)*
                 }

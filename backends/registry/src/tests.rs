@@ -67,7 +67,10 @@ fn features_follow_the_build() {
     assert!(!BackendKind::Reference.runs_on(DeviceSpec::Cuda(0)));
     let compiled: Vec<BackendKind> = BackendKind::compiled().collect();
     assert_eq!(compiled[0], BackendKind::Reference);
-    assert_eq!(compiled.len(), 1 + usize::from(cfg!(feature = "candle")) + usize::from(cfg!(feature = "tch")));
+    assert_eq!(
+        compiled.len(),
+        1 + usize::from(cfg!(feature = "candle")) + usize::from(cfg!(feature = "tch"))
+    );
 }
 
 #[test]
@@ -96,7 +99,10 @@ fn missing_backends_and_devices_say_how_to_build() {
     }
     if cfg!(feature = "candle") && !cfg!(feature = "candle-cuda") {
         let e = with_backend(BackendKind::Candle, DeviceSpec::Cuda(1), Sum).unwrap_err().to_string();
-        assert!(e.starts_with("backend `candle` on cuda:1 needs a build with CUDA: `--features candle-cuda`"), "{e}");
+        assert!(
+            e.starts_with("backend `candle` on cuda:1 needs a build with CUDA: `--features candle-cuda`"),
+            "{e}"
+        );
     }
 }
 

@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
+use orz_backends::{BackendKind, BackendVisitor, DeviceSpec, Opened};
 use orz_bench::models::{qwen_mini, qwen25_0p5b};
 use orz_bench::workloads::{Forward, Generation, TrainStep, Workload, generation_requests, random_tokens};
-use orz_backends::{BackendKind, BackendVisitor, DeviceSpec, Opened};
 use orz_candle::Candle;
 use orz_core::backend::{Backend, DType};
 use orz_core::generation::Request;
@@ -207,8 +207,9 @@ fn run(args: &[String]) -> Res<()> {
     if let (BackendKind::Tch, Some(n)) = (kind, threads) {
         orz_backends::orz_tch::tch::set_num_threads(n);
     }
-    let result = orz_backends::with_backend(kind, device, Run { dir: &dir, logits: logits.as_deref(), dtype })
-        .map_err(|e| e.to_string())??;
+    let result =
+        orz_backends::with_backend(kind, device, Run { dir: &dir, logits: logits.as_deref(), dtype })
+            .map_err(|e| e.to_string())??;
     let _ = threads; // candle takes its threads from RAYON_NUM_THREADS (set by the driver).
     println!("{result}");
     Ok(())

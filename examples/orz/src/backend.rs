@@ -9,9 +9,9 @@ use orz_backends::{BackendVisitor, Opened};
 use orz_core::backend::{Backend, DType};
 use orz_core::collective::{Collective, LaunchEnv};
 
-pub use orz_backends::{BackendKind, DeviceSpec};
 #[cfg(feature = "c10d")]
 use orz_backends::orz_tch;
+pub use orz_backends::{BackendKind, DeviceSpec};
 
 /// `--backend`'s parser: the registry's names as clap's possible values (each with its entry's
 /// description), parsed into a [`BackendKind`].
@@ -101,8 +101,9 @@ fn tch_distributed<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result
 #[cfg(feature = "nccl")]
 fn tch_distributed_cuda<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result<J::Output> {
     let gpu = env.local_rank;
-    let b = orz_tch::Tch::cuda(gpu)
-        .map_err(|e| anyhow::anyhow!("rank {} of {}: cuda:{gpu} (its LOCAL_RANK): {e}", env.rank, env.world_size))?;
+    let b = orz_tch::Tch::cuda(gpu).map_err(|e| {
+        anyhow::anyhow!("rank {} of {}: cuda:{gpu} (its LOCAL_RANK): {e}", env.rank, env.world_size)
+    })?;
     let group = crate::distributed::join_tch_nccl(env)?;
     let name = format!("{name}, rank {} of {} on cuda:{gpu} (nccl)", env.rank, env.world_size);
     job.run_distributed(Rc::new(b), &name, Rc::new(group))

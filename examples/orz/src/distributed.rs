@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use orz_core::collective::LaunchEnv;
 #[cfg(feature = "c10d")]
 use orz_backends::orz_tch;
+use orz_core::collective::LaunchEnv;
 
 /// Seconds a collective waits by default (torch.distributed's default timeout).
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 1800;

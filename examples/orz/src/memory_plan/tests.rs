@@ -2,8 +2,8 @@
 //! H200, the KV-cache cap, the growth law of the attention term, and the advice.
 
 use super::*;
-use orz_core::recipe::Preset;
 use orz_backends::BackendKind;
+use orz_core::recipe::Preset;
 
 fn plan(preset: Preset, dtype: DType, backend: MemoryFacts) -> MemoryPlan {
     let model = qwen25_shape(preset).unwrap();
@@ -118,7 +118,8 @@ fn the_kv_cache_is_capped_by_the_budget() {
     let model = qwen25_shape(Preset::Orz0p5b).unwrap();
     let mut train = Preset::Orz0p5b.config().train_config(vec![0]).unwrap();
     train.engine.kv_budget_bytes = 1000;
-    let plan = |t: &TrainConfig| MemoryPlan::new(&model, t, DType::BF16, BackendKind::Tch.memory(), None, "x");
+    let plan =
+        |t: &TrainConfig| MemoryPlan::new(&model, t, DType::BF16, BackendKind::Tch.memory(), None, "x");
     assert_eq!(plan(&train).kv_cache, 1000);
     train.engine.kv_budget_bytes = usize::MAX;
     train.engine.max_batch_slots = 1;
@@ -137,13 +138,15 @@ fn host_memory_is_read() {
 fn the_reference_model_and_the_entropy_bonus_have_their_memory() {
     let model = qwen25_shape(Preset::Orz1p5b).unwrap();
     let base = preset_train(Preset::Orz1p5b);
-    let plain = MemoryPlan::new(&model, &base, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
+    let plain =
+        MemoryPlan::new(&model, &base, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
     assert_eq!(plain.reference, 0, "ORZ's presets keep no reference model");
     for kl in [
         TrainConfig { kl_coef: 0.01, ..base.clone() },
         TrainConfig { use_kl_loss: true, kl_loss_coef: 0.001, ..base.clone() },
     ] {
-        let p = MemoryPlan::new(&model, &kl, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
+        let p =
+            MemoryPlan::new(&model, &kl, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
         // One more copy of the policy's bf16 weights, nothing else.
         assert_eq!(p.reference, 2 * p.policy_params);
         assert_eq!(p.total(), plain.total() + p.reference);
@@ -151,7 +154,8 @@ fn the_reference_model_and_the_entropy_bonus_have_their_memory() {
         assert_eq!(p.with_world_size(4).reference, p.reference, "whole on every rank");
     }
     let entropy = TrainConfig { entropy_coef: 0.001, ..base };
-    let p = MemoryPlan::new(&model, &entropy, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
+    let p =
+        MemoryPlan::new(&model, &entropy, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
     let chunk = p.pack_len.min(p.options.head_chunk_tokens as u64);
     assert_eq!(p.head_logits, plain.head_logits + ENTROPY_F32_BUFFERS * 4 * chunk * model.vocab_size as u64);
 }
