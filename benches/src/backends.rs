@@ -1,4 +1,6 @@
-//! Every backend and device compiled in, handed one at a time to a generic visitor.
+//! Every backend and device compiled in, handed one at a time to a generic visitor: the
+//! registry's backends (orz-backends) on the CPU and on CUDA device 0, each where this build
+//! supports it and the device opens.
 //!
 //! Always: the f64 reference ([`Scale::Tiny`] workloads only: plain loops) and orz-candle on
 //! the CPU. With the `tch` feature: orz-tch on the CPU, and on CUDA device 0 when libtorch sees
@@ -7,9 +9,8 @@
 //! runs); `ORZ_BENCH_THREADS=n` gives libtorch `n` intra-op threads (candle reads
 //! `RAYON_NUM_THREADS`).
 
-use orz_candle::Candle;
+use orz_backends::{DeviceSpec, Opened};
 use orz_core::backend::Backend;
-use orz_reference::Reference;
 
 /// How large a backend's workloads are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,20 +39,29 @@ pub trait BackendVisitor {
 
 /// Calls `v` with every backend and device compiled in and present (see the module docs).
 pub fn for_each_backend<V: BackendVisitor>(v: &mut V) {
-    v.visit(Reference::new(), "reference", Scale::Tiny);
-    v.visit(Candle::cpu(), "candle-cpu", Scale::from_env(Scale::Full));
-    #[cfg(feature = "candle-cuda")]
-    if let Ok(c) = Candle::cuda(0) {
-        v.visit(c, "candle-cuda", Scale::from_env(Scale::Full));
-    }
     #[cfg(feature = "tch")]
-    {
-        if let Some(n) = std::env::var("ORZ_BENCH_THREADS").ok().and_then(|s| s.parse().ok()) {
-            tch::set_num_threads(n);
-        }
-        v.visit(orz_tch::Tch::cpu(), "tch-cpu", Scale::from_env(Scale::Full));
-        if let Ok(t) = orz_tch::Tch::cuda(0) {
-            v.visit(t, "tch-cuda", Scale::from_env(Scale::Full));
-        }
+    if let Some(n) = std::env::var("ORZ_BENCH_THREADS").ok().and_then(|s| s.parse().ok()) {
+        orz_backends::orz_tch::tch::set_num_threads(n);
+    }
+    for opened in orz_backends::compiled_on(&[DeviceSpec::Cpu, DeviceSpec::Cuda(0)]) {
+        let scale = if opened.kind.entry().oracle { Scale::Tiny } else { Scale::from_env(Scale::Full) };
+        // A CUDA device that does not open (none on this machine) is skipped.
+        let _ = orz_backends::with_backend(opened.kind, opened.device, Visit { v: &mut *v, scale });
+    }
+}
+
+/// One call of a [`BackendVisitor`], as the registry's visitor.
+struct Visit<'a, V> {
+    /// The benches' visitor.
+    v: &'a mut V,
+    /// The scale of this backend's workloads.
+    scale: Scale,
+}
+
+impl<V: BackendVisitor> orz_backends::BackendVisitor for Visit<'_, V> {
+    type Output = ();
+
+    fn visit<B: Backend + 'static>(self, backend: B, opened: Opened) {
+        self.v.visit(backend, &opened.label(), self.scale);
     }
 }

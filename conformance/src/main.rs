@@ -1,16 +1,28 @@
 //! `cargo run -p orz-conformance -- report [--broken] [--dtype f32|bf16|f16]... [--device
 //! cpu|cuda:N]`: prints the conformance matrix of every backend compiled in (and, with
 //! `--broken`, of the deliberately broken ones and of the rounding backend that calibrates the
-//! tolerances). With `--device cuda:N` the backends that run on CUDA (tch) are certified there
-//! instead, against the reference on the CPU.
+//! tolerances). The backends are the registry's (orz-backends), each behind its cargo feature.
+//! With `--device cuda:N` the backends that run on CUDA in this build (tch; candle with
+//! `candle-cuda`) are certified there instead, against the reference on the CPU.
 
+use orz_backends::{BackendKind, BackendVisitor, DeviceSpec, Opened};
 use orz_conformance::broken::{
     AssignDropsLargeWrites, ClampOffByOneHundredth, CumsumExclusive, RmsNormDropsGradient, RoundsToDType,
     SoftmaxSlightlySharp, Tweaked, WriteSliceAtZero,
 };
 use orz_conformance::report::{Row, render, run_backend, timed};
-use orz_core::backend::DType;
-use orz_reference::Reference;
+use orz_core::backend::{Backend, DType};
+
+/// The registry's visitor: the conformance rows of the backend it opens.
+struct Rows<'a>(&'a [DType]);
+
+impl BackendVisitor for Rows<'_> {
+    type Output = Vec<Row>;
+
+    fn visit<B: Backend + 'static>(self, backend: B, _: Opened) -> Vec<Row> {
+        run_backend(&backend, self.0)
+    }
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,28 +63,38 @@ fn main() {
     if dtypes.is_empty() {
         dtypes = DType::FLOATS.to_vec();
     }
-    if let (Some(n), false) = (cuda, cfg!(feature = "tch")) {
-        eprintln!("--device cuda:{n}: no backend compiled in runs on CUDA (build with --features tch)");
+    let device = cuda.map_or(DeviceSpec::Cpu, DeviceSpec::Cuda);
+    // Every backend compiled in that runs on the device, one line each (the reference is always
+    // one of them on the CPU; on CUDA it stays on the CPU as the oracle).
+    let mut backends = orz_backends::compiled_on(&[device]);
+    if backends.is_empty() {
+        let cuda: Vec<String> = BackendKind::ALL
+            .iter()
+            .filter_map(|k| match k.entry().cuda {
+                orz_backends::Cuda::Never => None,
+                orz_backends::Cuda::Always => k.entry().feature.map(|f| format!("--features {f}")),
+                orz_backends::Cuda::WithFeature { feature, .. } => Some(format!("--features {feature}")),
+            })
+            .collect();
+        eprintln!(
+            "--device {device}: no backend compiled in runs on CUDA (build with {})",
+            cuda.join(" or ")
+        );
         std::process::exit(2);
+    }
+    if device != DeviceSpec::Cpu {
+        backends.insert(0, Opened { kind: BackendKind::Reference, device: DeviceSpec::Cpu });
     }
     let (rows, seconds) = timed(|| {
         let mut rows: Vec<Row> = Vec::new();
-        // Every backend compiled in: one line each, behind its cargo feature (tch joins the same way).
-        rows.extend(run_backend(&Reference::new(), &dtypes));
-        #[cfg(feature = "tch")]
-        match cuda {
-            None => rows.extend(run_backend(&orz_tch::Tch::cpu(), &dtypes)),
-            Some(n) => match orz_tch::Tch::cuda(n) {
-                Ok(b) => rows.extend(run_backend(&b, &dtypes)),
+        for opened in backends {
+            match orz_backends::with_backend(opened.kind, opened.device, Rows(&dtypes)) {
+                Ok(r) => rows.extend(r),
                 Err(e) => {
-                    eprintln!("orz-conformance: tch on cuda:{n}: {e}");
+                    eprintln!("orz-conformance: {e}");
                     std::process::exit(1);
                 }
-            },
-        }
-        #[cfg(feature = "candle")]
-        if cuda.is_none() {
-            rows.extend(run_backend(&orz_candle::Candle::cpu(), &dtypes));
+            }
         }
         if broken {
             rows.extend(run_backend(&Tweaked::<RoundsToDType>::new(), &dtypes));

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
+use orz_backends::{BackendKind, BackendVisitor, DeviceSpec, Opened};
 use orz_bench::models::{qwen_mini, qwen25_0p5b};
 use orz_bench::workloads::{Forward, Generation, TrainStep, Workload, generation_requests, random_tokens};
 use orz_candle::Candle;
@@ -159,6 +160,24 @@ fn run_backend<B: Backend>(b: B, dir: &Path, logits: Option<&Path>, dtype: DType
     }))
 }
 
+/// [`run_backend`] as the registry's visitor.
+struct Run<'a> {
+    /// The prepared directory.
+    dir: &'a Path,
+    /// Where to write the forward's logits, if anywhere.
+    logits: Option<&'a Path>,
+    /// The compute dtype.
+    dtype: DType,
+}
+
+impl BackendVisitor for Run<'_> {
+    type Output = Res<Value>;
+
+    fn visit<B: Backend + 'static>(self, backend: B, _: Opened) -> Res<Value> {
+        run_backend(backend, self.dir, self.logits, self.dtype)
+    }
+}
+
 fn run(args: &[String]) -> Res<()> {
     let dir = PathBuf::from(args.first().ok_or_else(usage)?);
     let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
@@ -172,32 +191,25 @@ fn run(args: &[String]) -> Res<()> {
         Some("bf16") => DType::BF16,
         Some(other) => return Err(format!("--dtype must be f32 or bf16, got `{other}`")),
     };
-    let cuda: Option<usize> = match opt("--device").map(String::as_str) {
-        None | Some("cpu") => None,
-        Some(d) => Some(
-            d.strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .ok_or_else(|| format!("--device must be cpu or cuda:N, got `{d}`"))?,
-        ),
+    let device: DeviceSpec = match opt("--device") {
+        None => DeviceSpec::Cpu,
+        Some(d) => d.parse().map_err(|e| format!("--device: {e}"))?,
     };
-    let result = match opt("--backend").map(String::as_str) {
-        Some("candle") if cuda.is_some() => return Err("this vs_pytorch runs candle on the CPU only".into()),
-        Some("candle") => run_backend(Candle::cpu(), &dir, logits.as_deref(), dtype)?,
-        #[cfg(feature = "tch")]
-        Some("tch") => {
-            if let Some(n) = threads {
-                tch::set_num_threads(n);
-            }
-            let b = match cuda {
-                None => orz_tch::Tch::cpu(),
-                Some(n) => orz_tch::Tch::cuda(n).map_err(|e| e.to_string())?,
-            };
-            run_backend(b, &dir, logits.as_deref(), dtype)?
-        }
-        #[cfg(not(feature = "tch"))]
-        Some("tch") => return Err("this vs_pytorch was built without the `tch` feature".into()),
-        other => return Err(format!("--backend must be tch or candle, got {other:?}; {}", usage())),
+    // Any backend of the registry but the f64 oracle (too slow for these sizes).
+    let kind: BackendKind = match opt("--backend") {
+        Some(name) => name.parse().map_err(|e| format!("--backend: {e}; {}", usage()))?,
+        None => return Err(format!("--backend is required; {}", usage())),
     };
+    if kind.entry().oracle {
+        return Err(format!("--backend {kind} is the f64 oracle, too slow to compare; {}", usage()));
+    }
+    #[cfg(feature = "tch")]
+    if let (BackendKind::Tch, Some(n)) = (kind, threads) {
+        orz_backends::orz_tch::tch::set_num_threads(n);
+    }
+    let result =
+        orz_backends::with_backend(kind, device, Run { dir: &dir, logits: logits.as_deref(), dtype })
+            .map_err(|e| e.to_string())??;
     let _ = threads; // candle takes its threads from RAYON_NUM_THREADS (set by the driver).
     println!("{result}");
     Ok(())

@@ -14,7 +14,8 @@
 use std::rc::Rc;
 
 use orz::memory_plan::measure::{PeakAlloc, peak_rss, reset_peak_rss, rss};
-use orz::memory_plan::{MemoryPlan, PlanBackend};
+use orz::memory_plan::{MemoryFacts, MemoryPlan};
+use orz_backends::BackendKind;
 use orz_core::backend::{Backend, DType};
 use orz_core::generation::SlotDecoder;
 use orz_core::model::{MemoryOptions, PackedBatch, Policy, Qwen2Config};
@@ -95,7 +96,7 @@ const CASES: [&str; 3] = ["checkpointed", "plain", "generation"];
 /// Measures one backend at one shape and pack length, the cases in `cases`.
 fn measure<B: Backend>(
     b: Rc<B>,
-    plan_backend: PlanBackend,
+    plan_backend: MemoryFacts,
     config: &Qwen2Config,
     t: usize,
     meter: Meter<'_>,
@@ -179,7 +180,7 @@ fn main() {
     for t in [128, 256] {
         measure(
             Rc::new(orz_reference::Reference::new()),
-            PlanBackend::REFERENCE,
+            BackendKind::Reference.memory(),
             &reference,
             t,
             &heap_meter,
@@ -190,7 +191,7 @@ fn main() {
         for t in lens {
             measure(
                 Rc::new(orz_candle::Candle::cpu()),
-                PlanBackend::CANDLE,
+                BackendKind::Candle.memory(),
                 &shape(v, h, l),
                 t,
                 &heap_meter,
@@ -222,8 +223,8 @@ fn tch_case(args: &[String]) {
     let ((v, h, l), _) = SHAPES[args[0].parse::<usize>().expect("shape index")];
     let t = args[1].parse().expect("pack length");
     measure(
-        Rc::new(orz_tch::Tch::cpu()),
-        PlanBackend::TCH,
+        Rc::new(orz_backends::orz_tch::Tch::cpu()),
+        BackendKind::Tch.memory(),
         &shape(v, h, l),
         t,
         &rss_meter,

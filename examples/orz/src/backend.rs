@@ -2,79 +2,23 @@
 //! on, chosen at run time; the command itself is written once, generic over the backend
 //! ([`BackendJob`]).
 
-use std::fmt;
 use std::rc::Rc;
-use std::str::FromStr;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
+use orz_backends::{BackendVisitor, Opened};
 use orz_core::backend::{Backend, DType};
 use orz_core::collective::{Collective, LaunchEnv};
 
-/// A backend the program can run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendKind {
-    /// candle (the default; CPU, or CUDA when built with `--features cuda`).
-    Candle,
-    /// libtorch through tch (built with `--features tch`).
-    Tch,
-    /// The f64 reference backend (slow; for checking).
-    Reference,
-}
+#[cfg(feature = "c10d")]
+use orz_backends::orz_tch;
+pub use orz_backends::{BackendKind, DeviceSpec};
 
-impl BackendKind {
-    /// What the memory plan needs to know about this backend: tch and candle fuse packed
-    /// attention (memory linear in the pack), the reference keeps the dense composition in f64.
-    pub fn plan(self) -> crate::memory_plan::PlanBackend {
-        match self {
-            BackendKind::Candle => crate::memory_plan::PlanBackend::CANDLE,
-            BackendKind::Tch => crate::memory_plan::PlanBackend::TCH,
-            BackendKind::Reference => crate::memory_plan::PlanBackend::REFERENCE,
-        }
-    }
-}
-
-/// Where the tensors live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    /// The host CPU.
-    Cpu,
-    /// CUDA device N.
-    Cuda(usize),
-}
-
-impl FromStr for DeviceSpec {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<DeviceSpec> {
-        match s {
-            "cpu" => Ok(DeviceSpec::Cpu),
-            "cuda" => Ok(DeviceSpec::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceSpec::Cuda)
-                .ok_or_else(|| anyhow!("unknown device `{s}`: expected cpu, cuda or cuda:N")),
-        }
-    }
-}
-
-impl DeviceSpec {
-    /// The CUDA ordinal, `None` on the CPU.
-    pub fn cuda_ordinal(self) -> Option<usize> {
-        match self {
-            DeviceSpec::Cpu => None,
-            DeviceSpec::Cuda(n) => Some(n),
-        }
-    }
-}
-
-impl fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeviceSpec::Cpu => f.write_str("cpu"),
-            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
+/// `--backend`'s parser: the registry's names as clap's possible values (each with its entry's
+/// description), parsed into a [`BackendKind`].
+pub fn backend_parser() -> impl clap::builder::TypedValueParser<Value = BackendKind> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let names = BackendKind::ALL.iter().map(|k| PossibleValue::new(k.name()).help(k.entry().about));
+    PossibleValuesParser::new(names).try_map(|s| s.parse::<BackendKind>())
 }
 
 /// Parses `f32`, `bf16` or `f16` (the compute dtype of the models).
@@ -119,8 +63,8 @@ pub trait BackendJob {
 /// cuda` built with `--features nccl` (NCCL; each rank takes the GPU `cuda:LOCAL_RANK`); anything
 /// else is an error naming what is missing.
 pub fn run_on<J: BackendJob>(kind: BackendKind, device: DeviceSpec, job: J) -> Result<J::Output> {
-    let name = format!("{kind:?}/{device}").to_lowercase();
     if let Some(env) = crate::distributed::launch_env()?.filter(|e| e.world_size > 1) {
+        let name = Opened { kind, device }.to_string();
         return match (kind, device) {
             (BackendKind::Tch, DeviceSpec::Cpu) => tch_distributed(&env, job, &name),
             (BackendKind::Tch, DeviceSpec::Cuda(_)) => tch_distributed_cuda(&env, job, &name),
@@ -132,38 +76,19 @@ pub fn run_on<J: BackendJob>(kind: BackendKind, device: DeviceSpec, job: J) -> R
             ),
         };
     }
-    match (kind, device) {
-        (BackendKind::Reference, DeviceSpec::Cpu) => job.run(Rc::new(orz_reference::Reference::new()), &name),
-        (BackendKind::Reference, DeviceSpec::Cuda(_)) => bail!("the reference backend runs on the CPU only"),
-        (BackendKind::Candle, DeviceSpec::Cpu) => job.run(Rc::new(orz_candle::Candle::cpu()), &name),
-        (BackendKind::Candle, DeviceSpec::Cuda(n)) => candle_cuda(n, job, &name),
-        (BackendKind::Tch, device) => tch(device, job, &name),
+    orz_backends::with_backend(kind, device, Run(job))?
+}
+
+/// A [`BackendJob`] as the registry's visitor: runs the job on the backend it opens, named
+/// `candle/cpu`, `tch/cuda:1`, ...
+struct Run<J>(J);
+
+impl<J: BackendJob> BackendVisitor for Run<J> {
+    type Output = Result<J::Output>;
+
+    fn visit<B: Backend + 'static>(self, backend: B, opened: Opened) -> Result<J::Output> {
+        self.0.run(Rc::new(backend), &opened.to_string())
     }
-}
-
-#[cfg(feature = "cuda")]
-fn candle_cuda<J: BackendJob>(n: usize, job: J, name: &str) -> Result<J::Output> {
-    let b = orz_candle::Candle::cuda(n).map_err(|e| anyhow!("--backend candle --device cuda:{n}: {e}"))?;
-    job.run(Rc::new(b), name)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn candle_cuda<J: BackendJob>(n: usize, _job: J, _name: &str) -> Result<J::Output> {
-    bail!(
-        "--device cuda:{n} with candle needs a build with CUDA: `cargo build --release -p orz --features cuda` \
-         (see scripts/build-candle-cuda.sh)"
-    )
-}
-
-#[cfg(feature = "tch")]
-fn tch<J: BackendJob>(device: DeviceSpec, job: J, name: &str) -> Result<J::Output> {
-    let b = match device {
-        DeviceSpec::Cpu => orz_tch::Tch::cpu(),
-        DeviceSpec::Cuda(n) => {
-            orz_tch::Tch::cuda(n).map_err(|e| anyhow!("--backend tch --device cuda:{n}: {e}"))?
-        }
-    };
-    job.run(Rc::new(b), name)
 }
 
 #[cfg(feature = "c10d")]
@@ -176,8 +101,9 @@ fn tch_distributed<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result
 #[cfg(feature = "nccl")]
 fn tch_distributed_cuda<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result<J::Output> {
     let gpu = env.local_rank;
-    let b = orz_tch::Tch::cuda(gpu)
-        .map_err(|e| anyhow!("rank {} of {}: cuda:{gpu} (its LOCAL_RANK): {e}", env.rank, env.world_size))?;
+    let b = orz_tch::Tch::cuda(gpu).map_err(|e| {
+        anyhow::anyhow!("rank {} of {}: cuda:{gpu} (its LOCAL_RANK): {e}", env.rank, env.world_size)
+    })?;
     let group = crate::distributed::join_tch_nccl(env)?;
     let name = format!("{name}, rank {} of {} on cuda:{gpu} (nccl)", env.rank, env.world_size);
     job.run_distributed(Rc::new(b), &name, Rc::new(group))
@@ -204,14 +130,6 @@ fn tch_distributed<J: BackendJob>(env: &LaunchEnv, _job: J, _name: &str) -> Resu
     )
 }
 
-#[cfg(not(feature = "tch"))]
-fn tch<J: BackendJob>(_device: DeviceSpec, _job: J, _name: &str) -> Result<J::Output> {
-    bail!(
-        "--backend tch needs a build with libtorch: `eval \"$(./scripts/setup-libtorch.sh)\"` then \
-         `cargo run --release -p orz --features tch -- ...`"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,12 +144,9 @@ mod tests {
     }
 
     #[test]
-    fn devices_parse_and_print() {
-        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
-        assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
-        assert_eq!(DeviceSpec::Cuda(1).to_string(), "cuda:1");
-        assert!("gpu".parse::<DeviceSpec>().unwrap_err().to_string().contains("cpu, cuda or cuda:N"));
-        assert!(parse_dtype("f64").is_err());
+    fn dtypes_parse() {
+        assert_eq!(parse_dtype("bf16").unwrap(), DType::BF16);
+        assert!(parse_dtype("f64").unwrap_err().to_string().contains("f32, bf16 or f16"));
     }
 
     #[test]
@@ -242,9 +157,9 @@ mod tests {
         );
         assert_eq!(run_on(BackendKind::Candle, DeviceSpec::Cpu, Name).unwrap(), "candle/cpu [1.0, 2.0]");
         assert!(run_on(BackendKind::Reference, DeviceSpec::Cuda(0), Name).is_err());
-        if !cfg!(feature = "cuda") {
+        if !cfg!(feature = "candle-cuda") {
             let e = run_on(BackendKind::Candle, DeviceSpec::Cuda(0), Name).unwrap_err().to_string();
-            assert!(e.contains("--features cuda"), "{e}");
+            assert!(e.contains("--features candle-cuda"), "{e}");
         }
         if !cfg!(feature = "tch") {
             let e = run_on(BackendKind::Tch, DeviceSpec::Cpu, Name).unwrap_err().to_string();

@@ -92,7 +92,7 @@ pub struct Common {
     #[arg(long, global = true, value_enum)]
     pub task: Option<Task>,
     /// Tensor backend.
-    #[arg(long, global = true, value_enum, default_value = "candle")]
+    #[arg(long, global = true, default_value = "candle", value_parser = crate::backend::backend_parser())]
     pub backend: BackendKind,
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, global = true, default_value = "cpu")]

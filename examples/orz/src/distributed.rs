@@ -10,6 +10,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+#[cfg(feature = "c10d")]
+use orz_backends::orz_tch;
 use orz_core::collective::LaunchEnv;
 
 /// Seconds a collective waits by default (torch.distributed's default timeout).

@@ -45,61 +45,9 @@ use orz_core::backend::DType;
 use orz_core::model::{Head, MemoryOptions, Qwen2Config, parameter_specs};
 use orz_core::train::TrainConfig;
 
-/// How a backend computes attention, which decides whether a pack's attention memory is
-/// quadratic or linear in its length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttentionKernel {
-    /// Fused (flash-style) attention: only the output and one log-sum-exp per row and head are
-    /// kept for the backward pass (orz-tch, orz-candle).
-    Fused,
-    /// The default composition: `heads × T × T` scores and probabilities are kept (the
-    /// reference, and any backend without an override).
-    Dense,
-}
-
-/// What the plan needs to know about the backend: its attention, the bytes of an activation
-/// element (the reference computes in f64 whatever the dtype), and whether its backward keeps
-/// the gradient of every node of the graph until it returns (candle's `GradStore` does, so a
-/// plain backward holds about twice the forward's activations; libtorch frees them as it goes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanBackend {
-    /// Its attention kernel.
-    pub attention: AttentionKernel,
-    /// Bytes per activation element, when it differs from the dtype's (the reference: 8).
-    pub element_bytes: Option<u64>,
-    /// Whether a backward keeps every intermediate gradient until it returns.
-    pub keeps_node_grads: bool,
-    /// Per logit of a head chunk: `(buffers in the activation dtype, f32 buffers)` alive at
-    /// the chunk's peak (candle composes the log-softmax from several kernels; libtorch's
-    /// gather-minus-logsumexp keeps fewer).
-    pub head_buffers: (u64, u64),
-}
-
-impl PlanBackend {
-    /// candle: fused attention, activations in the compute dtype, node gradients kept.
-    pub const CANDLE: PlanBackend = PlanBackend {
-        attention: AttentionKernel::Fused,
-        element_bytes: None,
-        keeps_node_grads: true,
-        head_buffers: (2, 4),
-    };
-    /// tch: fused attention, activations in the compute dtype, gradients freed as they are used.
-    pub const TCH: PlanBackend = PlanBackend {
-        attention: AttentionKernel::Fused,
-        element_bytes: None,
-        keeps_node_grads: false,
-        head_buffers: (1, 3),
-    };
-    /// The f64 reference: dense attention, 8-byte activations, node gradients kept. (It also
-    /// copies where other backends take views, which the plan does not model: it measures at
-    /// 2.3-3.8 times its plan, BENCHMARKS.md; it is an oracle, not a backend to train on.)
-    pub const REFERENCE: PlanBackend = PlanBackend {
-        attention: AttentionKernel::Dense,
-        element_bytes: Some(8),
-        keeps_node_grads: true,
-        head_buffers: (2, 4),
-    };
-}
+/// What the plan needs to know about a backend: each entry of the backend registry says it
+/// (`BackendKind::memory`, in `backends/registry/src/entries.rs`).
+pub use orz_backends::{AttentionKernel, MemoryFacts};
 
 /// Activations of one decoder layer kept for its backward pass, per token: `H_SAVED` hidden-sized
 /// and `I_SAVED` intermediate-sized tensors in the activation dtype, plus `F32_NORM` hidden-sized
@@ -126,7 +74,7 @@ pub struct MemoryPlan {
     /// Compute dtype of the weights.
     pub dtype: DType,
     /// The backend's attention and activation width.
-    pub backend: PlanBackend,
+    pub backend: MemoryFacts,
     /// Checkpointing and head chunk of the update steps.
     pub options: MemoryOptions,
     /// Tokens per pack (`packing_max_len`).
@@ -190,7 +138,7 @@ impl MemoryPlan {
         model: &Qwen2Config,
         train: &TrainConfig,
         dtype: DType,
-        backend: PlanBackend,
+        backend: MemoryFacts,
         device_bytes: Option<u64>,
         device_source: &str,
     ) -> MemoryPlan {

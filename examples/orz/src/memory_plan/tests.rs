@@ -2,9 +2,10 @@
 //! H200, the KV-cache cap, the growth law of the attention term, and the advice.
 
 use super::*;
+use orz_backends::BackendKind;
 use orz_core::recipe::Preset;
 
-fn plan(preset: Preset, dtype: DType, backend: PlanBackend) -> MemoryPlan {
+fn plan(preset: Preset, dtype: DType, backend: MemoryFacts) -> MemoryPlan {
     let model = qwen25_shape(preset).unwrap();
     let train = preset.config().train_config(vec![151_643]).unwrap();
     MemoryPlan::new(&model, &train, dtype, backend, Some(H200_BYTES), "test")
@@ -16,7 +17,7 @@ fn parameter_counts_are_the_published_ones() {
     for (p, billions) in
         [(Preset::Orz0p5b, 0.494), (Preset::Orz1p5b, 1.544), (Preset::Orz7b, 7.616), (Preset::Orz32b, 32.76)]
     {
-        let n = plan(p, DType::BF16, PlanBackend::TCH).policy_params as f64 / 1e9;
+        let n = plan(p, DType::BF16, BackendKind::Tch.memory()).policy_params as f64 / 1e9;
         assert!((n - billions).abs() / billions < 0.01, "{p}: {n} B");
     }
 }
@@ -25,7 +26,7 @@ fn parameter_counts_are_the_published_ones() {
 fn small_orz_presets_fit_one_h100_with_fused_attention_and_checkpointing() {
     // The targets: ORZ-0.5B at most 60 GB, ORZ-1.5B at most 80 GB, both fit an H100.
     for (p, limit) in [(Preset::Orz0p5b, 60e9), (Preset::Orz1p5b, 80e9)] {
-        let plan = plan(p, DType::BF16, PlanBackend::TCH);
+        let plan = plan(p, DType::BF16, BackendKind::Tch.memory());
         assert!(plan.options.activation_checkpointing, "{p}");
         assert!((plan.total() as f64) <= limit, "{p}: {plan}");
         let text = plan.to_string();
@@ -37,15 +38,15 @@ fn small_orz_presets_fit_one_h100_with_fused_attention_and_checkpointing() {
             assert!(off.advice(H100_BYTES).contains("{activation_checkpointing=true}"), "{p}");
         }
     }
-    let off = plan(Preset::Orz1p5b, DType::BF16, PlanBackend::TCH)
+    let off = plan(Preset::Orz1p5b, DType::BF16, BackendKind::Tch.memory())
         .with_options(MemoryOptions { activation_checkpointing: false, head_chunk_tokens: 1024 });
     assert!(off.total() > H100_BYTES, "{off}");
 }
 
 #[test]
 fn dense_attention_is_quadratic_and_fused_linear() {
-    let dense = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::REFERENCE);
-    let fused = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::TCH);
+    let dense = plan(Preset::Orz0p5b, DType::BF16, BackendKind::Reference.memory());
+    let fused = plan(Preset::Orz0p5b, DType::BF16, BackendKind::Tch.memory());
     let (d1, d2) = (dense.with_pack_len(4096).attention, dense.with_pack_len(8192).attention);
     let (f1, f2) = (fused.with_pack_len(4096).attention, fused.with_pack_len(8192).attention);
     assert_eq!(d2, 4 * d1, "dense attention quadruples");
@@ -58,7 +59,7 @@ fn dense_attention_is_quadratic_and_fused_linear() {
 
 #[test]
 fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
-    let p = plan(Preset::Orz7b, DType::BF16, PlanBackend::TCH);
+    let p = plan(Preset::Orz7b, DType::BF16, BackendKind::Tch.memory());
     // 2 (bf16) + 4 (master) + 8 (moments) per parameter of both models, and 8 bytes of f32
     // gradients (accumulator + one micro-batch) per parameter of the larger one.
     let states = 14 * (p.policy_params + p.critic_params) + 8 * p.policy_params;
@@ -67,7 +68,7 @@ fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
     let v = p.verdict(H200_BYTES, "one H200");
     assert!(v.contains("does NOT fit") && v.contains("need 2 such devices"), "{v}");
     // 0.5B on an H100: the largest pack fits, the next 256 tokens do not.
-    let small = plan(Preset::Orz0p5b, DType::BF16, PlanBackend::TCH);
+    let small = plan(Preset::Orz0p5b, DType::BF16, BackendKind::Tch.memory());
     let t = small.largest_pack_len(H100_BYTES).unwrap();
     assert!(t >= 10_048, "{t}");
     if t < MAX_PACK_LEN {
@@ -80,7 +81,7 @@ fn seven_b_needs_sharding_and_the_largest_pack_is_searched() {
 
 #[test]
 fn a_rank_of_a_data_parallel_run_holds_a_slice_of_the_states_and_gathers_weights_when_it_uses_them() {
-    let one = plan(Preset::Orz7b, DType::BF16, PlanBackend::TCH);
+    let one = plan(Preset::Orz7b, DType::BF16, BackendKind::Tch.memory());
     let (params, larger) = (one.policy_params + one.critic_params, one.policy_params);
     // ORZ-7B: untied, so a checkpointed step has the embedding, the LM head and a layer open.
     let open = 2 * 152_064 * 3584 + 233_057_792 + 3584;
@@ -117,7 +118,8 @@ fn the_kv_cache_is_capped_by_the_budget() {
     let model = qwen25_shape(Preset::Orz0p5b).unwrap();
     let mut train = Preset::Orz0p5b.config().train_config(vec![0]).unwrap();
     train.engine.kv_budget_bytes = 1000;
-    let plan = |t: &TrainConfig| MemoryPlan::new(&model, t, DType::BF16, PlanBackend::TCH, None, "x");
+    let plan =
+        |t: &TrainConfig| MemoryPlan::new(&model, t, DType::BF16, BackendKind::Tch.memory(), None, "x");
     assert_eq!(plan(&train).kv_cache, 1000);
     train.engine.kv_budget_bytes = usize::MAX;
     train.engine.max_batch_slots = 1;
@@ -136,13 +138,15 @@ fn host_memory_is_read() {
 fn the_reference_model_and_the_entropy_bonus_have_their_memory() {
     let model = qwen25_shape(Preset::Orz1p5b).unwrap();
     let base = preset_train(Preset::Orz1p5b);
-    let plain = MemoryPlan::new(&model, &base, DType::BF16, PlanBackend::TCH, Some(H100_BYTES), "test");
+    let plain =
+        MemoryPlan::new(&model, &base, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
     assert_eq!(plain.reference, 0, "ORZ's presets keep no reference model");
     for kl in [
         TrainConfig { kl_coef: 0.01, ..base.clone() },
         TrainConfig { use_kl_loss: true, kl_loss_coef: 0.001, ..base.clone() },
     ] {
-        let p = MemoryPlan::new(&model, &kl, DType::BF16, PlanBackend::TCH, Some(H100_BYTES), "test");
+        let p =
+            MemoryPlan::new(&model, &kl, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
         // One more copy of the policy's bf16 weights, nothing else.
         assert_eq!(p.reference, 2 * p.policy_params);
         assert_eq!(p.total(), plain.total() + p.reference);
@@ -150,7 +154,8 @@ fn the_reference_model_and_the_entropy_bonus_have_their_memory() {
         assert_eq!(p.with_world_size(4).reference, p.reference, "whole on every rank");
     }
     let entropy = TrainConfig { entropy_coef: 0.001, ..base };
-    let p = MemoryPlan::new(&model, &entropy, DType::BF16, PlanBackend::TCH, Some(H100_BYTES), "test");
+    let p =
+        MemoryPlan::new(&model, &entropy, DType::BF16, BackendKind::Tch.memory(), Some(H100_BYTES), "test");
     let chunk = p.pack_len.min(p.options.head_chunk_tokens as u64);
     assert_eq!(p.head_logits, plain.head_logits + ENTROPY_F32_BUFFERS * 4 * chunk * model.vocab_size as u64);
 }
