@@ -67,8 +67,8 @@ cargo test -p orz-tch --features nccl --test c10d nccl
 step "benches with orz-tch: cargo test -p orz-bench --features tch (every workload once, tiny sizes)"
 cargo test -p orz-bench --features tch --lib
 
-step "the backend registry with every CPU backend: orz-backends and the conformance report with --features candle,tch"
-cargo clippy -p orz-backends -p orz-conformance --features orz-backends/candle,orz-backends/tch,orz-conformance/candle,orz-conformance/tch --all-targets -- -D warnings
-cargo test -p orz-backends --features candle,tch
+step "the backend registry with every CPU backend: orz-backends and the conformance report with --features candle,tch,plain"
+cargo clippy -p orz-backends -p orz-conformance --features orz-backends/candle,orz-backends/tch,orz-backends/plain,orz-conformance/candle,orz-conformance/tch,orz-conformance/plain --all-targets -- -D warnings
+cargo test -p orz-backends --features candle,tch,plain
 
 step "all checks passed"

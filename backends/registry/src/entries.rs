@@ -69,6 +69,25 @@ registry! {
             head_buffers: (1, 3),
         },
     }
+    /// The example backend (examples/plain-backend): plain-Rust f32 kernels on the CPU, autodiff
+    /// from core's `Tape`; what a new backend's author writes, certified like the others.
+    Plain {
+        feature: ["plain"],
+        open: open_plain,
+        name: "plain",
+        about: "the plain-Rust example backend (CPU; forward kernels only, core's Tape for autodiff)",
+        setup: "",
+        cuda: Cuda::Never,
+        oracle: false,
+        // Dense attention (the default composition), f32 storage for every float dtype, every
+        // node's gradient kept until the tape's walk passes it.
+        memory: MemoryFacts {
+            attention: AttentionKernel::Dense,
+            element_bytes: Some(4),
+            keeps_node_grads: true,
+            head_buffers: (2, 4),
+        },
+    }
 }
 
 /// The reference on the CPU (the only device it accepts).
@@ -97,4 +116,10 @@ fn open_tch(device: DeviceSpec) -> Result<orz_tch::Tch, Error> {
         DeviceSpec::Cpu => Ok(orz_tch::Tch::cpu()),
         DeviceSpec::Cuda(n) => orz_tch::Tch::cuda(n).map_err(|e| Error::open(BackendKind::Tch, device, e)),
     }
+}
+
+/// The example backend on the CPU (the only device it accepts).
+#[cfg(feature = "plain")]
+fn open_plain(_device: DeviceSpec) -> Result<orz_plain_backend::Plain, Error> {
+    Ok(orz_plain_backend::Plain::default())
 }

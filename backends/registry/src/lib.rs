@@ -170,7 +170,7 @@ impl BackendKind {
         Ok(())
     }
 
-    /// The names of every backend known, for messages: `"reference, candle or tch"`.
+    /// The names of every backend known, for messages: `"reference, candle, tch or plain"`.
     pub fn choices() -> String {
         let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.name()).collect();
         match names.split_last() {

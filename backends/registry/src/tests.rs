@@ -20,15 +20,15 @@ fn every_name_parses_back_to_its_kind() {
         assert_eq!(kind.name().parse::<BackendKind>(), Ok(kind));
         assert_eq!(kind.to_string(), kind.name());
     }
-    assert_eq!(BackendKind::ALL.len(), 3);
-    assert_eq!(BackendKind::choices(), "reference, candle or tch");
+    assert_eq!(BackendKind::ALL.len(), 4);
+    assert_eq!(BackendKind::choices(), "reference, candle, tch or plain");
 }
 
 #[test]
 fn unknown_names_and_devices_list_the_choices() {
     let e = "jax".parse::<BackendKind>().unwrap_err();
     assert_eq!(e, Error::UnknownBackend("jax".into()));
-    assert_eq!(e.to_string(), "unknown backend `jax`: expected reference, candle or tch");
+    assert_eq!(e.to_string(), "unknown backend `jax`: expected reference, candle, tch or plain");
     let e = "gpu".parse::<DeviceSpec>().unwrap_err().to_string();
     assert_eq!(e, "unknown device `gpu`: expected cpu, cuda or cuda:N");
     assert!("cuda:x".parse::<DeviceSpec>().is_err());
@@ -60,6 +60,9 @@ fn features_follow_the_build() {
     assert_eq!(BackendKind::Reference.entry().feature, None);
     assert_eq!(BackendKind::Candle.entry().feature, Some("candle"));
     assert_eq!(BackendKind::Tch.entry().feature, Some("tch"));
+    assert_eq!(BackendKind::Plain.entry().feature, Some("plain"));
+    assert_eq!(BackendKind::Plain.is_compiled(), cfg!(feature = "plain"));
+    assert!(!BackendKind::Plain.runs_on(DeviceSpec::Cuda(0)));
     assert_eq!(BackendKind::Candle.is_compiled(), cfg!(feature = "candle"));
     assert_eq!(BackendKind::Tch.is_compiled(), cfg!(feature = "tch"));
     assert_eq!(BackendKind::Candle.runs_on(DeviceSpec::Cuda(0)), cfg!(feature = "candle-cuda"));
@@ -69,7 +72,9 @@ fn features_follow_the_build() {
     assert_eq!(compiled[0], BackendKind::Reference);
     assert_eq!(
         compiled.len(),
-        1 + usize::from(cfg!(feature = "candle")) + usize::from(cfg!(feature = "tch"))
+        1 + usize::from(cfg!(feature = "candle"))
+            + usize::from(cfg!(feature = "tch"))
+            + usize::from(cfg!(feature = "plain"))
     );
 }
 
