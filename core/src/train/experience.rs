@@ -173,38 +173,90 @@ pub fn make_experience_shared<B: Backend>(
     pack_shuffle_seed: u64,
     collective: &dyn Collective<B>,
 ) -> Result<Experience> {
+    let models = ExperienceModels { policy: || Ok(policy), critic: critic.map(|c| move || Ok(c)), reference };
+    make_experience_staged(models, samples, packing_max_len, pack_shuffle_seed, collective)
+}
+
+/// The models of the experience pass, each opened when its pass begins and dropped when it ends
+/// (the policy's pass first, with the reference's log-probs, then the critic's), so that a rank
+/// whose weights are sharded (ZeRO-3) holds one gathered model at a time instead of both.
+pub struct ExperienceModels<'r, B: Backend, P, C> {
+    /// Opens the policy (a gather under ZeRO-3; the resident model otherwise).
+    pub policy: P,
+    /// Opens the critic; `None` without one (GRPO and the other critic-free estimators).
+    pub critic: Option<C>,
+    /// The frozen reference model, when the recipe reads its log-probs (kept whole).
+    pub reference: Option<&'r Policy<B>>,
+}
+
+/// [`make_experience_shared`] with each model opened only for its own pass
+/// ([`ExperienceModels`]): the per-token numbers are the same, read in another order.
+pub fn make_experience_staged<B, P, C, PM, CM>(
+    models: ExperienceModels<'_, B, P, C>,
+    samples: Vec<Sample>,
+    packing_max_len: usize,
+    pack_shuffle_seed: u64,
+    collective: &dyn Collective<B>,
+) -> Result<Experience>
+where
+    B: Backend,
+    P: FnOnce() -> Result<PM>,
+    C: FnOnce() -> Result<CM>,
+    PM: core::ops::Deref<Target = Policy<B>>,
+    CM: core::ops::Deref<Target = Critic<B>>,
+{
     let packs = build_packs(&samples, packing_max_len, pack_shuffle_seed)?;
-    let b = policy.model().backend();
-    let mut logp_old = vec![Vec::new(); samples.len()];
-    let mut values = critic.map(|_| vec![Vec::new(); samples.len()]);
-    let mut logp_ref = reference.map(|_| vec![Vec::new(); samples.len()]);
+    let mine_packs = owned(packs.len(), collective.rank(), collective.world_size());
     let mut mine = vec![false; samples.len()];
-    /// Stores a pack's per-position host values into the per-sample lists.
-    fn put(pack: &Pack, per_position: &[f64], out: &mut [Vec<f64>]) -> Result<()> {
-        for (&i, entries) in pack.samples.iter().zip(pack.gather(per_position)?) {
-            out[i] = entries;
-        }
-        Ok(())
+    for &i in mine_packs.iter().flat_map(|&p| &packs[p].samples) {
+        mine[i] = true;
     }
-    no_grad(b, || {
-        for p in owned(packs.len(), collective.rank(), collective.world_size()) {
-            let pack = &packs[p];
-            put(pack, &b.to_host_f64(&policy.next_token_log_probs(&pack.batch)?)?, &mut logp_old)?;
-            for &i in &pack.samples {
-                mine[i] = true;
-            }
-            if let (Some(r), Some(out)) = (reference, logp_ref.as_mut()) {
-                put(pack, &b.to_host_f64(&r.next_token_log_probs(&pack.batch)?)?, out)?;
-            }
-            if let (Some(c), Some(out)) = (critic, values.as_mut()) {
-                put(pack, &b.to_host_f64(&c.values(&pack.batch)?)?, out)?;
-            }
+    let n = samples.len();
+    let (logp_old, logp_ref) = {
+        let policy = (models.policy)()?;
+        let b = policy.model().backend();
+        let logp_old = read_packs(b, &packs, &mine_packs, n, |batch| policy.next_token_log_probs(batch))?;
+        let logp_ref = match models.reference {
+            Some(r) => Some(read_packs(b, &packs, &mine_packs, n, |batch| r.next_token_log_probs(batch))?),
+            None => None,
+        };
+        (logp_old, logp_ref)
+    };
+    let values = match models.critic {
+        Some(open) => {
+            let critic = open()?;
+            let b = critic.model().backend();
+            Some(read_packs(b, &packs, &mine_packs, n, |batch| critic.values(batch))?)
         }
-        Ok(())
-    })?;
+        None => None,
+    };
     let lengths: Vec<usize> = samples.iter().map(|s| s.response.len()).collect();
     let logp_old = share_per_sample(collective, logp_old, &lengths, &mine)?;
     let values = values.map(|v| share_per_sample(collective, v, &lengths, &mine)).transpose()?;
     let logp_ref = logp_ref.map(|v| share_per_sample(collective, v, &lengths, &mine)).transpose()?;
     Ok(Experience { samples, packs, logp_old, values, logp_ref })
+}
+
+/// One model's per-token numbers on the packs this rank owns (`read` gives a pack's
+/// per-position values), without recording gradients, as per-sample lists (empty for the
+/// samples of other ranks' packs).
+fn read_packs<B: Backend>(
+    b: &B,
+    packs: &[Pack],
+    owned: &[usize],
+    n_samples: usize,
+    read: impl Fn(&PackedBatch) -> Result<B::Tensor>,
+) -> Result<Vec<Vec<f64>>> {
+    let mut out = vec![Vec::new(); n_samples];
+    no_grad(b, || {
+        for &p in owned {
+            let pack = &packs[p];
+            let per_position = b.to_host_f64(&read(&pack.batch)?)?;
+            for (&i, entries) in pack.samples.iter().zip(pack.gather(&per_position)?) {
+                out[i] = entries;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }

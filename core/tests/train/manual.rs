@@ -234,3 +234,52 @@ fn a_non_finite_loss_skips_the_step_and_says_why() {
     assert_eq!(max_diff(&before, &snapshot(&policy.model().parameters())), 0.0);
     assert_eq!(opt.steps(), 0);
 }
+
+/// A model opened for one pass of the experience, which logs when it is opened and dropped.
+struct Logged<'a, T> {
+    model: &'a T,
+    name: &'static str,
+    log: &'a std::cell::RefCell<Vec<String>>,
+}
+
+impl<T> std::ops::Deref for Logged<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.model
+    }
+}
+
+impl<T> Drop for Logged<'_, T> {
+    fn drop(&mut self) {
+        self.log.borrow_mut().push(format!("drop {}", self.name));
+    }
+}
+
+/// The staged experience pass opens the policy, reads every pack, drops it, and only then opens
+/// the critic (under ZeRO-3 each open is a gather, so one model is whole at a time), and reads
+/// exactly what the pass over both models at once reads.
+#[test]
+fn the_experience_pass_holds_one_model_at_a_time() {
+    use orz_core::train::experience::{ExperienceModels, make_experience_staged};
+    let c = config(4, 1e-3);
+    let hand = experience(&c);
+    let log = std::cell::RefCell::new(Vec::new());
+    let open = |name: &'static str| log.borrow_mut().push(format!("open {name}"));
+    let models = ExperienceModels {
+        policy: || {
+            open("policy");
+            Ok(Logged { model: &hand.policy, name: "policy", log: &log })
+        },
+        critic: Some(|| {
+            open("critic");
+            Ok(Logged { model: &hand.critic, name: "critic", log: &log })
+        }),
+        reference: None,
+    };
+    let staged =
+        make_experience_staged(models, hand.samples.clone(), c.packing_max_len, c.pack_shuffle_seed, &Single)
+            .unwrap();
+    assert_eq!(*log.borrow(), ["open policy", "drop policy", "open critic", "drop critic"]);
+    assert_eq!(staged.logp_old, hand.experience.logp_old);
+    assert_eq!(staged.values, hand.experience.values);
+}

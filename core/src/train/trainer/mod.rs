@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use super::advantages::{Advantages, RewardShaping, compute_shaped_advantages};
 use super::config::TrainConfig;
 use super::data_parallel::{gather_rollout, owned};
-use super::experience::{Experience, make_experience_shared};
+use super::experience::{Experience, ExperienceModels, make_experience_staged};
 use super::model_optimizer::ModelOptimizer;
 use super::reference::{check_reference, experience_kl, frozen_copy, missing_reference, token_mean};
 use super::report::{IterationReport, ModelKind, PhaseTimes, RolloutMetrics, SkippedStep};
@@ -398,12 +398,21 @@ impl<B: Backend> Trainer<B> {
         let samples = super::overlong::trained_samples(c, samples)?;
         let (len, seed) = (c.packing_max_len, c.pack_shuffle_seed);
         let b = self.policy.model().backend();
-        no_grad(b, || {
-            let (policy, critic) = (self.gathered_policy()?, self.gathered_critic()?);
-            let collective = self.collective.as_ref();
-            make_experience_shared(&policy, critic.as_deref(), reference, samples, len, seed, collective)
-        })
-        .map_err(|e| e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK))
+        // One model whole at a time: the policy's pass, then the critic's (under ZeRO-3 each is
+        // gathered for its pass and freed after it).
+        let models = ExperienceModels {
+            policy: || self.gathered_policy(),
+            critic: self.critic.as_ref().map(|_| {
+                || {
+                    self.gathered_critic()?
+                        .ok_or_else(|| Error::invalid("experience", "the critic is missing"))
+                }
+            }),
+            reference,
+        };
+        no_grad(b, || make_experience_staged(models, samples, len, seed, self.collective.as_ref())).map_err(
+            |e| e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK),
+        )
     }
 
     /// Phase 3 (recipe steps 5 and 8): the estimator on the host in f64 over the scores

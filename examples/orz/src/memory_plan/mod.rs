@@ -28,7 +28,8 @@
 //! W ways; a micro-batch's gradients are reduce-scattered unit by unit as they become final, so
 //! at most the units open at once hold f32 gradients. The weights, with
 //! [`TrainConfig::shard_weights`] (ZeRO-3, the default), are not resident at all between uses:
-//! generation and scoring gather both models whole (counted in the generation phase), and a
+//! generation gathers the policy whole and the experience pass one model at a time (the policy's
+//! pass, then the critic's), so the larger of the two is counted in the generation phase, and a
 //! training step gathers the units it has open (the embedding, the tail with the head, and
 //! one layer when checkpointed; every layer otherwise), counted in the training phase. Without
 //! it (ZeRO-2) the weights stay whole on every rank.
@@ -106,7 +107,8 @@ pub struct MemoryPlan {
     pub world_size: u64,
     /// Whether a data-parallel run shards the weights too ([`TrainConfig::shard_weights`]).
     pub shard_weights: bool,
-    /// Sharded weights gathered whole for generation and scoring (both models; 0 otherwise).
+    /// Sharded weights gathered whole for generation and scoring: the larger model, as one is
+    /// whole at a time (0 without sharded weights).
     pub gathered_for_generation: u64,
     /// Sharded weights of the units a training step has open at once (0 otherwise).
     pub gathered_for_training: u64,
@@ -311,7 +313,7 @@ impl MemoryPlan {
         self.gradients = open_grads + (4 * larger).div_ceil(world);
         if self.shard_weights {
             self.weights = 0;
-            self.gathered_for_generation = width * params;
+            self.gathered_for_generation = width * larger;
             self.gathered_for_training = width * open_grads / 4;
         } else {
             self.weights = width * params;

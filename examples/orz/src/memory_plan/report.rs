@@ -186,7 +186,7 @@ impl fmt::Display for MemoryPlan {
             ),
             ("generation: KV cache (slots at max_len, budget-capped)", self.kv_cache),
             ("generation: one decode step's logits", self.decode_logits),
-            ("generation and scoring: both models gathered whole", self.gathered_for_generation),
+            ("generation and scoring: one model whole at a time", self.gathered_for_generation),
             ("training: activations of one pack", self.activations),
             ("training: the units a step has gathered at once", self.gathered_for_training),
             (attention_row, self.attention),
