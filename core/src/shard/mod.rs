@@ -2,7 +2,8 @@
 //! the weights kept whole), written once over [`crate::backend::Backend`] and
 //! [`crate::collective::Collective`]: the flat layout of a sharding unit ([`UnitLayout`]), the
 //! optimizer whose f32 masters, AdamW moments and gradient sums are split over the ranks
-//! ([`ShardedOptimizer`]), and a model gathered for one use ([`Gathered`]).
+//! ([`ShardedOptimizer`]), a frozen model's slices ([`FrozenShards`]: the KL options' reference),
+//! and a model gathered for one use ([`Gathered`]).
 //!
 //! A unit is what FSDP wraps and DeepSpeed ZeRO-3 partitions together: one decoder layer, the
 //! embedding, the final norm with the model's head ([`crate::model::Qwen2::parameter_units`]).
@@ -13,9 +14,11 @@
 //! a training step gathers each unit in the compute dtype when it opens it and frees it after
 //! ([`crate::model::UnitStore`]), generation and scoring gather the whole model once per phase.
 
+pub mod frozen;
 pub mod layout;
 pub mod optimizer;
 
+pub use frozen::FrozenShards;
 pub use layout::UnitLayout;
 pub use optimizer::{ShardedOptimizer, UnitState};
 

@@ -173,26 +173,30 @@ pub fn make_experience_shared<B: Backend>(
     pack_shuffle_seed: u64,
     collective: &dyn Collective<B>,
 ) -> Result<Experience> {
-    let models = ExperienceModels { policy: || Ok(policy), critic: critic.map(|c| move || Ok(c)), reference };
+    let models = ExperienceModels {
+        policy: || Ok(policy),
+        critic: critic.map(|c| move || Ok(c)),
+        reference: reference.map(|r| move || Ok(r)),
+    };
     make_experience_staged(models, samples, packing_max_len, pack_shuffle_seed, collective)
 }
 
 /// The models of the experience pass, each opened when its pass begins and dropped when it ends
-/// (the policy's pass first, with the reference's log-probs, then the critic's), so that a rank
-/// whose weights are sharded (ZeRO-3) holds one gathered model at a time instead of both.
-pub struct ExperienceModels<'r, B: Backend, P, C> {
+/// (the policy's pass, the reference's, then the critic's), so that a rank whose weights are
+/// sharded (ZeRO-3) holds one gathered model at a time instead of all of them.
+pub struct ExperienceModels<P, R, C> {
     /// Opens the policy (a gather under ZeRO-3; the resident model otherwise).
     pub policy: P,
+    /// Opens the frozen reference model, when the recipe reads its log-probs (KL options).
+    pub reference: Option<R>,
     /// Opens the critic; `None` without one (GRPO and the other critic-free estimators).
     pub critic: Option<C>,
-    /// The frozen reference model, when the recipe reads its log-probs (kept whole).
-    pub reference: Option<&'r Policy<B>>,
 }
 
 /// [`make_experience_shared`] with each model opened only for its own pass
 /// ([`ExperienceModels`]): the per-token numbers are the same, read in another order.
-pub fn make_experience_staged<B, P, C, PM, CM>(
-    models: ExperienceModels<'_, B, P, C>,
+pub fn make_experience_staged<B, P, R, C, PM, RM, CM>(
+    models: ExperienceModels<P, R, C>,
     samples: Vec<Sample>,
     packing_max_len: usize,
     pack_shuffle_seed: u64,
@@ -201,8 +205,10 @@ pub fn make_experience_staged<B, P, C, PM, CM>(
 where
     B: Backend,
     P: FnOnce() -> Result<PM>,
+    R: FnOnce() -> Result<RM>,
     C: FnOnce() -> Result<CM>,
     PM: core::ops::Deref<Target = Policy<B>>,
+    RM: core::ops::Deref<Target = Policy<B>>,
     CM: core::ops::Deref<Target = Critic<B>>,
 {
     let packs = build_packs(&samples, packing_max_len, pack_shuffle_seed)?;
@@ -212,15 +218,18 @@ where
         mine[i] = true;
     }
     let n = samples.len();
-    let (logp_old, logp_ref) = {
+    let logp_old = {
         let policy = (models.policy)()?;
         let b = policy.model().backend();
-        let logp_old = read_packs(b, &packs, &mine_packs, n, |batch| policy.next_token_log_probs(batch))?;
-        let logp_ref = match models.reference {
-            Some(r) => Some(read_packs(b, &packs, &mine_packs, n, |batch| r.next_token_log_probs(batch))?),
-            None => None,
-        };
-        (logp_old, logp_ref)
+        read_packs(b, &packs, &mine_packs, n, |batch| policy.next_token_log_probs(batch))?
+    };
+    let logp_ref = match models.reference {
+        Some(open) => {
+            let reference = open()?;
+            let b = reference.model().backend();
+            Some(read_packs(b, &packs, &mine_packs, n, |batch| reference.next_token_log_probs(batch))?)
+        }
+        None => None,
     };
     let values = match models.critic {
         Some(open) => {

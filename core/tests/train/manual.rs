@@ -274,7 +274,7 @@ fn the_experience_pass_holds_one_model_at_a_time() {
             open("critic");
             Ok(Logged { model: &hand.critic, name: "critic", log: &log })
         }),
-        reference: None,
+        reference: None::<fn() -> orz_core::Result<&'static Policy<Reference>>>,
     };
     let staged =
         make_experience_staged(models, hand.samples.clone(), c.packing_max_len, c.pack_shuffle_seed, &Single)

@@ -112,6 +112,9 @@ pub(super) fn trainer_case() {
     let sharded = t.config().shard_weights && t.collective().world_size() > 1;
     assert_eq!(t.policy().model().is_resident(), !sharded, "a rank keeps a skeleton of sharded weights");
     assert_eq!(t.critic().unwrap().model().is_resident(), !sharded);
+    if let Some(reference) = t.reference() {
+        assert_eq!(reference.model().is_resident(), !sharded, "the reference model is sliced too");
+    }
     let (weights, numbers) = train(&mut t, &b);
     write_f32(&dir.join(format!("weights{rank}.bin")), &weights);
     write_f32(&dir.join(format!("numbers{rank}.bin")), &numbers);
@@ -219,7 +222,8 @@ fn sharded_weights_train_as_replicated_ones_bit_for_bit_also_checkpointed() {
 fn the_kl_entropy_and_dynamic_sampling_options_train_as_one_process_over_two_ranks() {
     tch::set_num_threads(1);
     let b = Rc::new(Tch::cpu());
-    // ZeRO-3 (the default), the reference model whole on every rank.
+    // ZeRO-3 (the default): the reference model is sliced over the ranks with the weights and
+    // gathered for its own pass of the experience.
     let (want_w, want_n) = train(&mut trainer_with(&b, true, false, true, Rc::new(Single)), &b);
     assert!(want_n.iter().any(|&x| x != 0.0));
     for (rank, (w, n)) in ranks_of("trainer-kl", 2, &[(OPTIONS, "kl".to_string())]).iter().enumerate() {

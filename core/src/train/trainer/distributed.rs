@@ -11,7 +11,7 @@ use crate::collective::Collective;
 use crate::model::{Critic, Policy, Qwen2};
 use crate::optimizer::OptimizerConfig;
 use crate::rng::Rng;
-use crate::shard::{Gathered, ShardedOptimizer};
+use crate::shard::{FrozenShards, Gathered, ShardedOptimizer};
 use crate::train::config::TrainConfig;
 use crate::{Error, Result};
 
@@ -33,6 +33,7 @@ impl<B: Backend> Trainer<B> {
         let reference = reference_for(&config, &policy)?;
         let mut trainer = Self::new_distributed_restored(config, policy, critic, rng, collective)?;
         trainer.reference = reference;
+        trainer.shard_reference()?;
         Ok(trainer)
     }
 
@@ -75,7 +76,32 @@ impl<B: Backend> Trainer<B> {
             }
         }
         self.collective = collective;
+        self.shard_reference()?;
         Ok(self)
+    }
+
+    /// Under sharded weights over several ranks, keeps only this rank's slices of the reference
+    /// model (and its skeleton), as for the trained models; a no-op otherwise or when already
+    /// sharded.
+    pub(super) fn shard_reference(&mut self) -> Result<()> {
+        let sharded = self.config.shard_weights && self.collective.world_size() > 1;
+        if let (true, None, Some(reference)) = (sharded, &self.reference_shards, &self.reference) {
+            let shards = FrozenShards::new(reference.model(), Rc::clone(&self.collective))?;
+            self.reference = Some(Policy::new(shards.skeleton().skeleton())?);
+            self.reference_shards = Some(shards);
+        }
+        Ok(())
+    }
+
+    /// The reference model with its weights (see [`Trainer::gathered_policy`]): itself, or
+    /// gathered from the ranks' slices under sharded weights (every rank must call it); `None`
+    /// without one.
+    pub fn gathered_reference(&self) -> Result<Option<Gathered<'_, Policy<B>>>> {
+        Ok(match (&self.reference_shards, &self.reference) {
+            (Some(shards), _) => Some(Gathered::Gathered(Policy::new(shards.gather()?)?)),
+            (None, Some(reference)) => Some(Gathered::Resident(reference)),
+            (None, None) => None,
+        })
     }
 
     /// The collective the iterations are split over ([`crate::collective::Single`] unless [`Trainer::distributed`]).

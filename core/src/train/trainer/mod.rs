@@ -26,7 +26,7 @@ use crate::optimizer::{Optimizer, OptimizerConfig};
 use crate::ppo::estimator::AdvantageEstimator;
 use crate::reward::Reward;
 use crate::rng::Rng;
-use crate::shard::ShardedOptimizer;
+use crate::shard::{FrozenShards, ShardedOptimizer};
 use crate::{Error, Result};
 
 /// The sub-streams of iteration `k`'s generator, `rng.fork(k).fork(stream)`: part of the
@@ -64,8 +64,11 @@ pub struct Trainer<B: Backend> {
     critic_opt: Option<ModelOptimizer<B>>,
     collective: Rc<dyn Collective<B>>,
     estimator: Box<dyn AdvantageEstimator>,
-    /// The frozen initial policy of the KL options ([`super::reference`]).
+    /// The frozen initial policy of the KL options ([`super::reference`]); a skeleton when its
+    /// weights are sharded ([`Trainer::gathered_reference`]).
     reference: Option<Policy<B>>,
+    /// This rank's slices of the reference model when the weights are sharded (ZeRO-3).
+    reference_shards: Option<FrozenShards<B>>,
     rng: Rng,
     iteration: u64,
 }
@@ -185,6 +188,7 @@ impl<B: Backend> Trainer<B> {
             collective,
             estimator,
             reference: None,
+            reference_shards: None,
             rng,
             iteration: 0,
         })
@@ -196,6 +200,8 @@ impl<B: Backend> Trainer<B> {
     pub fn with_reference(mut self, reference: Policy<B>) -> Result<Self> {
         check_reference(&self.policy, &reference)?;
         self.reference = Some(reference);
+        self.reference_shards = None;
+        self.shard_reference()?;
         Ok(self)
     }
 
@@ -390,25 +396,25 @@ impl<B: Backend> Trainer<B> {
     /// and the values of every response token.
     pub fn experience(&self, samples: Vec<Sample>) -> Result<Experience> {
         let c = &self.config;
-        let reference = match (c.uses_reference(), &self.reference) {
-            (true, None) => return Err(missing_reference()),
-            (true, Some(r)) => Some(r),
-            (false, _) => None,
-        };
+        if c.uses_reference() && self.reference.is_none() {
+            return Err(missing_reference());
+        }
         let samples = super::overlong::trained_samples(c, samples)?;
         let (len, seed) = (c.packing_max_len, c.pack_shuffle_seed);
         let b = self.policy.model().backend();
-        // One model whole at a time: the policy's pass, then the critic's (under ZeRO-3 each is
-        // gathered for its pass and freed after it).
+        // One model whole at a time: the policy's pass, the reference's, then the critic's (under
+        // ZeRO-3 each is gathered for its pass and freed after it).
         let models = ExperienceModels {
             policy: || self.gathered_policy(),
+            reference: c
+                .uses_reference()
+                .then_some(|| self.gathered_reference()?.ok_or_else(missing_reference)),
             critic: self.critic.as_ref().map(|_| {
                 || {
                     self.gathered_critic()?
                         .ok_or_else(|| Error::invalid("experience", "the critic is missing"))
                 }
             }),
-            reference,
         };
         no_grad(b, || make_experience_staged(models, samples, len, seed, self.collective.as_ref())).map_err(
             |e| e.in_phase("experience pass (old log-probs and values)", c.packing_max_len, KNOB_PACK),

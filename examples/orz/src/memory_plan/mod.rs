@@ -9,7 +9,8 @@
 //!   trained, the f32 gradient accumulator and one micro-batch's gradients. Policy and critic
 //!   are two full models (ORZ shares none). Under a KL option (`kl_coef > 0` or `use_kl_loss`)
 //!   the frozen reference model adds one more copy of the policy's weights in the compute dtype
-//!   (no masters, moments or gradients; whole on every rank).
+//!   (no masters, moments or gradients; sliced over the ranks with the weights under ZeRO-3,
+//!   whole on every rank otherwise).
 //! - **Generation**: the KV cache (every slot at `max_len`, capped by the engine budget) and one
 //!   decode step's `[slots, vocab]` f32 logits. The cache is freed before training starts.
 //! - **Training one pack** of `packing_max_len` tokens ([`orz_core::model::backprop`]): with
@@ -82,8 +83,11 @@ pub struct MemoryPlan {
     pub pack_len: u64,
     /// Weights of both models in the compute dtype.
     pub weights: u64,
-    /// The frozen reference model's weights in the compute dtype (0 without a KL option).
+    /// The frozen reference model's weights in the compute dtype (0 without a KL option; this
+    /// rank's slice under sharded weights).
     pub reference: u64,
+    /// Whether a KL option keeps the frozen reference model.
+    pub uses_reference: bool,
     /// Whether the head chunk also computes the entropy (`entropy_coef > 0`).
     pub entropy_head: bool,
     /// f32 master weights (only under a 16-bit dtype).
@@ -173,6 +177,7 @@ impl MemoryPlan {
             pack_len: train.packing_max_len as u64,
             weights: 0,
             reference: if train.uses_reference() { width * policy_params } else { 0 },
+            uses_reference: train.uses_reference(),
             entropy_head: train.entropy_coef > 0.0,
             masters: 0,
             optimizer: 0,
@@ -300,6 +305,7 @@ impl MemoryPlan {
         let width = dtype_bytes(self.dtype);
         self.world_size = world;
         (self.gathered_for_generation, self.gathered_for_training) = (0, 0);
+        self.reference = if self.uses_reference { width * self.policy_params } else { 0 };
         if world == 1 {
             self.weights = width * params;
             self.masters = if self.dtype == DType::F32 { 0 } else { 4 * params };
@@ -313,6 +319,7 @@ impl MemoryPlan {
         self.gradients = open_grads + (4 * larger).div_ceil(world);
         if self.shard_weights {
             self.weights = 0;
+            self.reference = self.reference.div_ceil(world);
             self.gathered_for_generation = width * larger;
             self.gathered_for_training = width * open_grads / 4;
         } else {

@@ -152,7 +152,14 @@ fn the_reference_model_and_the_entropy_bonus_have_their_memory() {
         assert_eq!(p.reference, 2 * p.policy_params);
         assert_eq!(p.total(), plain.total() + p.reference);
         assert!(p.to_string().contains("reference model (frozen initial policy"), "{p}");
-        assert_eq!(p.with_world_size(4).reference, p.reference, "whole on every rank");
+        assert_eq!(
+            p.with_world_size(4).reference,
+            p.reference.div_ceil(4),
+            "sliced with the weights (ZeRO-3)"
+        );
+        let mut zero2 = p.clone();
+        zero2.shard_weights = false;
+        assert_eq!(zero2.with_world_size(4).reference, p.reference, "whole on every rank under ZeRO-2");
     }
     let entropy = TrainConfig { entropy_coef: 0.001, ..base };
     let p =
