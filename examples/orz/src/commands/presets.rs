@@ -10,6 +10,7 @@ pub fn presets(name: Option<&str>) -> Result<()> {
     match name {
         None => {
             print!("{}", presets_table());
+            println!("{}", tiny_task_note());
             println!("\n`orz presets NAME` prints every field of a preset as TOML (the format of --config).");
         }
         Some(name) => {
@@ -22,9 +23,23 @@ pub fn presets(name: Option<&str>) -> Result<()> {
             if !unset.is_empty() {
                 println!("\n# unset options (off; TOML has no null): {}", unset.join(", "));
             }
+            if preset == Preset::Tiny {
+                println!("# {}", tiny_task_note());
+            }
         }
     }
     Ok(())
+}
+
+/// What the tiny task (the tiny preset's default) changes over the preset's lengths, which
+/// `orz train` applies before `--config` and `--set` ([`crate::task::tiny::lengths`]).
+pub fn tiny_task_note() -> String {
+    use crate::task::tiny::{MAX_NEW_TOKENS, PROMPT_MAX_LEN};
+    format!(
+        "tiny: its task (`--task tiny`, the default) raises train.stop.max_new_tokens to {MAX_NEW_TOKENS} \
+         and max_total_len to {}, with prompt_max_len {PROMPT_MAX_LEN}",
+        PROMPT_MAX_LEN + MAX_NEW_TOKENS
+    )
 }
 
 /// One row per preset with the values that distinguish them.
@@ -63,5 +78,7 @@ mod tests {
             assert!(t.contains(p.name()), "{t}");
         }
         assert!(t.contains("16384"));
+        let note = tiny_task_note();
+        assert!(note.contains("max_new_tokens to 96") && note.contains("max_total_len to 136"), "{note}");
     }
 }
