@@ -218,27 +218,25 @@ where
         mine[i] = true;
     }
     let n = samples.len();
-    let logp_old = {
+    // Each model is opened for its own pass and dropped at its end; the backend handle outlives
+    // the policy's pass (it holds no weights).
+    let (b, logp_old) = {
         let policy = (models.policy)()?;
-        let b = policy.model().backend();
-        read_packs(b, &packs, &mine_packs, n, |batch| policy.next_token_log_probs(batch))?
+        let b = policy.model().backend_rc();
+        let logp_old = read_packs(&*b, &packs, &mine_packs, n, |batch| policy.next_token_log_probs(batch))?;
+        (b, logp_old)
     };
-    let logp_ref = match models.reference {
-        Some(open) => {
-            let reference = open()?;
-            let b = reference.model().backend();
-            Some(read_packs(b, &packs, &mine_packs, n, |batch| reference.next_token_log_probs(batch))?)
-        }
-        None => None,
+    let read = |per_pack: &dyn Fn(&PackedBatch) -> Result<B::Tensor>| {
+        read_packs(&*b, &packs, &mine_packs, n, per_pack)
     };
-    let values = match models.critic {
-        Some(open) => {
-            let critic = open()?;
-            let b = critic.model().backend();
-            Some(read_packs(b, &packs, &mine_packs, n, |batch| critic.values(batch))?)
-        }
-        None => None,
-    };
+    let logp_ref = models
+        .reference
+        .map(|open| open().and_then(|reference| read(&|batch| reference.next_token_log_probs(batch))))
+        .transpose()?;
+    let values = models
+        .critic
+        .map(|open| open().and_then(|critic| read(&|batch| critic.values(batch))))
+        .transpose()?;
     let lengths: Vec<usize> = samples.iter().map(|s| s.response.len()).collect();
     let logp_old = share_per_sample(collective, logp_old, &lengths, &mine)?;
     let values = values.map(|v| share_per_sample(collective, v, &lengths, &mine)).transpose()?;
