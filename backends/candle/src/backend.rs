@@ -9,7 +9,7 @@ use orz_core::backend::{
     AdamWStep, Autodiff, BinaryOp, CompareOp, Composites, DType, Primitives, ReduceOp, UnaryOp,
 };
 
-use crate::ops::{causal, fused};
+use crate::ops::{adamw, causal, fused};
 use crate::{Candle, OrBackend, candle_dtype, orz_dtype};
 
 impl Primitives for Candle {
@@ -189,10 +189,10 @@ impl Composites for Candle {
         &self,
         param: &Tensor,
         grad: &Tensor,
-        m: &Tensor,
-        v: &Tensor,
+        m: Tensor,
+        v: Tensor,
         hp: &AdamWStep,
     ) -> Result<(Tensor, Tensor)> {
-        fused::adamw_update(self, param, grad, m, v, hp)
+        adamw::adamw_update(self, param, grad, m, v, hp)
     }
 }

@@ -65,7 +65,7 @@ fn main() {
     // As `AdamW::step`: the new moments replace the old ones (which are then freed).
     let method = best(reps, || {
         for i in 0..n {
-            (m[i], v[i]) = b.adamw_update(&params[i], &grads[i], &m[i], &v[i], &hp).unwrap();
+            (m[i], v[i]) = b.adamw_update(&params[i], &grads[i], m[i].clone(), v[i].clone(), &hp).unwrap();
         }
     });
     let default = best(reps, || {

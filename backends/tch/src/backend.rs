@@ -274,8 +274,8 @@ impl Composites for Tch {
         &self,
         param: &TchTensor,
         grad: &TchTensor,
-        m: &TchTensor,
-        v: &TchTensor,
+        m: TchTensor,
+        v: TchTensor,
         hp: &AdamWStep,
     ) -> Result<(TchTensor, TchTensor)> {
         self.native_adamw(param, grad, m, v, hp)

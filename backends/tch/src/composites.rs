@@ -3,6 +3,8 @@
 //! (attention is in `attention.rs`). Each keeps the trait's semantics (and gradient), which the conformance suite
 //! checks against the default body on this backend.
 
+use std::rc::Rc;
+
 use orz_core::Result;
 use orz_core::optimizer::adamw::{AdamWConfig, AdamWStep};
 use orz_core::optimizer::clip::clip_factor;
@@ -47,19 +49,20 @@ impl Tch {
     }
 
     /// AdamW (the formula of [`orz_core::optimizer::adamw::adamw_update`]) in f32 under no-grad,
-    /// on PyTorch's single-tensor kernel sequence, with three fresh buffers (the new moments and
-    /// the denominator; the moments passed in are not modified): `lerp` for the first moment,
-    /// `g * g` lerped in place towards `v` for the second, `sqrt` and two in-place scalar kernels
-    /// for the denominator, and an in-place `mul_` (weight decay) and `addcdiv_` on an f32
-    /// parameter (on an f32 copy, then copied back, for another dtype). The step size `-lr / (1 - β1^t)` is folded into the
-    /// denominator, as tch's `addcdiv_` has no `value` argument. libtorch's `_fused_adamw_` (one
-    /// kernel) is not exposed by tch 0.24.
+    /// on PyTorch's single-tensor kernel sequence and, like it, with the moments updated in place
+    /// (they are consumed, see [`Backend::adamw_update`](orz_core::backend::Backend::adamw_update)):
+    /// `lerp_` towards `g` for the first moment, `lerp_` towards `g * g` for the second (one
+    /// temporary), `sqrt` (a second temporary) and two in-place scalar kernels for the
+    /// denominator, and an in-place `mul_` (weight decay) and `addcdiv_` on an f32 parameter (on
+    /// an f32 copy, then copied back, for another dtype). The step size `-lr / (1 - β1^t)` is
+    /// folded into the denominator, as tch's `addcdiv_` has no `value` argument. libtorch's
+    /// `_fused_adamw_` (one kernel) is not exposed by tch 0.24.
     pub(crate) fn native_adamw(
         &self,
         param: &TchTensor,
         grad: &TchTensor,
-        m: &TchTensor,
-        v: &TchTensor,
+        m: TchTensor,
+        v: TchTensor,
         hp: &AdamWStep,
     ) -> Result<(TchTensor, TchTensor)> {
         const OP: &str = "adamw_update";
@@ -67,31 +70,33 @@ impl Tch {
         let t = i32::try_from(step).unwrap_or(i32::MAX);
         let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
         let _guard = tch::no_grad_guard();
-        let update = || {
+        // The moments' own tensors (shallow views of their storage when another handle exists).
+        let owned = |t: TchTensor| Rc::try_unwrap(t.t).unwrap_or_else(|shared| shared.shallow_clone());
+        let (mut m, mut v) = (owned(m), owned(v));
+        let mut update = || {
             let g = grad.t.f_detach()?.f_to_kind(Kind::Float)?;
-            let m_new = m.t.f_lerp_tensor(&g, &scalar::scalar_for(&g, 1.0 - beta1)?)?;
-            // v_new = g² lerped towards v by β2 in place: β2 v + (1 - β2) g², one fresh buffer.
-            let mut v_new = g.f_mul(&g)?;
-            let _ = v_new.f_lerp_tensor_(&v.t, &scalar::scalar_for(&g, beta2)?)?;
+            // m ← m + (1 - β1)(g - m) and v ← v + (1 - β2)(g² - v), in place.
+            let _ = m.f_lerp_tensor_(&g, &scalar::scalar_for(&g, 1.0 - beta1)?)?;
+            let _ = v.f_lerp_tensor_(&g.f_mul(&g)?, &scalar::scalar_for(&g, 1.0 - beta2)?)?;
             let f32_param = param.t.f_kind()? == Kind::Float;
             let mut p = if f32_param { param.t.shallow_clone() } else { param.t.f_to_kind(Kind::Float)? };
             if weight_decay != 0.0 {
                 scalar::mul_(&mut p, 1.0 - lr * weight_decay)?;
             }
             if lr != 0.0 {
-                let mut denom = v_new.f_sqrt()?;
+                let mut denom = v.f_sqrt()?;
                 let fold = -bc1 / lr;
                 if fold.abs() / bc2.sqrt() < 1e30 {
                     // p += m / denom' with denom' = (sqrt(v) / sqrt(bc2) + eps) * -(bc1 / lr),
                     // that is p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
                     scalar::mul_(&mut denom, fold / bc2.sqrt())?;
                     scalar::add_(&mut denom, eps * fold)?;
-                    let _ = p.f_addcdiv_(&m_new, &denom)?;
+                    let _ = p.f_addcdiv_(&m, &denom)?;
                 } else {
                     // A learning rate so small that the folded factor could overflow f32.
                     scalar::mul_(&mut denom, 1.0 / bc2.sqrt())?;
                     scalar::add_(&mut denom, eps)?;
-                    let mut update = m_new.f_div(&denom)?;
+                    let mut update = m.f_div(&denom)?;
                     scalar::mul_(&mut update, -lr / bc1)?;
                     let _ = p.f_add_(&update)?;
                 }
@@ -99,10 +104,10 @@ impl Tch {
             if !f32_param {
                 param.t.shallow_clone().f_copy_(&p)?;
             }
-            Ok((m_new, v_new))
+            Ok::<_, tch::TchError>(())
         };
-        let (m_new, v_new) = update().map_err(|e| tch_err(OP, e))?;
-        Ok((TchTensor::new(m_new), TchTensor::new(v_new)))
+        update().map_err(|e| tch_err(OP, e))?;
+        Ok((TchTensor::new(m), TchTensor::new(v)))
     }
 
     /// Global L2 clipping (the semantics of [`orz_core::optimizer::clip::clip_grad_norm`]): one

@@ -319,8 +319,10 @@ pub struct AdamWUpdate(pub AdamWStep, pub Via);
 impl TensorOp for AdamWUpdate {
     fn apply<C: Backend + ?Sized>(&self, b: &C, xs: &[C::Tensor]) -> Result<Vec<C::Tensor>> {
         let p = b.param(&xs[0])?;
+        // Fresh moments: the update consumes them and may write into their storage.
+        let fresh = |t: &C::Tensor| b.tensor_f32(&b.to_host_f32(t)?, &b.shape(t), DType::F32);
         let (m, v) = match self.1 {
-            Via::Method => b.adamw_update(&p, &xs[1], &xs[2], &xs[3], &self.0)?,
+            Via::Method => b.adamw_update(&p, &xs[1], fresh(&xs[2])?, fresh(&xs[3])?, &self.0)?,
             Via::Default => adamw::adamw_update(b, &p, &xs[1], &xs[2], &xs[3], &self.0)?,
         };
         Ok(vec![b.detach(&p)?, m, v])

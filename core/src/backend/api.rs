@@ -543,18 +543,22 @@ pub trait Backend: Composites {
     /// One AdamW update of one parameter (PyTorch `AdamW`, decoupled weight decay, bias
     /// correction): given the f32 moments `m`, `v`, returns the new `(m, v)` (f32) and assigns
     /// the new value to `param`. See [`adamw::adamw_update`] for the formula.
+    ///
+    /// The moments are **consumed**: a backend may write the new moments into their storage and
+    /// return them (orz-tch and orz-candle do, as PyTorch's AdamW updates `exp_avg` in place), so
+    /// pass tensors nothing else reads: a tensor's clone may share its storage.
     fn adamw_update(
         &self,
         param: &Self::Tensor,
         grad: &Self::Tensor,
-        m: &Self::Tensor,
-        v: &Self::Tensor,
+        m: Self::Tensor,
+        v: Self::Tensor,
         hp: &adamw::AdamWStep,
     ) -> Result<(Self::Tensor, Self::Tensor)> {
         if !self.is_param(param) {
             return Err(Error::invalid("adamw_update", "the target is not a parameter (see Backend::param)"));
         }
-        check::adamw(self, param, grad, m, v, hp.step)?;
+        check::adamw(self, param, grad, &m, &v, hp.step)?;
         self.adamw_update_impl(param, grad, m, v, hp)
     }
     /// Global L2 gradient clipping (PyTorch `clip_grad_norm_`): `norm = sqrt(Σ‖g‖²)` over all

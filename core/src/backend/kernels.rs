@@ -304,16 +304,17 @@ kernel_trait! {
             ) -> Result<Self::Tensor> {
                 nn::causal_attention(self, q, k, v, segment_ids)
             }
-            /// One AdamW update of one parameter.
+            /// One AdamW update of one parameter; `m` and `v` are consumed (their storage may be
+            /// reused for the new moments).
             fn adamw_update_impl(
                 &self,
                 param: &Self::Tensor,
                 grad: &Self::Tensor,
-                m: &Self::Tensor,
-                v: &Self::Tensor,
+                m: Self::Tensor,
+                v: Self::Tensor,
                 hp: &adamw::AdamWStep,
             ) -> Result<(Self::Tensor, Self::Tensor)> {
-                adamw::adamw_update(self, param, grad, m, v, hp)
+                adamw::adamw_update(self, param, grad, &m, &v, hp)
             }
             /// Global L2 gradient clipping.
             fn clip_grad_norm_impl(&self, grads: &[Self::Tensor], max_norm: f64) -> Result<(Vec<Self::Tensor>, f64)> {

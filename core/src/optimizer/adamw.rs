@@ -137,15 +137,17 @@ impl<B: Backend> AdamW<B> {
         self.state.resize_with(params.len(), || None);
         for ((p, g), slot) in params.iter().zip(grads).zip(&mut self.state) {
             let Some(g) = g else { continue };
-            let (m, v, step) = match slot {
-                Some(s) => (s.m.clone(), s.v.clone(), s.step),
+            // The moments move into the update (which may reuse their storage): no handle to the
+            // old ones stays here.
+            let (m, v, step) = match slot.take() {
+                Some(s) => (s.m, s.v, s.step),
                 None => {
                     let shape = b.shape(p);
                     (b.zeros(&shape, DType::F32)?, b.zeros(&shape, DType::F32)?, 0)
                 }
             };
             let hp = AdamWStep { lr, config: self.config, step: step + 1 };
-            let (m, v) = b.adamw_update(p, g, &m, &v, &hp)?;
+            let (m, v) = b.adamw_update(p, g, m, v, &hp)?;
             *slot = Some(AdamWState { m, v, step: step + 1 });
         }
         Ok(())

@@ -8,17 +8,16 @@
 //! |---|---|
 //! | `log_softmax`, `logsumexp` | one shift by the detached max, then candle's exp / sum / log |
 //! | `softmax` | fused `softmax_last_dim` when not recording |
-//! | `selective_log_prob` | gathers the chosen logits and subtracts the log-normalizer: no full log-softmax |
+//! | `selective_log_prob` | on the CPU in f32, one custom op with its own backward ([`super::log_prob`]); elsewhere the chosen logits minus the log-normalizer: no full log-softmax |
 //! | `silu` | candle's native `silu` (with its backward) |
 //! | `linear` | one 2-D gemm against the transposed weight view (no broadcast batch copies) |
 //! | `rms_norm` | fused kernel when not recording; f32 composition otherwise |
 //! | `attention` | GQA by reshaping the query heads onto their kv head (no `repeat_kv` copies); fused softmax when not recording |
-//! | `adamw_update` | the update in f32 candle ops directly |
+//! | `adamw_update` | three in-place f32 passes on the CPU ([`super::adamw`]) |
 
 use candle_core::{DType as CDType, Tensor};
 use orz_core::Result;
 use orz_core::backend::Backend;
-use orz_core::optimizer::adamw::{AdamWConfig, AdamWStep};
 
 use super::elementwise::expand;
 use crate::{Candle, OrBackend, orz_dtype};
@@ -76,6 +75,9 @@ pub fn softmax(b: &Candle, x: &Tensor, dim: usize) -> Result<Tensor> {
 /// only the chosen logits.
 pub fn selective_log_prob(b: &Candle, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     const OP: &str = "selective_log_prob";
+    if super::log_prob::applies(logits) {
+        return super::log_prob::selective_log_prob(b, logits, targets);
+    }
     let last = logits.rank() - 1;
     let idx = targets.unsqueeze(last).or_backend(OP)?;
     let picked = b.gather(logits, last, &idx)?;
@@ -171,32 +173,4 @@ impl Candle {
     fn call_default_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Result<Tensor> {
         orz_core::backend::nn::attention(self, q, k, v, mask)
     }
-}
-
-/// Override of [`Backend::adamw_update`]: the default's formula in f32 candle ops, no graph.
-pub fn adamw_update(
-    b: &Candle,
-    param: &Tensor,
-    grad: &Tensor,
-    m: &Tensor,
-    v: &Tensor,
-    hp: &AdamWStep,
-) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "adamw_update";
-    let AdamWStep { lr, config: AdamWConfig { beta1, beta2, eps, weight_decay }, step } = *hp;
-    let t = i32::try_from(step).unwrap_or(i32::MAX);
-    let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-    let run = || -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-        let p = param.detach().to_dtype(CDType::F32)?;
-        let g = grad.detach().to_dtype(CDType::F32)?;
-        let m = m.detach().affine(beta1, 0.0)?.add(&g.affine(1.0 - beta1, 0.0)?)?;
-        let v = v.detach().affine(beta2, 0.0)?.add(&g.sqr()?.affine(1.0 - beta2, 0.0)?)?;
-        let denom = v.sqrt()?.affine(1.0 / bc2.sqrt(), eps)?;
-        let update = m.div(&denom)?.affine(lr / bc1, 0.0)?;
-        let p = p.affine(1.0 - lr * weight_decay, 0.0)?.sub(&update)?;
-        Ok((p, m, v))
-    };
-    let (p, m, v) = run().or_backend(OP)?;
-    b.assign_param(param, &p)?;
-    Ok((m, v))
 }
