@@ -2,9 +2,12 @@
 
 The model and inputs come from `vs_pytorch prepare DIR` (a random Qwen2 written by orz in Hugging
 Face format; transformers loads the same weights). Each round runs the three systems one after
-the other, in a rotating order: orz-tch and orz-candle as subprocesses (`vs_pytorch run`, which
-warms up, then times each workload once and prints JSON), PyTorch in this process (the same
-warm-up, then the same timed work). Workloads: the forward logits of a batch, generation at
+the other, in a rotating order, each in a fresh process of its own: orz-tch and orz-candle as
+`vs_pytorch run` (which warms up, then times each workload once and prints JSON), PyTorch as this
+script's `--worker` (the same warm-up, then the same timed work). Fresh processes keep the runs
+independent: a PyTorch model and optimizer left alive in the driver while orz ran measurably
+slowed orz's train step on the 2-core VM (page faults of fresh memory cost more; 152 -> 123
+tokens/s for orz-tch with an idle PyTorch process holding its state). Workloads: the forward logits of a batch, generation at
 batch 1, 16 and 64 (temperature 1, top-p 1, KV cache, `generate` for transformers), one train
 step (forward, next-token log-probs, mean, backward, clipping at 1.0, AdamW). The first round
 also checks that the three systems' forward logits agree (an end-to-end parity test).
@@ -47,7 +50,7 @@ def sync(device):
 
 
 class Torch:
-    """The PyTorch + transformers side: the model loaded once, an AdamW kept across rounds."""
+    """The PyTorch + transformers side of one round (a `--worker` process): the model and its AdamW."""
 
     def __init__(self, model_dir, inputs, device="cpu", dtype="f32"):
         self.device = device
@@ -115,6 +118,29 @@ class Torch:
         }, logits
 
 
+def run_pytorch(directory, threads, logits_path, device="cpu", dtype="f32"):
+    """One PyTorch round in a fresh process (this script's `--worker`); returns its timings."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--bin", "-", "--dir", directory, "--device", device,
+           "--dtype", dtype, "--threads", str(threads or 0)]
+    if logits_path:
+        cmd += ["--logits", logits_path]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"bench_vs_pytorch: `{' '.join(cmd)}` failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def worker(args, inputs):
+    """`--worker`: PyTorch's warm-up and timed work once, the JSON on stdout (logits to --logits)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pt = Torch(os.path.join(args.dir, "model"), inputs, args.device, args.dtype)
+    result, logits = pt.run()
+    if args.logits:
+        np.save(args.logits, logits.float().numpy())
+    print(json.dumps(result))
+
+
 def run_orz(binary, directory, backend, threads, logits_path, device="cpu", dtype="f32"):
     cmd = [binary, "run", directory, "--backend", backend, "--device", device, "--dtype", dtype]
     if threads:
@@ -139,8 +165,7 @@ def rates(result):
     return r
 
 
-def parity(directory, torch_logits, systems, atol=PARITY_ATOL):
-    ref = torch_logits.float().numpy()
+def parity(directory, ref, systems, atol=PARITY_ATOL):
     scale = float(np.abs(ref).max())
     ok = True
     for name in systems:
@@ -183,10 +208,14 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda:N (orz-tch and PyTorch)")
     ap.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
     ap.add_argument("--json", help="also write the medians and ratios to this JSON file")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--logits", help=argparse.SUPPRESS)
     args = ap.parse_args()
     systems = args.systems.split(",")
     with open(os.path.join(args.dir, "inputs.json")) as f:
         inputs = json.load(f)
+    if args.worker:
+        return worker(args, inputs)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
@@ -200,7 +229,8 @@ def main():
           f"{g['prompt_len']}, {g['new_tokens']} new tokens, batches "
           + ", ".join(f"{b['batch']} ({len(b['prompts'])} prompts x {b['samples']})" for b in g["batches"])
           + f"; train step: {len(inputs['train'])} x {len(inputs['train'][0])} tokens")
-    pt = Torch(os.path.join(args.dir, "model"), inputs, args.device, args.dtype) if "pytorch" in systems else None
+    pt = "pytorch" in systems
+    torch_logits_path = os.path.join(args.dir, "logits-pytorch.npy")
     per = {s: [] for s in systems}
     start = time.time()
     for r in range(args.rounds):
@@ -208,9 +238,8 @@ def main():
         for s in order:
             t = time.time()
             if s == "pytorch":
-                result, logits = pt.run()
-                if r == 0:
-                    torch_logits = logits
+                lp = torch_logits_path if r == 0 else None
+                result = run_pytorch(args.dir, args.threads, lp, args.device, args.dtype)
             else:
                 lp = os.path.join(args.dir, f"logits-{s}.f32") if r == 0 else None
                 result = run_orz(args.bin, args.dir, s.removeprefix("orz-"), args.threads, lp, args.device, args.dtype)
@@ -221,7 +250,7 @@ def main():
           + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     # bf16 logits of two implementations differ by a few bf16 roundings of |logit| (~1e-2 each).
     atol = PARITY_ATOL if args.dtype == "f32" else 0.1
-    ok = parity(args.dir, torch_logits, [s for s in systems if s != "pytorch"], atol) if pt else True
+    ok = parity(args.dir, np.load(torch_logits_path), [s for s in systems if s != "pytorch"], atol) if pt else True
 
     keys = list(per[systems[0]][0].keys())
     med = {s: {k: statistics.median(x[k] for x in per[s]) for k in keys} for s in systems}

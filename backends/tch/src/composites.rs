@@ -29,9 +29,12 @@ impl Tch {
         self.run("logsumexp", || x.t.f_logsumexp([i64_of(dim)].as_slice(), keepdim))
     }
 
-    /// Token log-probs as `gather(logits, target) - logsumexp(logits)`: the full log-softmax
-    /// (`[.., vocab]`) is never materialized, and the gradient is the same
-    /// (`onehot - softmax`).
+    /// Token log-probs. Without a gradient to record, `gather(logits, target) -
+    /// logsumexp(logits)`: no log-softmax (`[.., vocab]`) is kept. With one, PyTorch's
+    /// `log_softmax(logits).gather(target)`: its backward (`log_softmax_backward`, one fused
+    /// kernel) allocates fewer `[.., vocab]` buffers than logsumexp's (`exp(x - lse)` and the
+    /// product), and each keeps one `[.., vocab]` tensor for the backward (the log-softmax, or
+    /// the logits logsumexp reads). The gradient is the same: `onehot - softmax`.
     pub(crate) fn native_selective_log_prob(
         &self,
         logits: &TchTensor,
@@ -43,7 +46,11 @@ impl Tch {
         let d = i64_of(last);
         let context = || format!("dimension {last} of shape {ls:?}");
         self.indexed(OP, &targets.t, ls[last], context, || {
-            let picked = logits.t.f_gather(d, &targets.t.f_unsqueeze(d)?, false)?.f_squeeze_dim(d)?;
+            let index = targets.t.f_unsqueeze(d)?;
+            if logits.t.requires_grad() {
+                return logits.t.f_log_softmax(d, None::<Kind>)?.f_gather(d, &index, false)?.f_squeeze_dim(d);
+            }
+            let picked = logits.t.f_gather(d, &index, false)?.f_squeeze_dim(d)?;
             picked.f_sub(&logits.t.f_logsumexp([d].as_slice(), false)?)
         })
     }
