@@ -31,6 +31,9 @@
 //! - **Causal attention** over packed rows runs a blockwise (FlashAttention-2 style) op with
 //!   its own backward ([`ops::causal`]): memory linear in the pack length, forward and backward.
 //! - **Checkpoints**: [`load_safetensors`] memory-maps (sharded) Hugging Face safetensors.
+//! - **Data-parallel ranks on CUDA** (feature `nccl`): `nccl::NcclGroup` implements
+//!   [`orz_core::collective::Collective`] over NCCL through cudarc; its ranks share NCCL's
+//!   unique id through [`rendezvous`] (plain TCP, built and tested without a GPU).
 
 use std::cell::Cell;
 
@@ -41,7 +44,10 @@ use orz_core::backend::DType;
 use orz_core::{Error, Result};
 
 mod backend;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 pub mod ops;
+pub mod rendezvous;
 mod safetensors;
 
 pub use candle_core;

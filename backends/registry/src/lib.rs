@@ -28,8 +28,9 @@
 //! Adding a backend: its crate, one entry in [`entries`] (and, when it is optional, one cargo
 //! feature of this crate that the callers forward).
 //!
-//! Features: `candle` (orz-candle on the CPU), `candle-cuda` (and on CUDA), `tch` (orz-tch, CPU
-//! and CUDA), `c10d` and `nccl` (orz-tch's process groups). The reference is always compiled in.
+//! Features: `candle` (orz-candle on the CPU), `candle-cuda` (and on CUDA), `candle-nccl`
+//! (orz-candle's NCCL groups), `tch` (orz-tch, CPU and CUDA), `c10d` and `nccl` (orz-tch's
+//! process groups). The reference is always compiled in.
 
 #[macro_use]
 mod macros;

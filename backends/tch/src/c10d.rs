@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use orz_core::backend::Backend;
-use orz_core::collective::{Collective, ReduceOp, gather_len, scatter_len};
+use orz_core::collective::{Collective, ReduceOp, all_gather_padded_bytes, gather_len, scatter_len};
 use orz_core::{Error, Result};
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
@@ -354,31 +354,24 @@ impl Collective<Tch> for ProcessGroup {
 
     fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         const OP: &str = "all_gather_bytes";
-        // Lengths first (exact in f64 below 2^53), then every rank's bytes padded to the longest.
-        let lens: Vec<usize> =
-            self.all_gather_host(&[bytes.len() as f64])?.into_iter().map(|l| l as usize).collect();
-        let longest = lens.iter().copied().max().unwrap_or(0);
-        if longest == 0 {
-            return Ok(vec![Vec::new(); self.world]);
-        }
-        let mut padded = bytes.to_vec();
-        padded.resize(longest, 0);
-        let input = Tensor::f_from_slice(&padded).map_err(|e| Error::Collective {
+        let fail = |e: tch::TchError| Error::Collective {
             op: OP,
             rank: self.rank,
             world: self.world,
             message: e.to_string(),
-        })?;
-        let out = self.empty(OP, longest * self.world, Kind::Uint8, Device::Cpu)?;
-        let ((_hi, pi), (_ho, po)) = (raw(&input), raw(&out));
-        // SAFETY: both handles are live CPU tensors of the checked sizes; the group is live.
-        self.run(OP, unsafe { orz_c10d_all_gather(self.raw.as_ptr(), po, pi) })?;
-        let all = Vec::<u8>::try_from(&out).map_err(|e| Error::Collective {
-            op: OP,
-            rank: self.rank,
-            world: self.world,
-            message: e.to_string(),
-        })?;
-        Ok(all.chunks(longest).zip(lens).map(|(chunk, len)| chunk[..len].to_vec()).collect())
+        };
+        all_gather_padded_bytes(
+            bytes,
+            self.world,
+            |lens| self.all_gather_host(lens),
+            |padded| {
+                let input = Tensor::f_from_slice(padded).map_err(fail)?;
+                let out = self.empty(OP, padded.len() * self.world, Kind::Uint8, Device::Cpu)?;
+                let ((_hi, pi), (_ho, po)) = (raw(&input), raw(&out));
+                // SAFETY: both handles are live CPU tensors of the checked sizes; the group is live.
+                self.run(OP, unsafe { orz_c10d_all_gather(self.raw.as_ptr(), po, pi) })?;
+                Vec::<u8>::try_from(&out).map_err(fail)
+            },
+        )
     }
 }

@@ -94,6 +94,38 @@ pub fn gather_len(op: &'static str, shape: &[usize]) -> Result<usize> {
     }
 }
 
+/// [`Collective::all_gather_bytes`] for engines that gather equal-sized buffers: every rank's
+/// length through `gather_lengths` (host f64 values, exact below 2^53), then every rank's bytes
+/// padded to the longest through `gather_padded`, which returns `world · longest` bytes in rank
+/// order; each rank's bytes are cut back to its length.
+pub fn all_gather_padded_bytes(
+    bytes: &[u8],
+    world: usize,
+    gather_lengths: impl FnOnce(&[f64]) -> Result<Vec<f64>>,
+    gather_padded: impl FnOnce(&[u8]) -> Result<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>> {
+    let lens: Vec<usize> = gather_lengths(&[bytes.len() as f64])?.into_iter().map(|l| l as usize).collect();
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    if longest == 0 {
+        return Ok(alloc::vec![Vec::new(); world]);
+    }
+    let mut padded = bytes.to_vec();
+    padded.resize(longest, 0);
+    let all = gather_padded(&padded)?;
+    if lens.len() != world || all.len() != longest * world {
+        return Err(Error::shape(
+            "all_gather_bytes",
+            format!(
+                "gathered {} lengths and {} bytes, expected {world} and {}",
+                lens.len(),
+                all.len(),
+                longest * world
+            ),
+        ));
+    }
+    Ok(all.chunks(longest).zip(lens).map(|(chunk, len)| chunk[..len.min(longest)].to_vec()).collect())
+}
+
 /// The world of one process: every collective is the identity (a reduction over one rank is
 /// its input; [`ReduceOp::Avg`] divides by 1). Training with it is today's single-device path.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -168,6 +200,31 @@ mod tests {
         assert!(scatter_len("rs", &[2, 6], 2).unwrap_err().to_string().contains("[2, 6]"));
         assert_eq!(gather_len("ag", &[5]), Ok(5));
         assert!(gather_len("ag", &[]).is_err());
+    }
+
+    #[test]
+    fn padded_bytes_are_cut_back_to_each_ranks_length() {
+        // Three ranks with 2, 0 and 3 bytes: this rank (rank 0) sees the others through the closures.
+        let others: [&[u8]; 2] = [&[], &[7, 8, 9]];
+        let got = all_gather_padded_bytes(
+            &[1, 2],
+            3,
+            |mine| Ok([mine[0], 0.0, 3.0].to_vec()),
+            |padded| {
+                assert_eq!(padded, &[1, 2, 0]);
+                let mut all = padded.to_vec();
+                for o in others {
+                    all.extend(o.iter().copied().chain(core::iter::repeat(0)).take(3));
+                }
+                Ok(all)
+            },
+        )
+        .unwrap();
+        assert_eq!(got, [alloc::vec![1, 2], Vec::new(), alloc::vec![7, 8, 9]]);
+        let empty = all_gather_padded_bytes(&[], 2, |_| Ok(alloc::vec![0.0, 0.0]), |_| unreachable!());
+        assert_eq!(empty.unwrap(), [Vec::<u8>::new(), Vec::new()]);
+        let short = all_gather_padded_bytes(&[1], 2, |_| Ok(alloc::vec![1.0, 1.0]), |_| Ok(alloc::vec![1]));
+        assert!(short.unwrap_err().to_string().contains("expected 2 and 2"));
     }
 
     #[test]

@@ -60,14 +60,22 @@ pub trait BackendJob {
 /// in or a device it cannot use, before any work starts. When a launcher started several ranks
 /// ([`crate::distributed::launch_env`]), the job joins their process group and runs as one
 /// rank: on `--backend tch --device cpu` built with `--features c10d` (Gloo), or `--device
-/// cuda` built with `--features nccl` (NCCL; each rank takes the GPU `cuda:LOCAL_RANK`); anything
-/// else is an error naming what is missing.
+/// cuda` built with `--features nccl` (NCCL; each rank takes the GPU `cuda:LOCAL_RANK`), or on
+/// `--backend candle --device cuda` built with `--features candle-nccl` (NCCL through cudarc,
+/// `cuda:LOCAL_RANK` too); anything else is an error naming what is missing.
 pub fn run_on<J: BackendJob>(kind: BackendKind, device: DeviceSpec, job: J) -> Result<J::Output> {
     if let Some(env) = crate::distributed::launch_env()?.filter(|e| e.world_size > 1) {
         let name = Opened { kind, device }.to_string();
         return match (kind, device) {
             (BackendKind::Tch, DeviceSpec::Cpu) => tch_distributed(&env, job, &name),
             (BackendKind::Tch, DeviceSpec::Cuda(_)) => tch_distributed_cuda(&env, job, &name),
+            (BackendKind::Candle, DeviceSpec::Cuda(_)) => candle_distributed_cuda(&env, job, &name),
+            (BackendKind::Candle, DeviceSpec::Cpu) => bail!(
+                "rank {} of {}: candle has no CPU collectives; use --backend tch over Gloo (built with \
+                 --features c10d), or --device cuda with a build of --features candle-nccl",
+                env.rank,
+                env.world_size
+            ),
             _ => bail!(
                 "data-parallel training (rank {} of {}) runs on --backend tch (libtorch's c10d); {kind:?} has no \
                  collectives in this build",
@@ -98,15 +106,28 @@ fn tch_distributed<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result
     job.run_distributed(Rc::new(orz_tch::Tch::cpu()), &name, Rc::new(group))
 }
 
-#[cfg(feature = "nccl")]
-fn tch_distributed_cuda<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result<J::Output> {
+/// Runs `job` as one rank on its GPU `cuda:LOCAL_RANK`: the backend from `open`, the rank's NCCL
+/// group from `join`.
+#[cfg(any(feature = "nccl", feature = "candle-nccl"))]
+fn gpu_rank<J: BackendJob, B: Backend + 'static, C: Collective<B> + 'static>(
+    env: &LaunchEnv,
+    job: J,
+    name: &str,
+    open: impl FnOnce(usize) -> orz_core::Result<B>,
+    join: impl FnOnce(&B) -> Result<C>,
+) -> Result<J::Output> {
     let gpu = env.local_rank;
-    let b = orz_tch::Tch::cuda(gpu).map_err(|e| {
+    let b = open(gpu).map_err(|e| {
         anyhow::anyhow!("rank {} of {}: cuda:{gpu} (its LOCAL_RANK): {e}", env.rank, env.world_size)
     })?;
-    let group = crate::distributed::join_tch_nccl(env)?;
+    let group = join(&b)?;
     let name = format!("{name}, rank {} of {} on cuda:{gpu} (nccl)", env.rank, env.world_size);
     job.run_distributed(Rc::new(b), &name, Rc::new(group))
+}
+
+#[cfg(feature = "nccl")]
+fn tch_distributed_cuda<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result<J::Output> {
+    gpu_rank(env, job, name, orz_tch::Tch::cuda, |_| crate::distributed::join_tch_nccl(env))
 }
 
 #[cfg(not(feature = "nccl"))]
@@ -115,6 +136,21 @@ fn tch_distributed_cuda<J: BackendJob>(env: &LaunchEnv, _job: J, _name: &str) ->
         "rank {} of {}: data-parallel training on CUDA needs NCCL: `eval \"$(./scripts/setup-libtorch.sh)\"`, \
          `eval \"$(./scripts/setup-nccl.sh)\"`, then `cargo build --release -p orz --features nccl` \
          (or run the ranks with --device cpu over Gloo)",
+        env.rank,
+        env.world_size
+    )
+}
+
+#[cfg(feature = "candle-nccl")]
+fn candle_distributed_cuda<J: BackendJob>(env: &LaunchEnv, job: J, name: &str) -> Result<J::Output> {
+    gpu_rank(env, job, name, orz_candle::Candle::cuda, |b| crate::distributed::join_candle_nccl(env, b))
+}
+
+#[cfg(not(feature = "candle-nccl"))]
+fn candle_distributed_cuda<J: BackendJob>(env: &LaunchEnv, _job: J, _name: &str) -> Result<J::Output> {
+    bail!(
+        "rank {} of {}: data-parallel candle on CUDA needs a build with NCCL: `./scripts/build-candle-cuda.sh --nccl` \
+         (CUDA compiler and NCCL from PyPI) builds `orz --features candle-nccl` (or run --backend tch)",
         env.rank,
         env.world_size
     )

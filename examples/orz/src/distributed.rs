@@ -5,7 +5,10 @@
 //! Environment knobs: `ORZ_COLLECTIVE_TIMEOUT` (seconds every collective waits at most before
 //! failing with an error naming itself and the rank; default 1800, torch's default, long enough
 //! for rank 0's evals and checkpoints), `ORZ_GLOO_HOST` (the address other ranks reach this one
-//! at; default 127.0.0.1 when `MASTER_ADDR` is local, else this machine's hostname).
+//! at; default 127.0.0.1 when `MASTER_ADDR` is local, else this machine's hostname),
+//! `ORZ_NCCL_PORT` (the port where rank 0 hands candle's ranks NCCL's unique id, built with
+//! `--features candle-nccl`; default `MASTER_PORT`, or `MASTER_PORT + 1` when torchrun's agent
+//! already serves its store on `MASTER_PORT`).
 
 use std::time::Duration;
 
@@ -82,4 +85,60 @@ fn join_tch_with(
             env.rank, env.world_size, env.master_addr, env.master_port
         )
     })
+}
+
+/// The port of candle's NCCL rendezvous (see the [module docs](self)), given `ORZ_NCCL_PORT`'s
+/// value if it is set.
+pub fn nccl_port(env: &LaunchEnv, var: Option<String>) -> Result<u16> {
+    match var {
+        Some(p) => p.trim().parse().with_context(|| format!("ORZ_NCCL_PORT = {p:?} is not a port number")),
+        None if env.agent_store => env
+            .master_port
+            .checked_add(1)
+            .with_context(|| format!("MASTER_PORT {} + 1 is not a port; set ORZ_NCCL_PORT", env.master_port)),
+        None => Ok(env.master_port),
+    }
+}
+
+/// Joins the job's NCCL group for candle on `backend`'s CUDA device (rank 0 hands out NCCL's
+/// unique id at `MASTER_ADDR:`[`nccl_port`]).
+#[cfg(feature = "candle-nccl")]
+pub fn join_candle_nccl(
+    env: &LaunchEnv,
+    backend: &orz_candle::Candle,
+) -> Result<orz_candle::nccl::NcclGroup> {
+    let rendezvous = orz_candle::rendezvous::TcpRendezvous {
+        host: env.master_addr.clone(),
+        port: nccl_port(env, std::env::var("ORZ_NCCL_PORT").ok())?,
+        timeout: timeout()?,
+    };
+    orz_candle::nccl::NcclGroup::join(backend, &rendezvous, env.rank, env.world_size).with_context(|| {
+        format!(
+            "rank {} of {} joining the NCCL group at {}:{}",
+            env.rank, env.world_size, rendezvous.host, rendezvous.port
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nccl_port_is_master_port_unless_an_agent_holds_it() {
+        let mut env = LaunchEnv::from_lookup(|k| match k {
+            "RANK" => Some("1".into()),
+            "WORLD_SIZE" => Some("2".into()),
+            "MASTER_ADDR" => Some("10.0.0.1".into()),
+            "MASTER_PORT" => Some("29400".into()),
+            _ => None,
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(nccl_port(&env, None).unwrap(), 29400);
+        assert_eq!(nccl_port(&env, Some("31000".into())).unwrap(), 31000);
+        assert!(nccl_port(&env, Some("x".into())).unwrap_err().to_string().contains("ORZ_NCCL_PORT"));
+        env.agent_store = true;
+        assert_eq!(nccl_port(&env, None).unwrap(), 29401);
+    }
 }
