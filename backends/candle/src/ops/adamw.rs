@@ -1,4 +1,4 @@
-//! Candle's override of [`Backend::adamw_update`](orz_core::backend::Backend::adamw_update).
+//! Candle's override of [`Backend::adamw_update`].
 //!
 //! On the CPU, for an f32 parameter (the f32 master weights of every preset), the update runs as
 //! three in-place passes over contiguous f32 slices, with no temporary tensor: the first moment
@@ -50,7 +50,7 @@ impl Coefficients {
     }
 }
 
-/// Override of [`Backend::adamw_update`](orz_core::backend::Backend::adamw_update).
+/// Override of [`Backend::adamw_update`].
 pub fn adamw_update(
     b: &Candle,
     param: &Tensor,

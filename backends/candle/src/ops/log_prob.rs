@@ -24,7 +24,7 @@ use crate::{Candle, OrBackend};
 const OP: &str = "selective_log_prob";
 
 /// Whether the fused op takes these logits: f32, contiguous, on the CPU, a non-empty vocabulary.
-pub(crate) fn applies(logits: &Tensor) -> bool {
+pub fn applies(logits: &Tensor) -> bool {
     matches!(logits.device(), Device::Cpu)
         && logits.dtype() == CDType::F32
         && logits.is_contiguous()
