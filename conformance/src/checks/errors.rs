@@ -74,8 +74,9 @@ pub fn check_errors_shape<B: Backend>(b: &B, dtype: DType) -> CheckOutcome {
     })
 }
 
-/// Out-of-range indices in `index_select`, `gather` and `embedding` are
-/// `Error::IndexOutOfRange` naming the op and the index.
+/// Out-of-range indices in `index_select`, `gather` and `embedding`, and targets outside the
+/// vocabulary in `selective_log_prob`, are `Error::IndexOutOfRange` naming the index (and the op
+/// for the first two).
 pub fn check_errors_index<B: Backend>(b: &B, dtype: DType) -> CheckOutcome {
     run_cases(
         "errors_index",
@@ -94,6 +95,12 @@ pub fn check_errors_index<B: Backend>(b: &B, dtype: DType) -> CheckOutcome {
             })?;
             expect_error("embedding", Kind::Index, &[bad.to_string()], || {
                 b.embedding(&x()?, &b.tensor_i64(&[bad], &[1])?)
+            })?;
+            // A target outside the vocabulary (the last dimension), in the last row.
+            let bad_target = if neg { -1 - over } else { cols as i64 + over };
+            let targets: Vec<i64> = (0..rows).map(|r| if r + 1 == rows { bad_target } else { 0 }).collect();
+            expect_error("selective_log_prob", Kind::Index, &[bad_target.to_string()], || {
+                b.selective_log_prob(&x()?, &b.tensor_i64(&targets, &[rows])?)
             })
         },
     )
