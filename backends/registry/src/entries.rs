@@ -29,6 +29,7 @@ registry! {
             element_bytes: Some(8),
             keeps_node_grads: true,
             head_buffers: (2, 4),
+            fused_head_cpu_f32: None,
         },
     }
     /// candle: CPU, and CUDA when built with the `candle-cuda` feature.
@@ -44,12 +45,15 @@ registry! {
             setup: "the CUDA toolkit: see scripts/build-candle-cuda.sh",
         },
         oracle: false,
-        // Fused attention, activations in the compute dtype, node gradients kept.
+        // Fused attention, activations in the compute dtype, node gradients kept. The head: on the
+        // CPU in f32 its fused selective log-prob keeps the logits for its backward and their
+        // gradient stays in the `GradStore` (2, 0); elsewhere core's composition (2, 4).
         memory: MemoryFacts {
             attention: AttentionKernel::Fused,
             element_bytes: None,
             keeps_node_grads: true,
             head_buffers: (2, 4),
+            fused_head_cpu_f32: Some((2, 0)),
         },
     }
     /// libtorch through tch: CPU and CUDA.
@@ -61,12 +65,15 @@ registry! {
         setup: "libtorch: `eval \"$(./scripts/setup-libtorch.sh)\"` first",
         cuda: Cuda::Always,
         oracle: false,
-        // Fused attention, activations in the compute dtype, gradients freed as they are used.
+        // Fused attention, activations in the compute dtype, gradients freed as they are used. The
+        // head: `log_softmax` + `gather` in the logits' dtype keeps the log-softmax and, in the
+        // backward, its gradient (2, 0; calibrated on the CPU f32 rows of BENCHMARKS.md).
         memory: MemoryFacts {
             attention: AttentionKernel::Fused,
             element_bytes: None,
             keeps_node_grads: false,
-            head_buffers: (1, 3),
+            head_buffers: (2, 0),
+            fused_head_cpu_f32: None,
         },
     }
     /// The example backend (examples/plain-backend): plain-Rust f32 kernels on the CPU, autodiff
@@ -86,6 +93,7 @@ registry! {
             element_bytes: Some(4),
             keeps_node_grads: true,
             head_buffers: (2, 4),
+            fused_head_cpu_f32: None,
         },
     }
 }

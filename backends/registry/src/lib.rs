@@ -56,6 +56,8 @@ pub use orz_tch;
 
 use std::fmt;
 
+use orz_core::backend::DType;
+
 /// Whether a backend runs on CUDA devices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cuda {
@@ -144,9 +146,15 @@ impl BackendKind {
         self.entry().name
     }
 
-    /// What the memory planner needs to know about it.
+    /// What the memory planner needs to know about it (its table entry, before [`MemoryFacts::on`]
+    /// picks the device's and dtype's head).
     pub fn memory(self) -> MemoryFacts {
         self.entry().memory
+    }
+
+    /// What the memory planner needs to know about it on `device` in `dtype`.
+    pub fn memory_on(self, device: DeviceSpec, dtype: DType) -> MemoryFacts {
+        self.memory().on(device, dtype)
     }
 
     /// Whether this build can open it on `device` (compiled in, and with CUDA support for a

@@ -131,5 +131,12 @@ fn memory_facts_are_the_planners() {
     assert_eq!(BackendKind::Candle.memory().attention, AttentionKernel::Fused);
     assert!(BackendKind::Candle.memory().keeps_node_grads);
     assert!(!BackendKind::Tch.memory().keeps_node_grads);
+    // candle's fused head runs on the CPU in f32 only; elsewhere the composition's buffers.
+    let candle = BackendKind::Candle.memory();
+    assert_eq!(BackendKind::Candle.memory_on(DeviceSpec::Cpu, DType::F32).head_buffers, (2, 0));
+    for (device, dtype) in [(DeviceSpec::Cpu, DType::BF16), (DeviceSpec::Cuda(0), DType::F32)] {
+        assert_eq!(BackendKind::Candle.memory_on(device, dtype), candle, "{device} {dtype:?}");
+    }
+    assert_eq!(BackendKind::Tch.memory_on(DeviceSpec::Cpu, DType::F32), BackendKind::Tch.memory());
     assert!(BackendKind::ALL.iter().filter(|k| k.entry().oracle).eq([&BackendKind::Reference]));
 }

@@ -13,9 +13,9 @@
 
 use std::rc::Rc;
 
-use orz::memory_plan::measure::{PeakAlloc, peak_rss, reset_peak_rss, rss};
+use orz::memory_plan::measure::{PeakAlloc, peak_rss, release_free_heap, reset_peak_rss, rss};
 use orz::memory_plan::{MemoryFacts, MemoryPlan};
-use orz_backends::BackendKind;
+use orz_backends::{BackendKind, DeviceSpec};
 use orz_core::backend::{Backend, DType};
 use orz_core::generation::SlotDecoder;
 use orz_core::model::{MemoryOptions, PackedBatch, Policy, Qwen2Config};
@@ -37,6 +37,7 @@ fn heap_meter(f: &mut dyn FnMut()) -> u64 {
 
 #[cfg_attr(not(feature = "tch"), allow(dead_code, reason = "used with --features tch"))]
 fn rss_meter(f: &mut dyn FnMut()) -> u64 {
+    release_free_heap();
     let before = rss().unwrap_or(0);
     if reset_peak_rss().is_err() {
         eprintln!("cannot reset the peak RSS (/proc/self/clear_refs): measured figures are too high");
@@ -180,7 +181,7 @@ fn main() {
     for t in [128, 256] {
         measure(
             Rc::new(orz_reference::Reference::new()),
-            BackendKind::Reference.memory(),
+            BackendKind::Reference.memory_on(DeviceSpec::Cpu, DType::F32),
             &reference,
             t,
             &heap_meter,
@@ -191,7 +192,7 @@ fn main() {
         for t in lens {
             measure(
                 Rc::new(orz_candle::Candle::cpu()),
-                BackendKind::Candle.memory(),
+                BackendKind::Candle.memory_on(DeviceSpec::Cpu, DType::F32),
                 &shape(v, h, l),
                 t,
                 &heap_meter,
@@ -224,7 +225,7 @@ fn tch_case(args: &[String]) {
     let t = args[1].parse().expect("pack length");
     measure(
         Rc::new(orz_backends::orz_tch::Tch::cpu()),
-        BackendKind::Tch.memory(),
+        BackendKind::Tch.memory_on(DeviceSpec::Cpu, DType::F32),
         &shape(v, h, l),
         t,
         &rss_meter,

@@ -120,3 +120,25 @@ pub fn rss() -> Option<u64> {
 pub fn reset_peak_rss() -> std::io::Result<()> {
     std::fs::write("/proc/self/clear_refs", "5")
 }
+
+/// Hands the C heap's free memory back to the system (glibc's `malloc_trim(0)`; a no-op
+/// elsewhere), so that a resident-set measurement that follows starts from live memory only:
+/// memory freed earlier but kept by the allocator would otherwise be reused unseen.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    glibc_malloc_trim();
+}
+
+/// glibc's `malloc_trim(0)`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code, reason = "a call into glibc, which has no safe binding in std")]
+fn glibc_malloc_trim() {
+    unsafe extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: `malloc_trim` takes a byte count, only releases free pages of glibc's own heap and
+    // may be called at any time from any thread.
+    unsafe {
+        malloc_trim(0);
+    }
+}

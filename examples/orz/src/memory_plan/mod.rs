@@ -18,7 +18,8 @@
 //!   their gradients; without, every layer's activations. Attention adds, per layer kept,
 //!   `heads × T × T` scores and probabilities where the backend's attention is dense (the
 //!   reference), or only `heads × T` log-sum-exps where it is fused (tch, candle). The head
-//!   adds a chunk's `[chunk, vocab]` logits, their f32 log-softmax and its gradient; the
+//!   adds the buffers a chunk's `[chunk, vocab]` selective log-prob keeps per logit, which
+//!   depend on the backend, the device and the dtype ([`MemoryFacts::on`]); the
 //!   entropy bonus (`entropy_coef > 0`) adds [`ENTROPY_F32_BUFFERS`] f32 buffers per logit (its
 //!   log-softmax, probabilities and their product).
 //!
@@ -163,9 +164,12 @@ impl MemoryPlan {
         let open_units = embed * (1 + u64::from(untied)) + layer_params + model.hidden_size as u64;
         let critic_params: u64 = if train.estimator.uses_critic() { count(Head::Value) } else { 0 };
         let width = dtype_bytes(dtype);
+        // The KV cache and the logits are stored at the backend's element width where it has its
+        // own (the reference: f64 whatever the dtype).
+        let stored = backend.element_bytes.unwrap_or(width);
         let (layers, kv_heads, head_dim) =
             (model.num_hidden_layers as u64, model.num_key_value_heads as u64, model.head_dim() as u64);
-        let kv_per_token = 2 * layers * kv_heads * head_dim * width;
+        let kv_per_token = 2 * layers * kv_heads * head_dim * stored;
         let slots = train.engine.max_batch_slots as u64;
         let kv_need = slots * train.stop.max_total_len as u64 * kv_per_token;
         let mut plan = MemoryPlan {
@@ -183,7 +187,7 @@ impl MemoryPlan {
             optimizer: 0,
             gradients: 0,
             kv_cache: kv_need.min(train.engine.kv_budget_bytes as u64),
-            decode_logits: slots * model.vocab_size as u64 * 4,
+            decode_logits: slots * model.vocab_size as u64 * stored.max(4),
             activations: 0,
             attention: 0,
             head_logits: 0,
@@ -224,8 +228,9 @@ impl MemoryPlan {
         // Checkpointing keeps every layer's input and back-propagates one layer at a time.
         let checkpoints = if self.options.activation_checkpointing { s.layers * t * s.hidden * w } else { 0 };
         let chunk = t.min(self.options.head_chunk_tokens as u64);
-        // Logits in the dtype (and their gradient), the f32 log-softmax's pieces and their
-        // gradients (counted, then calibrated against the measured peaks: BENCHMARKS.md).
+        // The backend's buffers per logit on this device and dtype (`MemoryFacts::on`): the
+        // logits or their log-softmax, the gradient, and a composition's f32 pieces (counted,
+        // then calibrated against the measured peaks: BENCHMARKS.md).
         let (copies, mut f32_buffers) = self.backend.head_buffers;
         if self.entropy_head {
             f32_buffers += ENTROPY_F32_BUFFERS;
