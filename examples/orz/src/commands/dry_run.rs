@@ -29,8 +29,15 @@ pub fn dry_run(common: &Common, p: &Prepared) -> Result<()> {
         println!("eval set {name}: {} problems", set.len());
     }
     let (bytes, source) = device_memory(common.device.cuda_ordinal());
-    let plan = MemoryPlan::new(m, &p.settings.recipe.train, p.dtype, common.backend.memory_on(common.device, p.dtype), bytes, &source)
-        .with_world_size(common.world_size()?);
+    let plan = MemoryPlan::new(
+        m,
+        &p.settings.recipe.train,
+        p.dtype,
+        common.backend.memory_on(common.device, p.dtype),
+        bytes,
+        &source,
+    )
+    .with_world_size(common.world_size()?);
     println!("\n{plan}");
     let gpus = p.settings.recipe.orz_gpus;
     if gpus > 0 {
@@ -58,8 +65,15 @@ pub fn plan_without_model(common: &Common) -> Result<()> {
     let dtype = crate::backend::parse_dtype(&common.dtype)?;
     println!(
         "{}",
-        MemoryPlan::new(&shape, &settings.recipe.train, dtype, common.backend.memory_on(common.device, dtype), bytes, &source)
-            .with_world_size(common.world_size()?)
+        MemoryPlan::new(
+            &shape,
+            &settings.recipe.train,
+            dtype,
+            common.backend.memory_on(common.device, dtype),
+            bytes,
+            &source
+        )
+        .with_world_size(common.world_size()?)
     );
     println!(
         "ORZ trained this preset on {} GPUs (80 GB each). Pass --model DIR to check the checkpoint and tokenizer.",
