@@ -10,6 +10,8 @@
 //! link arguments; see conformance/build.rs). libtorch itself comes from
 //! `./scripts/setup-libtorch.sh` (a project-local venv with torch==2.11.0).
 //!
+//! It compiles `csrc/optim_shim.cpp` (a C ABI over libtorch's `_fused_adamw_` and
+//! `_foreach_norm`, which tch 0.24 does not expose) against the wheel's per-operator headers.
 //! With the `c10d` feature it also compiles `csrc/c10d_shim.cpp` (a C ABI over libtorch's c10d
 //! process groups) against the wheel's headers and the Gloo headers named by `ORZ_GLOO_INCLUDE`
 //! (which `./scripts/setup-libtorch.sh` unpacks and exports), the way torch-sys builds its own
@@ -28,6 +30,7 @@ fn main() {
         return;
     };
     println!("cargo:libtorch_lib={lib}");
+    build_optim_shim(&lib);
     #[cfg(feature = "c10d")]
     build_c10d_shim(&lib);
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
@@ -39,6 +42,23 @@ fn main() {
         println!("cargo:rustc-link-arg=-ltorch_cuda");
     }
     println!("cargo:rustc-link-arg=-ltorch");
+}
+
+/// Compiles the optimizer shim into a static library linked into this crate.
+fn build_optim_shim(lib: &str) {
+    println!("cargo:rerun-if-changed=csrc/optim_shim.cpp");
+    let include = Path::new(lib).join("..").join("include");
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .file("csrc/optim_shim.cpp")
+        .include(&include)
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .flag("-w")
+        .compile("orz_optim_shim");
+    println!("cargo:rustc-link-search=native={lib}");
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
 }
 
 /// Compiles the c10d shim (feature `c10d`) into a static library linked into this crate.

@@ -11,6 +11,7 @@ use orz_core::optimizer::clip::clip_factor;
 use tch::{Kind, Tensor};
 
 use crate::convert::shape_of;
+use crate::fused::{AdamWArgs, foreach_norm, fused_adamw};
 use crate::{Tch, TchTensor, i64_of, scalar, tch_err};
 
 impl Tch {
@@ -56,14 +57,11 @@ impl Tch {
     }
 
     /// AdamW (the formula of [`orz_core::optimizer::adamw::adamw_update`]) in f32 under no-grad,
-    /// on PyTorch's single-tensor kernel sequence and, like it, with the moments updated in place
-    /// (they are consumed, see [`Backend::adamw_update`](orz_core::backend::Backend::adamw_update)):
-    /// `lerp_` towards `g` for the first moment, `lerp_` towards `g * g` for the second (one
-    /// temporary), `sqrt` (a second temporary) and two in-place scalar kernels for the
-    /// denominator, and an in-place `mul_` (weight decay) and `addcdiv_` on an f32 parameter (on
-    /// an f32 copy, then copied back, for another dtype). The step size `-lr / (1 - β1^t)` is
-    /// folded into the denominator, as tch's `addcdiv_` has no `value` argument. libtorch's
-    /// `_fused_adamw_` (one kernel) is not exposed by tch 0.24.
+    /// on libtorch's fused kernel (`_fused_adamw_`, PyTorch's `AdamW(fused=True)`: one pass that
+    /// updates the parameter and both moments in place; [`crate::fused`]). The moments are
+    /// consumed (see [`Backend::adamw_update`](orz_core::backend::Backend::adamw_update)) and
+    /// returned updated; a parameter of another dtype, or not contiguous, is updated through an
+    /// f32 copy, then copied back; the gradient is cast to f32 where it is not.
     pub(crate) fn native_adamw(
         &self,
         param: &TchTensor,
@@ -74,53 +72,36 @@ impl Tch {
     ) -> Result<(TchTensor, TchTensor)> {
         const OP: &str = "adamw_update";
         let AdamWStep { lr, config: AdamWConfig { beta1, beta2, eps, weight_decay }, step } = *hp;
-        let t = i32::try_from(step).unwrap_or(i32::MAX);
-        let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+        let args = AdamWArgs { lr, beta1, beta2, weight_decay, eps, step };
         let _guard = tch::no_grad_guard();
         // The moments' own tensors (shallow views of their storage when another handle exists).
         let owned = |t: TchTensor| Rc::try_unwrap(t.t).unwrap_or_else(|shared| shared.shallow_clone());
-        let (mut m, mut v) = (owned(m), owned(v));
-        let mut update = || {
-            let g = grad.t.f_detach()?.f_to_kind(Kind::Float)?;
-            // m ← m + (1 - β1)(g - m) and v ← v + (1 - β2)(g² - v), in place.
-            let _ = m.f_lerp_tensor_(&g, &scalar::scalar_for(&g, 1.0 - beta1)?)?;
-            let _ = v.f_lerp_tensor_(&g.f_mul(&g)?, &scalar::scalar_for(&g, 1.0 - beta2)?)?;
-            let f32_param = param.t.f_kind()? == Kind::Float;
-            let mut p = if f32_param { param.t.shallow_clone() } else { param.t.f_to_kind(Kind::Float)? };
-            if weight_decay != 0.0 {
-                scalar::mul_(&mut p, 1.0 - lr * weight_decay)?;
+        let f32_contiguous = |t: Tensor| -> std::result::Result<Tensor, tch::TchError> {
+            if t.f_kind()? == Kind::Float && t.is_contiguous() {
+                Ok(t)
+            } else {
+                t.f_to_kind(Kind::Float)?.f_contiguous()
             }
-            if lr != 0.0 {
-                let mut denom = v.f_sqrt()?;
-                let fold = -bc1 / lr;
-                if fold.abs() / bc2.sqrt() < 1e30 {
-                    // p += m / denom' with denom' = (sqrt(v) / sqrt(bc2) + eps) * -(bc1 / lr),
-                    // that is p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps).
-                    scalar::mul_(&mut denom, fold / bc2.sqrt())?;
-                    scalar::add_(&mut denom, eps * fold)?;
-                    let _ = p.f_addcdiv_(&m, &denom)?;
-                } else {
-                    // A learning rate so small that the folded factor could overflow f32.
-                    scalar::mul_(&mut denom, 1.0 / bc2.sqrt())?;
-                    scalar::add_(&mut denom, eps)?;
-                    let mut update = m.f_div(&denom)?;
-                    scalar::mul_(&mut update, -lr / bc1)?;
-                    let _ = p.f_add_(&update)?;
-                }
-            }
-            if !f32_param {
+        };
+        let update = || {
+            let (m, v) = (f32_contiguous(owned(m))?, f32_contiguous(owned(v))?);
+            let g = f32_contiguous(grad.t.f_detach()?)?;
+            let in_place = param.t.f_kind()? == Kind::Float && param.t.is_contiguous();
+            let p = if in_place { param.t.shallow_clone() } else { f32_contiguous(param.t.f_detach()?)? };
+            fused_adamw(&p, &g, &m, &v, args)?;
+            if !in_place {
                 param.t.shallow_clone().f_copy_(&p)?;
             }
-            Ok::<_, tch::TchError>(())
+            Ok::<_, tch::TchError>((TchTensor::new(m), TchTensor::new(v)))
         };
-        update().map_err(|e| tch_err(OP, e))?;
-        Ok((TchTensor::new(m), TchTensor::new(v)))
+        update().map_err(|e| tch_err(OP, e))
     }
 
-    /// Global L2 clipping (the semantics of [`orz_core::optimizer::clip::clip_grad_norm`]): one
-    /// f32 `dot(g, g)` per gradient (one pass over an f32 gradient, where the default casts,
-    /// squares and sums), one host transfer for the total, and the gradients themselves (not
-    /// copies) when the factor is 1. (tch 0.24 exposes no `_foreach_norm`.)
+    /// Global L2 clipping (the semantics of [`orz_core::optimizer::clip::clip_grad_norm`]) as
+    /// PyTorch's `clip_grad_norm_` computes it: every gradient's norm in f32 with one
+    /// `_foreach_norm` ([`crate::fused`]; no cast copies, one multi-tensor kernel on CUDA), one
+    /// host transfer of the norms, the total `√Σ nᵢ²` in f64, and the gradients themselves (not
+    /// copies) when the factor is 1.
     pub(crate) fn native_clip_grad_norm(
         &self,
         grads: &[TchTensor],
@@ -131,18 +112,15 @@ impl Tch {
             return Ok((Vec::new(), 0.0));
         }
         let _guard = tch::no_grad_guard();
-        // Per-gradient sums of squares as `dot(g, g)` in f32: one pass, no squared copy.
-        let squares = grads
+        // Every gradient's norm in f32 in one call, one host transfer, their squares summed in f64.
+        let tensors: Vec<&Tensor> = grads.iter().map(|g| &*g.t).collect();
+        let norms = foreach_norm(&tensors).map_err(|e| tch_err(OP, e))?;
+        let norm = self
+            .download::<f32>(OP, &norms)?
             .iter()
-            .map(|g| {
-                let flat = g.t.f_to_kind(Kind::Float)?.f_reshape([-1])?;
-                flat.f_dot(&flat)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .and_then(|n| Tensor::f_stack(&n, 0)?.f_sum(Kind::Float))
-            .map_err(|e| tch_err(OP, e))?;
-        let total = self.download::<f64>(OP, &squares)?.first().copied().unwrap_or(0.0);
-        let norm = total.sqrt();
+            .map(|&n| f64::from(n) * f64::from(n))
+            .sum::<f64>()
+            .sqrt();
         if !norm.is_finite() {
             return Ok((grads.to_vec(), norm));
         }

@@ -18,7 +18,8 @@
 //!   `scaled_dot_product_attention` with an explicit mask, `causal_attention` with one
 //!   `is_causal` SDPA per packed segment (fused kernels, memory linear in the sequence length;
 //!   the explicit block-diagonal mask when segment ids are not contiguous runs), `adamw_update`
-//!   on PyTorch's single-tensor kernels, and `clip_grad_norm` with one `dot` per gradient.
+//!   on libtorch's fused AdamW kernel, and `clip_grad_norm` on `_foreach_norm` (both through the
+//!   C++ shim in `csrc/optim_shim.cpp`, as tch 0.24 exposes neither).
 //! - **Out of memory is an error**: an allocation failure is an `Error::Backend` whose message
 //!   starts with [`OUT_OF_MEMORY`] ([`is_out_of_memory`]); no tch call that can panic on a
 //!   libtorch error is used (see `scalar.rs`).
@@ -35,6 +36,7 @@ mod backend;
 pub mod c10d;
 mod composites;
 mod convert;
+mod fused;
 pub mod safetensors;
 mod scalar;
 mod validate;

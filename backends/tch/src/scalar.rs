@@ -51,18 +51,6 @@ pub(crate) fn add(t: &Tensor, x: f64) -> Result<Tensor, TchError> {
     with_scalar(t, x, |t, s| t.f_add(s))
 }
 
-/// `t *= x` in place (as `f_mul_scalar_`).
-pub(crate) fn mul_(t: &mut Tensor, x: f64) -> Result<(), TchError> {
-    let s = scalar_for(t, x)?;
-    t.f_mul_(&s).map(drop)
-}
-
-/// `t += x` in place (as `f_add_scalar_`).
-pub(crate) fn add_(t: &mut Tensor, x: f64) -> Result<(), TchError> {
-    let s = scalar_for(t, x)?;
-    t.f_add_(&s).map(drop)
-}
-
 /// A tensor of `shape` filled with `x` (as `f_full`; integers and bool take `x` as i64).
 pub(crate) fn full(shape: &[i64], x: f64, options: (Kind, Device)) -> Result<Tensor, TchError> {
     let value = match compute_kind(options.0) {
@@ -114,9 +102,6 @@ mod tests {
                 let ulps = if shape.is_empty() { 1.0 } else { 0.0 };
                 assert!(close(&mul(&t, x).unwrap(), &t.f_mul_scalar(x).unwrap(), ulps), "{kind:?} {shape:?}");
                 assert!(close(&add(&t, x).unwrap(), &t.f_add_scalar(x).unwrap(), ulps), "{kind:?} {shape:?}");
-                let mut u = t.copy();
-                mul_(&mut u, x).unwrap();
-                assert!(close(&u, &t.f_mul_scalar(x).unwrap(), ulps), "{kind:?} {shape:?}");
                 let want = Tensor::f_full(shape, x, (kind, Device::Cpu)).unwrap();
                 assert!(full(shape, x, (kind, Device::Cpu)).unwrap().equal(&want));
             }
