@@ -47,6 +47,7 @@ fn main() {
 /// Compiles the optimizer shim into a static library linked into this crate.
 fn build_optim_shim(lib: &str) {
     println!("cargo:rerun-if-changed=csrc/optim_shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/shim_errors.h");
     let include = Path::new(lib).join("..").join("include");
     cc::Build::new()
         .cpp(true)

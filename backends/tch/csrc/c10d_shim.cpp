@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "shim_errors.h"
+
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -31,25 +33,7 @@ struct Group {
   std::chrono::milliseconds timeout;
 };
 
-char* error_copy(const std::string& message) {
-  char* out = static_cast<char*>(std::malloc(message.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message.c_str(), message.size() + 1);
-  }
-  return out;
-}
-
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const std::exception& e) {
-    return error_copy(e.what());
-  } catch (...) {
-    return error_copy("unknown C++ exception");
-  }
-}
+using orz_shim::guarded;
 
 c10d::ReduceOp reduce_op(int op) {
   switch (op) {

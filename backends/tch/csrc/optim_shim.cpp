@@ -7,37 +7,15 @@
 // Tensors are torch-sys's handles (`at::Tensor*`).
 
 #include <cstdlib>
-#include <cstring>
-#include <string>
 #include <vector>
 
 #include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <ATen/ops/stack.h>
 
-namespace {
+#include "shim_errors.h"
 
-char* error_copy(const std::string& message) {
-  char* out = static_cast<char*>(std::malloc(message.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message.c_str(), message.size() + 1);
-  }
-  return out;
-}
-
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const std::exception& e) {
-    return error_copy(e.what());
-  } catch (...) {
-    return error_copy("unknown C++ exception");
-  }
-}
-
-}  // namespace
+using orz_shim::guarded;
 
 extern "C" {
 
