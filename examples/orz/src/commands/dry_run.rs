@@ -2,6 +2,7 @@
 //! memory plan printed, nothing trained.
 
 use anyhow::{Result, anyhow};
+use orz_backends::BackendKind;
 
 use crate::cli::Common;
 use crate::memory_plan::{MemoryPlan, device_memory, qwen25_shape};
@@ -39,6 +40,9 @@ pub fn dry_run(common: &Common, p: &Prepared) -> Result<()> {
     )
     .with_world_size(common.world_size()?);
     println!("\n{plan}");
+    if let Some(note) = oracle_caveat(common.backend) {
+        println!("{note}");
+    }
     let gpus = p.settings.recipe.orz_gpus;
     if gpus > 0 {
         println!("ORZ trained this preset on {gpus} GPUs (80 GB each).");
@@ -75,9 +79,39 @@ pub fn plan_without_model(common: &Common) -> Result<()> {
         )
         .with_world_size(common.world_size()?)
     );
+    if let Some(note) = oracle_caveat(common.backend) {
+        println!("{note}");
+    }
     println!(
         "ORZ trained this preset on {} GPUs (80 GB each). Pass --model DIR to check the checkpoint and tokenizer.",
         settings.recipe.orz_gpus
     );
     Ok(())
+}
+
+/// For the f64 oracle, what its plan leaves out: it copies where other backends take views and
+/// keeps all of it on its tape (measured in BENCHMARKS.md, "Memory: the dry run's plan against
+/// measured peaks"). `None` for every other backend.
+fn oracle_caveat(backend: BackendKind) -> Option<String> {
+    backend.entry().oracle.then(|| {
+        format!(
+            "note: {} is the f64 oracle, for checking, not training: its copies are not planned, and it \
+             measured 2.2 to 2.9 times this plan's training phase on the CPU (BENCHMARKS.md)",
+            backend.name()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_oracle_gets_the_caveat() {
+        let note = oracle_caveat(BackendKind::Reference).unwrap();
+        assert!(note.contains("reference is the f64 oracle"), "{note}");
+        for kind in BackendKind::ALL.iter().filter(|k| **k != BackendKind::Reference) {
+            assert_eq!(oracle_caveat(*kind), None, "{kind:?}");
+        }
+    }
 }
