@@ -1,9 +1,8 @@
-//! Native overrides of provided composites: libtorch's softmax family, a gather-minus-logsumexp
-//! token log-prob, AdamW on PyTorch's single-tensor kernels, and clipping with per-tensor norms
-//! (attention is in `attention.rs`). Each keeps the trait's semantics (and gradient), which the conformance suite
-//! checks against the default body on this backend.
-
-use std::rc::Rc;
+//! Native overrides of provided composites: libtorch's softmax family, the token log-prob on
+//! `log_softmax` + `gather` (gather minus logsumexp without a gradient), AdamW on libtorch's fused
+//! kernel and clipping on `_foreach_norm` (attention is in `attention.rs`). Each keeps the
+//! trait's semantics (and gradient), which the conformance suite checks against the default body
+//! on this backend.
 
 use orz_core::Result;
 use orz_core::optimizer::adamw::{AdamWConfig, AdamWStep};
@@ -74,8 +73,6 @@ impl Tch {
         let AdamWStep { lr, config: AdamWConfig { beta1, beta2, eps, weight_decay }, step } = *hp;
         let args = AdamWArgs { lr, beta1, beta2, weight_decay, eps, step };
         let _guard = tch::no_grad_guard();
-        // The moments' own tensors (shallow views of their storage when another handle exists).
-        let owned = |t: TchTensor| Rc::try_unwrap(t.t).unwrap_or_else(|shared| shared.shallow_clone());
         let f32_contiguous = |t: Tensor| -> std::result::Result<Tensor, tch::TchError> {
             if t.f_kind()? == Kind::Float && t.is_contiguous() {
                 Ok(t)
@@ -84,7 +81,8 @@ impl Tch {
             }
         };
         let update = || {
-            let (m, v) = (f32_contiguous(owned(m))?, f32_contiguous(owned(v))?);
+            // The kernel writes into the moments' storage, which their shallow clones share.
+            let (m, v) = (f32_contiguous(m.t.shallow_clone())?, f32_contiguous(v.t.shallow_clone())?);
             let g = f32_contiguous(grad.t.f_detach()?)?;
             let in_place = param.t.f_kind()? == Kind::Float && param.t.is_contiguous();
             let p = if in_place { param.t.shallow_clone() } else { f32_contiguous(param.t.f_detach()?)? };
